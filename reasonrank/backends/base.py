@@ -1,0 +1,74 @@
+"""Text-generation backends. They turn prompts into text (and token log-probabilities);
+they know nothing about queries, documents or ranking.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ChatPrompt:
+    """Chat messages, optionally followed by the start of the assistant's answer.
+
+    ``assistant_prefix`` is text the model must continue from (e.g. a forced ``<think>`` or a
+    reasoning trace that ends in ``</think>``); backends render it right after the generation prompt.
+    """
+
+    messages: tuple[dict[str, str], ...]
+    assistant_prefix: str = ""
+
+    @classmethod
+    def of(cls, user: str, system: str | None = None, assistant_prefix: str = "") -> ChatPrompt:
+        messages = ({"role": "system", "content": system},) if system else ()
+        return cls((*messages, {"role": "user", "content": user}), assistant_prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    top_logprobs: int = 0  # >0: return that many alternatives per generated token
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprobs:
+    """One generated token: its text, its log-probability and the best alternatives at that step."""
+
+    token: str
+    logprob: float
+    top: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    text: str
+    tokens: tuple[TokenLogprobs, ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"  # "stop" or "length"
+
+
+class Backend(ABC):
+    """A language model behind one of several engines (transformers, vLLM, an HTTP server)."""
+
+    name: str
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams) -> list[Generation]:
+        """Continue every prompt; batching and concurrency are the backend's business."""
+
+    @abstractmethod
+    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> list[dict[str, float]]:
+        """Log-probability of each option string as the very next token after each prompt.
+
+        Options are single-token strings such as ``"0"``, ``"1"``, ``"2"`` or ``"true"``/``"false"``.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
+        """Release engines, threads or connections."""

