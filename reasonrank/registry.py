@@ -64,7 +64,9 @@ def resolve(name_or_path: str, family: str | None = None) -> ModelSpec:
     """The spec for a registry name, a hub id of a registered checkpoint, or a local model folder."""
     if name_or_path in SPECS:
         spec = SPECS[name_or_path]
-        return spec if family in (None, spec.family) else ModelSpec(spec.name, family, spec.model, spec.description, spec.options)
+        if family in (None, spec.family):
+            return spec
+        return ModelSpec(spec.name, family, spec.model, spec.description, spec.options)
     for spec in SPECS.values():
         if spec.model == name_or_path and family in (None, spec.family):
             return spec

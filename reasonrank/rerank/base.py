@@ -46,6 +46,5 @@ class ScoringReranker(Reranker):
 
     def rerank_many(self, requests: Sequence[Request]) -> list[Ranking]:
         judgments = self.judge(requests)
-        return [
-            Ranking.from_judgments(r.query, r.candidates, js, self.name) for r, js in zip(requests, judgments, strict=True)
-        ]
+        pairs = zip(requests, judgments, strict=True)
+        return [Ranking.from_judgments(r.query, r.candidates, js, self.name) for r, js in pairs]

@@ -1,0 +1,95 @@
+"""Effectiveness with pytrec_eval: nDCG@10, MAP@100 and Recall@100, as Pyserini reports them.
+
+``python -m reasonrank.evaluate --run RUN --qrels QRELS [--topics T]``: with BRIGHT topics (which carry
+``excluded_ids``) those documents are dropped from the run before scoring, as BRIGHT's evaluation does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pytrec_eval
+
+from reasonrank.errors import EXIT_USER_ERROR, UserError
+from reasonrank.runs import Run, read_run
+
+# Display name -> pytrec_eval measure.
+METRICS = {"nDCG@10": "ndcg_cut_10", "MAP@100": "map_cut_100", "R@100": "recall_100"}
+Qrels = dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    mean: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+    queries: int
+
+
+def drop_excluded(run: Mapping[str, Mapping[str, float]], excluded: Mapping[str, frozenset[str]]) -> Run:
+    return {qid: {d: s for d, s in docs.items() if d not in excluded.get(qid, ())} for qid, docs in run.items()}
+
+
+def evaluate(
+    run: Mapping[str, Mapping[str, float]],
+    qrels: Qrels,
+    excluded: Mapping[str, frozenset[str]] | None = None,
+    metrics: Mapping[str, str] = METRICS,
+) -> Evaluation:
+    """Mean and per-query scores over the queries that are both judged and in the run (trec_eval's default)."""
+    if excluded:
+        run = drop_excluded(run, excluded)
+    judged = {qid: dict(docs) for qid, docs in run.items() if qid in qrels}
+    if not judged:
+        raise UserError("no query of the run has judgments in the qrels: check that --qrels matches --topics")
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, set(metrics.values()))
+    raw = evaluator.evaluate(judged)
+    per_query = {qid: {name: scores[measure] for name, measure in metrics.items()} for qid, scores in raw.items()}
+    mean = {name: sum(q[name] for q in per_query.values()) / len(per_query) for name in metrics}
+    return Evaluation(mean, per_query, len(per_query))
+
+
+def format_table(columns: Mapping[str, Evaluation]) -> str:
+    """A metrics table with one column per run (e.g. first stage and reranked)."""
+    names = list(columns)
+    width = max(10, *(len(n) for n in names))
+    header = f"{'metric':<10}" + "".join(f"{n:>{width + 2}}" for n in names)
+    rows = [header]
+    for metric in METRICS:
+        rows.append(f"{metric:<10}" + "".join(f"{columns[n].mean[metric]:>{width + 2}.4f}" for n in names))
+    rows.append(f"{'queries':<10}" + "".join(f"{columns[n].queries:>{width + 2}d}" for n in names))
+    return "\n".join(rows)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m reasonrank.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, nargs="+", help="one or more TREC run files")
+    parser.add_argument("--qrels", required=True, help="TREC qrels file or Pyserini qrels name")
+    parser.add_argument("--topics", help="topics whose excluded_ids are dropped from the run (BRIGHT)")
+    parser.add_argument("--per-query", action="store_true", help="also print nDCG@10 per query")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from reasonrank.topics import load_qrels, load_topics
+
+    try:
+        qrels = load_qrels(args.qrels)
+        excluded = {q.qid: q.excluded_ids for q in load_topics(args.topics)} if args.topics else None
+        results = {run: evaluate(read_run(run), qrels, excluded) for run in args.run}
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(format_table(results))
+    if args.per_query:
+        for run, evaluation in results.items():
+            for qid, scores in sorted(evaluation.per_query.items()):
+                print(f"{run}\t{qid}\t{scores['nDCG@10']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

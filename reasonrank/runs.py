@@ -1,0 +1,93 @@
+"""TREC run files and explanation files: written atomically, read back with line-level validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from reasonrank.errors import UserError
+from reasonrank.types import Ranking
+
+Run = dict[str, dict[str, float]]  # qid -> docid -> score
+
+
+@contextmanager
+def atomic_write(path: str | Path) -> Iterator:
+    """Write to a temporary file beside ``path`` and rename it into place only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            yield handle
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def run_lines(ranking: Ranking, tag: str | None = None) -> Iterator[str]:
+    """TREC lines ``qid Q0 docid rank score tag``; the ranking's order is the rank (ties already resolved)."""
+    tag = (tag or ranking.model).replace(" ", "_")
+    for item in ranking.items:
+        yield f"{ranking.query.qid} Q0 {item.docid} {item.rank} {item.score:.6f} {tag}\n"
+
+
+def write_run(path: str | Path, rankings: Iterable[Ranking], tag: str | None = None) -> None:
+    with atomic_write(path) as out:
+        for ranking in rankings:
+            out.writelines(run_lines(ranking, tag))
+
+
+def explanation_records(ranking: Ranking) -> Iterator[dict]:
+    for item in ranking.items:
+        yield {
+            "qid": ranking.query.qid,
+            "docid": item.docid,
+            "rank": item.rank,
+            "score": item.score,
+            "label": item.label,
+            "explanation": item.explanation,
+            "model": ranking.model,
+        }
+
+
+def write_explanations(path: str | Path, rankings: Iterable[Ranking]) -> None:
+    """One JSON line per (qid, docid), in run order, so it aligns line by line with the run file."""
+    with atomic_write(path) as out:
+        for ranking in rankings:
+            for record in explanation_records(ranking):
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def read_run(path: str | Path) -> Run:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"run file {path} does not exist: pass the path of a TREC run (qid Q0 docid rank score tag)")
+    run: Run = {}
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 6:
+                raise UserError(f"{path}:{number}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}")
+            qid, _, docid, _, score, _ = fields
+            try:
+                value = float(score)
+            except ValueError:
+                raise UserError(f"{path}:{number}: score {score!r} is not a number") from None
+            if docid in run.setdefault(qid, {}):
+                raise UserError(f"{path}:{number}: document {docid} appears twice for query {qid}")
+            run[qid][docid] = value
+    if not run:
+        raise UserError(f"run file {path} is empty")
+    return run
+
+
+def rankings_to_run(rankings: Iterable[Ranking]) -> Run:
+    return {r.query.qid: {item.docid: item.score for item in r.items} for r in rankings}

@@ -1,0 +1,280 @@
+"""``python -m reasonrank.serve``: one reranker behind HTTP, for Anserini (Java) and other non-Python callers.
+
+``POST /rerank`` takes a query and its candidates and answers the reranked list; ``GET /health`` names the model.
+The model is loaded once, before the server accepts connections. Rerankers are not thread-safe (they hold one
+torch model or one generation backend), so every model call goes through a single worker: requests queue in the
+event loop and are reranked one at a time, in arrival order.
+
+Bad input is always a 4xx with a JSON body ``{"error": "<one line>", "detail": [...]}``, never a 500: an oversized
+body is 413 (checked before it is parsed), and malformed JSON, missing fields, too many candidates or duplicate
+docids are 422.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reasonrank.errors import EXIT_USER_ERROR, UserError
+from reasonrank.rerank.base import Reranker
+from reasonrank.types import Candidate, Query
+from reasonrank.types import Request as RerankRequest
+
+DEFAULT_MAX_CANDIDATES = 1000
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024  # 1000 passages of a few KB each, with room to spare
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceLimits:
+    max_candidates: int = DEFAULT_MAX_CANDIDATES
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+
+
+class CandidateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    docid: str = Field(min_length=1, description="Document id, unique within the request")
+    text: str = Field(description="The passage text the reranker reads")
+    score: float = Field(0.0, description="First-stage score (rerankers that fuse scores may use it)")
+
+
+class RerankIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, description="The query text")
+    qid: str | None = Field(None, min_length=1, description="Echoed back; a random id is used when absent")
+    candidates: list[CandidateIn] = Field(description="Candidates in first-stage order")
+    top_k: int | None = Field(None, ge=1, description="Return only the best top_k (all are reranked)")
+
+    @model_validator(mode="after")
+    def _unique_docids(self) -> RerankIn:
+        seen: set[str] = set()
+        duplicates = sorted({c.docid for c in self.candidates if c.docid in seen or seen.add(c.docid)})
+        if duplicates:
+            raise ValueError(f"duplicate docids: {', '.join(duplicates[:5])}; each candidate must appear once")
+        return self
+
+
+class RankedOut(BaseModel):
+    docid: str
+    rank: int
+    score: float
+    explanation: str | None = None
+    label: int | None = None
+
+
+class RerankOut(BaseModel):
+    qid: str
+    model: str
+    ranking: list[RankedOut]
+
+
+class HealthOut(BaseModel):
+    model: str | None
+    ready: bool
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="One line: what is wrong and what to do")
+    detail: list[dict[str, Any]] | None = None
+
+
+def _error(status: int, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:
+    return JSONResponse(ErrorOut(error=message, detail=detail).model_dump(exclude_none=True), status_code=status)
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies over ``max_bytes`` with 413 before anything parses them.
+
+    A declared Content-Length is checked first; chunked bodies are read up to the limit and then replayed
+    to the application, so a client can never make the server buffer more than ``max_bytes``.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = _error(413, f"request body exceeds {self.max_bytes} bytes: send fewer or shorter candidates")
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await too_large(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _validation_message(errors: Sequence[dict[str, Any]]) -> str:
+    first = errors[0]
+    location = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+    message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{location}: {message}{more}"
+
+
+def create_app(reranker: Reranker | None, limits: ServiceLimits = ServiceLimits()) -> FastAPI:
+    """The service around an already loaded reranker; ``None`` gives an app that only reports not ready."""
+    app = FastAPI(
+        title="reasonrank reranking service",
+        version="1",
+        description="Rerank one query's candidates with a reasonrank reranker. Model calls are serialised.",
+    )
+    # One token: the reranker runs in one worker thread at a time, never concurrently with itself.
+    model_slot = anyio.CapacityLimiter(1)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [
+            {key: value for key, value in e.items() if key in ("loc", "msg", "type")} for e in error.errors()
+        ]
+        return _error(422, _validation_message(errors), errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return _error(error.status_code, str(error.detail))
+
+    @app.exception_handler(UserError)
+    async def _user(_: Request, error: UserError) -> JSONResponse:
+        return _error(422, str(error))
+
+    @app.get("/health", response_model=HealthOut)
+    async def health() -> HealthOut:
+        return HealthOut(model=reranker.name if reranker else None, ready=reranker is not None)
+
+    @app.post(
+        "/rerank",
+        response_model=RerankOut,
+        responses={413: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    )
+    async def rerank(body: RerankIn) -> RerankOut | JSONResponse:
+        if reranker is None:
+            return _error(503, "no model is loaded: start the service with --reranker NAME")
+        if len(body.candidates) > limits.max_candidates:
+            return _error(
+                422,
+                f"candidates: {len(body.candidates)} given, at most {limits.max_candidates} allowed "
+                "(split the list or restart with a larger --max-candidates)",
+            )
+        qid = body.qid or uuid.uuid4().hex
+        request = RerankRequest(
+            Query(qid, body.query), tuple(Candidate(c.docid, c.text, c.score) for c in body.candidates)
+        )
+        if request.candidates:
+            ranking = await anyio.to_thread.run_sync(reranker.rerank_request, request, limiter=model_slot)
+            items = ranking.items[: body.top_k]
+        else:
+            items = ()
+        return RerankOut(
+            qid=qid,
+            model=reranker.name,
+            ranking=[
+                RankedOut(
+                    docid=i.docid,
+                    rank=i.rank,
+                    score=float(i.score),
+                    explanation=i.explanation,
+                    label=None if i.label is None else int(i.label),
+                )
+                for i in items
+            ],
+        )
+
+    app.add_middleware(BodyLimit, max_bytes=limits.max_request_bytes)
+    return app
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The service's OpenAPI document; it does not depend on the model."""
+    return create_app(None).openapi()
+
+
+def write_openapi(path: str | Path) -> None:
+    Path(path).write_text(json.dumps(openapi_schema(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m reasonrank.serve", description=__doc__.splitlines()[0])
+    parser.add_argument("--reranker", help="registry name, local model folder or hub id (see reasonrank.registry)")
+    parser.add_argument("--reranker-family", default=None, help="family for a hub id or an ambiguous folder")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-candidates", type=_positive, default=DEFAULT_MAX_CANDIDATES)
+    parser.add_argument("--max-request-bytes", type=_positive, default=DEFAULT_MAX_REQUEST_BYTES)
+    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    parser.add_argument(
+        "--write-openapi", metavar="PATH", help="write the OpenAPI schema to PATH and exit (no model is loaded)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.write_openapi:
+            write_openapi(args.write_openapi)
+            return 0
+        if not args.reranker:
+            raise UserError("--reranker is required: pass a registry name such as minilm-bi")
+        import uvicorn
+
+        from reasonrank.registry import load_reranker
+
+        reranker = load_reranker(args.reranker, args.reranker_family)
+        app = create_app(reranker, ServiceLimits(args.max_candidates, args.max_request_bytes))
+        # One process, one event loop: the model lives here once; uvicorn workers would each load a copy.
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
