@@ -63,13 +63,17 @@ def format_table(columns: Mapping[str, Evaluation]) -> str:
     return "\n".join(rows)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reasonrank.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, nargs="+", help="one or more TREC run files")
     parser.add_argument("--qrels", required=True, help="TREC qrels file or Pyserini qrels name")
     parser.add_argument("--topics", help="topics whose excluded_ids are dropped from the run (BRIGHT)")
     parser.add_argument("--per-query", action="store_true", help="also print nDCG@10 per query")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

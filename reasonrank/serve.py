@@ -14,9 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
+import subprocess
 import sys
+import tempfile
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,6 +152,10 @@ class BodyLimit:
 
 def _validation_message(errors: Sequence[dict[str, Any]]) -> str:
     first = errors[0]
+    if first.get("type") == "json_invalid":
+        reason = str(first.get("ctx", {}).get("error", "JSON decode error"))
+        position = first.get("loc", ("body", "?"))[-1]
+        return f"the request body is not valid JSON ({reason} at character {position}): send a JSON object"
     location = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -164,10 +174,10 @@ def create_app(reranker: Reranker | None, limits: ServiceLimits = ServiceLimits(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
-        errors = [
-            {key: value for key, value in e.items() if key in ("loc", "msg", "type")} for e in error.errors()
-        ]
-        return _error(422, _validation_message(errors), errors)
+        errors = list(error.errors())
+        # Only these keys: ``input`` could echo a huge body back and ``ctx`` may hold exception objects.
+        detail = [{key: value for key, value in e.items() if key in ("loc", "msg", "type")} for e in errors]
+        return _error(422, _validation_message(errors), detail)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -230,6 +240,54 @@ def openapi_schema() -> dict[str, Any]:
 
 def write_openapi(path: str | Path) -> None:
     Path(path).write_text(json.dumps(openapi_schema(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running_service(
+    reranker: str, *options: str, host: str = "127.0.0.1", port: int | None = None, start_timeout: float = 300.0
+) -> Iterator[str]:
+    """Run ``python -m reasonrank.serve`` in a child process until the block ends; yields its base URL.
+
+    For tests, benchmarks and notebooks. Waits until ``/health`` answers ready (model loaded); if the child
+    exits first or ``start_timeout`` passes, raises with the end of its log.
+    """
+    import httpx
+
+    port = port or free_port(host)
+    url = f"http://{host}:{port}"
+    command = [sys.executable, "-m", "reasonrank.serve", "--reranker", reranker, "--host", host, "--port", str(port),
+               "--log-level", "warning", *options]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as log:
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + start_timeout
+            while True:
+                if child.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    tail = log.read()[-2000:]
+                    raise RuntimeError(f"the reranking service did not start ({' '.join(command)}):\n{tail}")
+                try:
+                    if httpx.get(f"{url}/health", timeout=5.0).json().get("ready"):
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            yield url
+        finally:
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 def _positive(text: str) -> int:

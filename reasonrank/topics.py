@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonrank.errors import UserError
-from reasonrank.java import configure_jvm
+from reasonrank.java import import_pyserini_search
 from reasonrank.types import Query
 
 IRDS_PREFIX = "irds:"
@@ -82,7 +82,7 @@ def read_trec_qrels(path: Path) -> dict[str, dict[str, int]]:
 
 
 def _looks_like_path(spec: str) -> bool:
-    return "/" in spec or "\\" in spec or spec.lower().endswith(TOPIC_FILE_SUFFIXES + (".gz",))
+    return "/" in spec or "\\" in spec or spec.lower().endswith((*TOPIC_FILE_SUFFIXES, ".gz"))
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -187,7 +187,7 @@ class _QueryCollector:
 
 
 def _pyserini_topics(name: str, query_field: str) -> list[Query]:
-    configure_jvm()
+    import_pyserini_search()  # sets Anserini's classpath before jnius starts the JVM
     from jnius import JavaException
     from pyserini.search import get_topics
 
@@ -211,14 +211,16 @@ def _pyserini_topics(name: str, query_field: str) -> list[Query]:
 
 
 def _pyserini_qrels_file(name: str) -> str:
-    configure_jvm()
+    import_pyserini_search()  # sets Anserini's classpath before jnius starts the JVM
     from jnius import JavaException
     from pyserini.search import get_qrels_file
 
     try:
         return get_qrels_file(name)
     except FileNotFoundError:
-        raise UserError(f"unknown qrels {name!r}: not a file and not a Pyserini qrels name (e.g. dl19-passage)") from None
+        raise UserError(
+            f"unknown qrels {name!r}: not a file and not a Pyserini qrels name (e.g. dl19-passage)"
+        ) from None
     except JavaException:
         raise UserError(
             f"could not download Pyserini qrels {name!r} (offline?): pass a TREC qrels file instead"

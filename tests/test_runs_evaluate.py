@@ -43,7 +43,8 @@ def test_run_round_trip_and_metrics(tmp_path, dl19_qrels):
     assert ideal_eval.queries == 5
     assert ideal_eval.mean["nDCG@10"] == pytest.approx(1.0)
     assert worst_eval.mean["nDCG@10"] < 0.5
-    assert ideal_eval.mean["R@100"] == pytest.approx(worst_eval.mean["R@100"])
+    # DL19 judges more than 100 documents a query: the worst order fills the top 100 with non-relevant ones.
+    assert worst_eval.mean["R@100"] < ideal_eval.mean["R@100"]
 
 
 def test_excluded_ids_are_dropped_before_scoring(dl19_qrels):

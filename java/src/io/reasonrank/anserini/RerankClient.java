@@ -32,6 +32,8 @@ public final class RerankClient {
 
   /** A 4xx/5xx answer: the HTTP status and the service's one-line {@code error}. */
   public static final class ServiceException extends IOException {
+    private static final long serialVersionUID = 1L;
+
     private final int status;
 
     public ServiceException(int status, String message) {
@@ -54,7 +56,11 @@ public final class RerankClient {
   public RerankClient(URI base, Duration timeout) {
     this.base = base;
     this.timeout = timeout;
-    this.http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
+    // HTTP/1.1: the default HTTP/2 upgrade attempt on plain http:// only makes uvicorn log a warning per request.
+    this.http = HttpClient.newBuilder()
+        .version(HttpClient.Version.HTTP_1_1)
+        .connectTimeout(Duration.ofSeconds(10))
+        .build();
   }
 
   /** The model name the service reports, or an exception if it is down or not ready. */

@@ -47,6 +47,10 @@ public final class ServiceReranker<T> implements Reranker<T> {
       position.put(docid, i);
       Document document = docs.lucene_documents[i];
       String raw = document == null ? null : document.get("raw");
+      if (raw == null) {
+        throw new IllegalStateException("the index stores no raw text (document " + docid
+            + "): rerankers need the passages; index with -storeRaw");
+      }
       candidates.add(new RerankClient.Candidate(docid, PassageText.fromRaw(raw), docs.scores[i]));
     }
     Object qid = context.getQueryId();

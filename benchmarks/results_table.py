@@ -1,0 +1,239 @@
+"""The offline effectiveness table: BM25 and every offline reranker on DL19 mini and SciFact test.
+
+``python benchmarks/results_table.py`` runs each system as its own ``python -m reasonrank.search`` command (the exact
+commands go into the table), one at a time, writes the runs to ``runs/results/`` and the table to
+``docs/results.md``: nDCG@10, MAP@100, R@100 and seconds per query. The SmolLM2 generative rerankers are slow on a CPU,
+so they rerank a shallow head, and on SciFact only the first 50 test queries (with BM25 on the same 50 beside them).
+A system whose registry name is not defined (yet) is listed as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from reasonrank.evaluate import METRICS, evaluate  # noqa: E402
+from reasonrank.registry import SPECS  # noqa: E402
+from reasonrank.runs import read_run  # noqa: E402
+from reasonrank.search import embedded_collection  # noqa: E402
+from reasonrank.topics import load_qrels, load_topics  # noqa: E402
+
+SCIFACT_SUBSET = 50  # SciFact test queries the generative rerankers see
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    name: str
+    corpus: Path
+    topics: Path
+    qrels: Path
+
+
+@dataclass(frozen=True, slots=True)
+class System:
+    """One row: a label, the reranking flags given to ``reasonrank.search``, and the registry names it needs."""
+
+    label: str
+    flags: tuple[str, ...]
+    needs: tuple[str, ...] = ()
+    subset: bool = False  # only the first SCIFACT_SUBSET queries (SciFact)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    collection: str
+    label: str
+    queries: int
+    scores: dict[str, float] | None
+    seconds_per_query: float | None
+    command: str
+    note: str = ""
+
+
+def collections(data_dir: Path) -> list[Collection]:
+    dl19 = embedded_collection()
+    scifact = data_dir / "scifact"
+    return [
+        Collection("DL19 mini", dl19.corpus, dl19.topics, dl19.qrels),
+        Collection("SciFact test", scifact / "corpus.jsonl", scifact / "topics.test.tsv", scifact / "qrels.test.txt"),
+    ]
+
+
+def students() -> list[str]:
+    """Registry names whose model lives under reasonrank/models/ (checkpoints trained in this project)."""
+    folder = str(ROOT / "reasonrank" / "models")
+    return sorted(name for name, spec in SPECS.items() if str(spec.model).startswith(folder))
+
+
+def systems(extra: Sequence[str]) -> list[System]:
+    rows = [
+        System("BM25", ("--reranker", "none")),
+        System("minilm-bi (depth 100)", ("--reranker", "minilm-bi", "--rerank-depth", "100"), ("minilm-bi",)),
+        System("minilm-cross (depth 100)", ("--reranker", "minilm-cross", "--rerank-depth", "100"), ("minilm-cross",)),
+    ]
+    rows += [System(f"{name} (depth 100)", ("--reranker", name, "--rerank-depth", "100"), (name,))
+             for name in [*students(), *extra]]
+    rows += [
+        System("BM25 (first 50)", ("--reranker", "none"), subset=True),
+        System("smollm2-pointwise (depth 10)", ("--reranker", "smollm2-pointwise", "--rerank-depth", "10"),
+               ("smollm2-pointwise",), subset=True),
+        System("smollm2-listwise (depth 20, window 5)", ("--reranker", "smollm2-listwise", "--rerank-depth", "20"),
+               ("smollm2-listwise",), subset=True),
+        System("cascade minilm-bi:100 → smollm2-pointwise:10", ("--cascade", "minilm-bi:100,smollm2-pointwise:10"),
+               ("minilm-bi", "smollm2-pointwise"), subset=True),
+    ]
+    return rows
+
+
+def slug(label: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-." else "-" for c in label.split(" (")[0].replace("→", "to"))
+    return "-".join(part for part in keep.split("-") if part)
+
+
+def subset_topics(collection: Collection, folder: Path) -> Path:
+    """The first SCIFACT_SUBSET topics of a collection as a TSV beside the runs."""
+    path = folder / f"topics.{slug(collection.name)}.first{SCIFACT_SUBSET}.tsv"
+    queries = load_topics(str(collection.topics))[:SCIFACT_SUBSET]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{q.qid}\t{q.text}\n" for q in queries), encoding="utf-8")
+    return path
+
+
+def applies(collection: Collection, system: System) -> bool:
+    """DL19 mini has 43 queries, so every system sees all of them there and needs no BM25 subset row."""
+    return not (system.subset and system.needs == () and not collection.name.startswith("SciFact"))
+
+
+def run_system(collection: Collection, system: System, folder: Path, threads: int) -> Row:
+    subset = system.subset and collection.name.startswith("SciFact")
+    topics = subset_topics(collection, folder) if subset else collection.topics
+    output = folder / f"run.{slug(collection.name)}.{slug(system.label)}{'.first50' if subset else ''}.txt"
+    argv = ["-m", "reasonrank.search", "--index", str(collection.corpus), "--topics", str(topics),
+            "--hits", "100", *system.flags, "--output", str(output), "--no-resume", "--quiet"]
+    command = shlex.join(["python", *[_relative(a) for a in argv]])
+    missing = [name for name in system.needs if name not in SPECS]
+    if missing:
+        note = f"skipped: {', '.join(missing)} not registered"
+        return Row(collection.name, system.label, 0, None, None, command, note)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "REASONRANK_TORCH_THREADS": str(threads)}
+    print(f"[{collection.name}] {system.label}: {command}", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["?"])[-1][:150]
+        return Row(collection.name, system.label, 0, None, None, command, f"failed: {reason}")
+    queries = load_topics(str(topics))
+    result = evaluate(read_run(output), load_qrels(str(collection.qrels)))
+    return Row(collection.name, system.label, result.queries, result.mean, seconds / len(queries), command,
+               f"first {SCIFACT_SUBSET} test queries" if subset else "")
+
+
+def _relative(argument: str) -> str:
+    path = Path(argument)
+    if path.is_absolute() and path.is_relative_to(ROOT):
+        return str(path.relative_to(ROOT))
+    return argument
+
+
+def machine() -> str:
+    import torch
+
+    memory = ""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        kib = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
+        memory = f", {kib / 2**20:.0f} GiB RAM"
+    cpu = platform.processor() or platform.machine()
+    model = Path("/proc/cpuinfo")
+    if model.is_file():
+        lines = model.read_text().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {len(os.sched_getaffinity(0))} cores available{memory}, {gpu}; "
+            f"Python {platform.python_version()}, torch {torch.__version__}, {platform.system()} {platform.release()}")
+
+
+def markdown(rows: Sequence[Row], threads: int) -> str:
+    lines = [
+        "# Offline effectiveness",
+        "",
+        "Regenerate with `python benchmarks/results_table.py` (about half an hour on 2 CPU cores); it runs each",
+        "command below one after the other, writes the runs to `runs/results/` and this file. Metrics are",
+        "pytrec_eval's (nDCG@10, MAP@100, Recall@100) over the judged queries of each run. BM25 is Pyserini's",
+        "(k1=0.9, b=0.4) over the corpus, 100 hits per query.",
+        "",
+        f"Machine: {machine()}; torch limited to {threads} threads (`REASONRANK_TORCH_THREADS`).",
+        "",
+        "**s/query** is the wall time of the whole command (JVM start, index open, model load, BM25 and reranking;",
+        "the BM25 indexes are built beforehand, untimed)",
+        "divided by its queries, so short runs carry more start-up per query; compare a row with the BM25 row above",
+        "it for the reranking cost. The SmolLM2-135M rerankers are plumbing checks, not quality claims: on a CPU they",
+        f"rerank only a shallow head (depth 10 or 20) and, on SciFact, only the first {SCIFACT_SUBSET} test queries,",
+        "next to BM25 on the same queries.",
+        "",
+        "| collection | system | queries | " + " | ".join(METRICS) + " | s/query | note |",
+        "|---|---|---:|" + "---:|" * len(METRICS) + "---:|---|",
+    ]
+    for row in rows:
+        if row.scores is None:
+            cells = " | ".join("-" for _ in METRICS)
+            lines.append(f"| {row.collection} | {row.label} | - | {cells} | - | {row.note} |")
+            continue
+        cells = " | ".join(f"{row.scores[m]:.4f}" for m in METRICS)
+        lines.append(f"| {row.collection} | {row.label} | {row.queries} | {cells} | "
+                     f"{row.seconds_per_query:.3f} | {row.note} |")
+    lines += ["", "## Commands", "", "Each ran with `HF_HUB_OFFLINE=1` from the repository root.", ""]
+    for row in rows:
+        if row.command:
+            lines += [f"- {row.collection}, {row.label}:", f"  `{row.command}`"]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    shared = os.environ.get("REASONRANK_SHARED_DATA", str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--data-dir", default=shared,
+                        help="the shared data folder holding scifact/ (default ../shared/data)")
+    parser.add_argument("--output-dir", default=str(ROOT / "runs" / "results"), help="run files (runs/results)")
+    parser.add_argument("--table", default=str(ROOT / "docs" / "results.md"), help="markdown output (docs/results.md)")
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME",
+                        help="another registry name or model folder to add at depth 100 (repeatable)")
+    parser.add_argument("--only", help="run only the systems whose label contains this text (BM25 always runs)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per command (default 2)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    folder = Path(args.output_dir)
+    from reasonrank.corpus import ensure_index
+
+    for collection in collections(Path(args.data_dir)):  # index once, untimed, so no row pays for indexing
+        ensure_index(collection.corpus)
+    chosen = [s for s in systems(args.extra) if not args.only or s.label.startswith("BM25") or args.only in s.label]
+    Path(args.table).parent.mkdir(parents=True, exist_ok=True)
+    rows: list[Row] = []
+    for collection in collections(Path(args.data_dir)):
+        for system in (s for s in chosen if applies(collection, s)):
+            rows.append(run_system(collection, system, folder, args.threads))
+            table = markdown(rows, args.threads)  # rewritten after every row: a long run leaves a usable table
+            Path(args.table).write_text(table, encoding="utf-8")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

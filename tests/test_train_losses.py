@@ -1,0 +1,82 @@
+"""Each distillation loss against a value worked out by hand (the arithmetic is in the comments)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from reasonrank.train.losses import distillation_kl, distillation_loss, main_loss, ranknet, softmax_cross_entropy
+
+ONE_POSITIVE = torch.tensor([[1.0, 0.0, 0.0]])
+
+
+def test_softmax_cross_entropy_one_positive():
+    # scores (2, 0, 0), positive first: -log(e^2 / (e^2 + 1 + 1)) = log(1 + 2/e^2) = log(1.2706706) = 0.2395448
+    loss = softmax_cross_entropy(torch.tensor([[2.0, 0.0, 0.0]]), ONE_POSITIVE)
+    assert loss.item() == pytest.approx(0.2395448, abs=1e-6)
+
+
+def test_softmax_cross_entropy_averages_rows_and_spreads_graded_labels():
+    # row 1: uniform scores over 2 docs, both labelled 1 -> target (.5, .5): -(.5 log .5 + .5 log .5) = log 2 = 0.6931472
+    # row 2: scores (0, 0), positive first -> -log(1/2) = 0.6931472; mean 0.6931472
+    scores = torch.zeros(2, 2)
+    labels = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    assert softmax_cross_entropy(scores, labels).item() == pytest.approx(0.6931472, abs=1e-6)
+
+
+def test_ranknet_pairs_of_the_positive():
+    # scores (1, 0, 2), positive first: pairs (pos, neg1): log(1 + e^-1) = 0.3132617, (pos, neg2): log(1 + e^1) = 1.3132617
+    # mean over the 2 pairs = 0.8132617
+    assert ranknet(torch.tensor([[1.0, 0.0, 2.0]]), ONE_POSITIVE).item() == pytest.approx(0.8132617, abs=1e-6)
+
+
+def test_ranknet_ignores_ties():
+    # labels (2, 1, 1): pairs (0,1), (0,2) only; scores all 0 -> log 2 each = 0.6931472
+    labels = torch.tensor([[2.0, 1.0, 1.0]])
+    assert ranknet(torch.zeros(1, 3), labels).item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_kl_teacher_to_student_at_temperature_one():
+    # teacher (ln 3, 0) -> p_t = (.75, .25); student (0, 0) -> p_s = (.5, .5)
+    # KL(p_t || p_s) = .75 ln 1.5 + .25 ln .5 = 0.3040988 - 0.1732868 = 0.1308120
+    student = torch.tensor([[0.0, 0.0]])
+    teacher = torch.tensor([[math.log(3.0), 0.0]])
+    assert distillation_kl(student, teacher, 1.0).item() == pytest.approx(0.1308120, abs=1e-6)
+
+
+def test_kl_direction_is_teacher_first():
+    # The reverse KL(p_s || p_t) = .5 ln(.5/.75) + .5 ln(.5/.25) = -0.2027326 + 0.3465736 = 0.1438410 must not be what we get.
+    student = torch.tensor([[0.0, 0.0]])
+    teacher = torch.tensor([[math.log(3.0), 0.0]])
+    assert distillation_kl(student, teacher, 1.0).item() != pytest.approx(0.1438410, abs=1e-4)
+
+
+def test_kl_temperature_scales_by_t_squared():
+    # teacher (2 ln 3, 0) at T=2 -> same p_t = (.75, .25); student 0 -> same p_s: T^2 * 0.1308120 = 0.5232481
+    student = torch.tensor([[0.0, 0.0]])
+    teacher = torch.tensor([[2 * math.log(3.0), 0.0]])
+    assert distillation_kl(student, teacher, 2.0).item() == pytest.approx(0.5232481, abs=1e-6)
+
+
+def test_combined_loss_weights_main_and_kl():
+    # scores (0, 0), positive first: CE = ln 2 = 0.6931472; teacher (ln 3, 0): KL = 0.1308120
+    # alpha .25: .75 * 0.6931472 + .25 * 0.1308120 = 0.5198604 + 0.0327030 = 0.5525634
+    scores = torch.zeros(1, 2)
+    labels = torch.tensor([[1.0, 0.0]])
+    teacher = torch.tensor([[math.log(3.0), 0.0]])
+    loss = distillation_loss(scores, labels, teacher, kind="ce", alpha=0.25, temperature=1.0)
+    assert loss.item() == pytest.approx(0.5525634, abs=1e-6)
+
+
+def test_mix_is_the_mean_of_ce_and_ranknet():
+    # scores (1, 0, 2): CE = -log(e / (e + 1 + e^2)) = log(1 + e^-1 + e) = log(4.0861613) = 1.4076059
+    # RankNet = 0.8132617 (above); mix = (1.4076059 + 0.8132617) / 2 = 1.1104338
+    scores = torch.tensor([[1.0, 0.0, 2.0]])
+    assert main_loss("mix", scores, ONE_POSITIVE).item() == pytest.approx(1.1104338, abs=1e-6)
+
+
+def test_alpha_without_teacher_is_an_error():
+    with pytest.raises(ValueError, match="teacher"):
+        distillation_loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), None, alpha=0.5)
