@@ -161,6 +161,9 @@ def encoder() -> list[Measure]:
     spec = importlib.util.spec_from_file_location("encoder_speed", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    if not hasattr(module, "measure"):  # it must return {"ours": s, "reference": s, "goal", "met", "detail"}
+        return [Measure("(d) encoder", 0.0, 0.0, "-", "-", None,
+                        "benchmarks/encoder_speed.py has no measure() yet: run `python benchmarks/encoder_speed.py`")]
     result = module.measure()
     ours, reference = float(result["ours"]), float(result["reference"])
     return [Measure("(d) cross-encoder, reasonrank vs sentence-transformers CrossEncoder", ours, reference,

@@ -117,10 +117,12 @@ def _document_from_json(record: dict, where: str) -> Document:
         raise UserError(f"{where}: document has no id (expected `id` as in Pyserini JSONL or `_id` as in BEIR)")
     if "contents" in record:
         contents = str(record["contents"])
+    elif "content" in record:  # BRIGHT's document files
+        contents = str(record["content"])
     elif "text" in record or "title" in record:
         contents = " ".join(str(record[key]).strip() for key in ("title", "text") if record.get(key))
     else:
-        raise UserError(f"{where}: document {docid!r} has no text (expected `contents`, or `title`/`text`)")
+        raise UserError(f"{where}: document {docid!r} has no text (expected `contents`, `content`, or `title`/`text`)")
     if not contents.strip():
         raise UserError(f"{where}: document {docid!r} is empty: remove it from the corpus")
     return Document(str(docid), contents)

@@ -41,7 +41,12 @@ class Bm25FirstStage:
         return Path(self._searcher.index_dir)
 
     def search(
-        self, queries: Sequence[Query], hits: int = 100, threads: int = 1, remove_query: bool = False
+        self,
+        queries: Sequence[Query],
+        hits: int = 100,
+        threads: int = 1,
+        remove_query: bool = False,
+        progress: bool = True,
     ) -> list[Request]:
         """The top ``hits`` candidates of each query in Lucene's order, text taken from the stored raw document.
 
@@ -63,7 +68,7 @@ class Bm25FirstStage:
             depth = hits + len(query.excluded_ids) + (1 if remove_query else 0)
             groups.setdefault(depth, []).append(query)
         found: dict[str, tuple[Candidate, ...]] = {}
-        with tqdm(total=len(queries), desc="BM25", unit=" queries", disable=len(queries) < 2) as bar:
+        with tqdm(total=len(queries), desc="BM25", unit=" queries", disable=not progress or len(queries) < 2) as bar:
             for depth, group in groups.items():
                 for start in range(0, len(group), QUERIES_PER_BATCH):
                     batch = group[start:start + QUERIES_PER_BATCH]

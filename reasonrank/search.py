@@ -17,6 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from reasonrank.errors import EXIT_USER_ERROR, UserError
+from reasonrank.rerank.base import Reranker
 from reasonrank.types import RankedCandidate, Ranking, Request
 
 DEFAULT_RERANKER = "minilm-bi"
@@ -133,7 +134,8 @@ def default_output(args: argparse.Namespace, index: str) -> Path:
     return Path("runs") / f"run.{collection}.{reranker.replace('/', '_').replace(':', '-').replace(',', '+')}.txt"
 
 
-def run_search(args: argparse.Namespace) -> int:
+def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> int:
+    """Run the pipeline; a caller that passes ``reranker`` (loaded once for many runs) keeps ownership of it."""
     from reasonrank.evaluate import evaluate, format_table
     from reasonrank.resume import Checkpoint
     from reasonrank.runs import rankings_to_run, write_explanations, write_run
@@ -152,10 +154,14 @@ def run_search(args: argparse.Namespace) -> int:
         shard, shards = parse_shard(args.shard)
         queries = queries[shard::shards]
     qrels = load_qrels(qrels_spec) if qrels_spec else None  # read early: a bad qrels file fails before the work
-    reranker = build_reranker(args)
+    owns_reranker = reranker is None
+    if owns_reranker:
+        reranker = build_reranker(args)
 
     first_stage = build_first_stage(args, index)
-    requests = first_stage.search(queries, hits=args.hits, threads=args.threads, remove_query=args.remove_query)
+    requests = first_stage.search(
+        queries, hits=args.hits, threads=args.threads, remove_query=args.remove_query, progress=not args.quiet
+    )
     baseline = [first_stage_ranking(r, args.first_stage) for r in requests]
 
     if reranker is None:
@@ -175,7 +181,8 @@ def run_search(args: argparse.Namespace) -> int:
                 done.update((ranking.query.qid, ranking) for ranking in chunk)
                 progress.update(len(chunk))
         final = [done[r.query.qid] for r in requests]
-        reranker.close()
+        if owns_reranker:
+            reranker.close()
 
     write_run(output, final)
     if args.explanations:

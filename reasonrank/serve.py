@@ -187,6 +187,12 @@ def create_app(reranker: Reranker | None, limits: ServiceLimits = ServiceLimits(
     async def _user(_: Request, error: UserError) -> JSONResponse:
         return _error(422, str(error))
 
+    @app.exception_handler(Exception)
+    async def _failed(_: Request, error: Exception) -> JSONResponse:
+        # A fault of the model or of reasonrank, not of the request; still JSON so clients can show it.
+        first_line = (str(error).splitlines() or [""])[0]
+        return _error(500, f"the reranker failed ({type(error).__name__}: {first_line}): see the service log")
+
     @app.get("/health", response_model=HealthOut)
     async def health() -> HealthOut:
         return HealthOut(model=reranker.name if reranker else None, ready=reranker is not None)

@@ -79,10 +79,9 @@ def test_bi_encoder_ranks_judged_passages_better_than_chance(dl19, qrels, bi_enc
             order = list(request.candidates)
             rng.shuffle(order)
             shuffled.append({c.docid: -rank for rank, c in enumerate(order)})
-    random_ndcg = np.mean([
-        evaluate({r.query.qid: run}, qrels).mean["nDCG@10"]
-        for r, run in zip(dl19 * 10, shuffled, strict=True)
-    ])
+    random_ndcg = np.mean(
+        [evaluate({r.query.qid: run}, qrels).mean["nDCG@10"] for r, run in zip(dl19 * 10, shuffled, strict=True)]
+    )
     ours = ndcg10(rankings, qrels)
     print(f"bi-encoder nDCG@10 on judged passages {ours:.3f}, random order {random_ndcg:.3f}")
     assert ours > random_ndcg + 0.1
@@ -163,8 +162,13 @@ def _tiny_classifier(folder: Path) -> Path:
 
     tokenizer = AutoTokenizer.from_pretrained(locate_model(MINILM).path)
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, num_labels=1, architectures=["BertForSequenceClassification"],
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=1,
+        architectures=["BertForSequenceClassification"],
     )
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(folder)
@@ -184,8 +188,10 @@ def test_lora_adapter_round_trip(tmp_path, dl19):
 
     requests = [Request(dl19[0].query, dl19[0].candidates[:5])]
     plain = [j.score for j in build_cross_encoder(str(base), progress=False).judge(requests)[0]]
-    on_top = [j.score for j in build_cross_encoder(str(base), lora=str(tmp_path / "adapter"), progress=False)
-              .judge(requests)[0]]
+    on_top = [
+        j.score
+        for j in build_cross_encoder(str(base), lora=str(tmp_path / "adapter"), progress=False).judge(requests)[0]
+    ]
     by_folder = [j.score for j in build_cross_encoder(str(tmp_path / "adapter"), progress=False).judge(requests)[0]]
     assert not np.allclose(plain, on_top, atol=1e-4)
     np.testing.assert_allclose(on_top, by_folder, atol=1e-6)
@@ -201,9 +207,9 @@ def test_two_label_head_scores_log_odds(tmp_path, dl19):
     pairs = [(dl19[0].query.text, c.text) for c in dl19[0].candidates[:3]]
     encodings = reranker.encode_pairs(pairs)
     with torch.inference_mode():
-        logits = torch.cat([
-            two(input_ids=torch.tensor([e.ids]), token_type_ids=torch.tensor([e.type_ids])).logits for e in encodings
-        ])
+        logits = torch.cat(
+            [two(input_ids=torch.tensor([e.ids]), token_type_ids=torch.tensor([e.type_ids])).logits for e in encodings]
+        )
     np.testing.assert_allclose(reranker.score_pairs(pairs), (logits[:, 1] - logits[:, 0]).numpy(), atol=1e-5)
 
 

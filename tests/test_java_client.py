@@ -1,4 +1,4 @@
-"""The Java side: built with javac against Anserini's jar, Anserini BM25 → reasonrank service → the same run as Python."""
+"""The Java side: javac against Anserini's jar; Anserini BM25 → reasonrank service gives the same run as Python."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from reasonrank.errors import UserError
 from reasonrank.java import JavaRuntime, find_java
 from reasonrank.java_build import _javac, anserini_jar, build, java_command
 
-TOPICS = 5  # the first DL19 topics: enough to cover several rankings, cheap enough for 2 CPU cores
+TOPICS = 3  # the first DL19 topics: enough to cover several rankings, cheap enough for 2 CPU cores
 HITS, DEPTH = 20, 10
 
 

@@ -21,6 +21,10 @@ from reasonrank.types import Judgment, Request
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def overlap(query: str, text: str) -> float:
+    return float(len(set(query.lower().split()) & set(text.lower().split())))
+
+
 class OverlapReranker(ScoringReranker):
     """Scores a passage by how many query words it contains; records whether two calls ever overlapped."""
 
@@ -40,10 +44,7 @@ class OverlapReranker(ScoringReranker):
             self.most_active = max(self.most_active, self.active)
         time.sleep(self.pause)  # a window in which a second, unserialised call would overlap
         try:
-            return [
-                [Judgment(float(len(set(r.query.text.lower().split()) & set(c.text.lower().split())))) for c in r.candidates]
-                for r in requests
-            ]
+            return [[Judgment(overlap(r.query.text, c.text)) for c in r.candidates] for r in requests]
         finally:
             with self._guard:
                 self.active -= 1
@@ -78,8 +79,7 @@ def test_rerank_orders_by_the_reranker_and_echoes_the_qid(client, dl19):
     ranking = result["ranking"]
     assert [r["rank"] for r in ranking] == list(range(1, 31))
     assert sorted(r["docid"] for r in ranking) == sorted(p["docid"] for p in passages[:30])
-    words = set(query.lower().split())
-    expected = {p["docid"]: float(len(words & set(p["text"].lower().split()))) for p in passages[:30]}
+    expected = {p["docid"]: overlap(query, p["text"]) for p in passages[:30]}
     assert all(r["score"] == expected[r["docid"]] for r in ranking)
     scores = [r["score"] for r in ranking]
     assert scores == sorted(scores, reverse=True)
@@ -149,6 +149,18 @@ def test_chunked_body_over_the_limit_is_refused_before_parsing(client):
 
     answer = client.post("/rerank", content=chunks(), headers={"content-type": "application/json"})
     assert answer.status_code == 413 and "exceeds" in answer.json()["error"]
+
+
+def test_a_failing_model_is_a_json_500_not_a_crash(dl19):
+    class Broken(OverlapReranker):
+        def judge(self, requests):
+            raise RuntimeError("CUDA out of memory")
+
+    topics, passages = dl19
+    broken = TestClient(create_app(Broken()), raise_server_exceptions=False)
+    answer = broken.post("/rerank", json={"query": topics[0][1], "candidates": passages[:3]})
+    assert answer.status_code == 500 and "RuntimeError: CUDA out of memory" in answer.json()["error"]
+    assert broken.get("/health").json()["ready"]  # the service keeps serving
 
 
 def test_unknown_paths_and_methods_answer_json(client):

@@ -13,13 +13,15 @@ ONE_POSITIVE = torch.tensor([[1.0, 0.0, 0.0]])
 
 
 def test_softmax_cross_entropy_one_positive():
-    # scores (2, 0, 0), positive first: -log(e^2 / (e^2 + 1 + 1)) = log(1 + 2/e^2) = log(1.2706706) = 0.2395448
+    # scores (2, 0, 0), positive first: -log(e^2 / (e^2 + 1 + 1)) = log(1 + 2/e^2)
+    # = log(1.2706706) = 0.2395448
     loss = softmax_cross_entropy(torch.tensor([[2.0, 0.0, 0.0]]), ONE_POSITIVE)
     assert loss.item() == pytest.approx(0.2395448, abs=1e-6)
 
 
 def test_softmax_cross_entropy_averages_rows_and_spreads_graded_labels():
-    # row 1: uniform scores over 2 docs, both labelled 1 -> target (.5, .5): -(.5 log .5 + .5 log .5) = log 2 = 0.6931472
+    # row 1: uniform scores over 2 docs, both labelled 1 -> target (.5, .5):
+    # -(.5 log .5 + .5 log .5) = log 2 = 0.6931472
     # row 2: scores (0, 0), positive first -> -log(1/2) = 0.6931472; mean 0.6931472
     scores = torch.zeros(2, 2)
     labels = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
@@ -27,7 +29,8 @@ def test_softmax_cross_entropy_averages_rows_and_spreads_graded_labels():
 
 
 def test_ranknet_pairs_of_the_positive():
-    # scores (1, 0, 2), positive first: pairs (pos, neg1): log(1 + e^-1) = 0.3132617, (pos, neg2): log(1 + e^1) = 1.3132617
+    # scores (1, 0, 2), positive first: pairs (pos, neg1): log(1 + e^-1) = 0.3132617,
+    # (pos, neg2): log(1 + e^1) = 1.3132617
     # mean over the 2 pairs = 0.8132617
     assert ranknet(torch.tensor([[1.0, 0.0, 2.0]]), ONE_POSITIVE).item() == pytest.approx(0.8132617, abs=1e-6)
 
@@ -47,7 +50,8 @@ def test_kl_teacher_to_student_at_temperature_one():
 
 
 def test_kl_direction_is_teacher_first():
-    # The reverse KL(p_s || p_t) = .5 ln(.5/.75) + .5 ln(.5/.25) = -0.2027326 + 0.3465736 = 0.1438410 must not be what we get.
+    # The reverse KL(p_s || p_t) = .5 ln(.5/.75) + .5 ln(.5/.25) = -0.2027326 + 0.3465736 = 0.1438410
+    # must not be what we get.
     student = torch.tensor([[0.0, 0.0]])
     teacher = torch.tensor([[math.log(3.0), 0.0]])
     assert distillation_kl(student, teacher, 1.0).item() != pytest.approx(0.1438410, abs=1e-4)

@@ -57,7 +57,8 @@ def _from_pretrained(load: Callable[..., Any], path: str, model: str, **kwargs: 
         return load(path, **kwargs)
     except (OSError, ValueError) as error:
         if Path(path).exists():
-            raise UserError(f"cannot load {model!r} from {path}: {error}") from error
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(f"cannot load {model!r} from {path}: {reason}") from error
         raise offline_hint(model, error) from error
 
 
@@ -316,11 +317,13 @@ class BiEncoderReranker(ScoringReranker):
 
     def encode(self, texts: Sequence[str], max_length: int | None = None) -> np.ndarray:
         """Unit-length float32 embeddings, one row per text (documents' length limit unless told)."""
+        if not texts:
+            return np.empty((0, self.model.config.hidden_size), dtype=np.float32)
         encodings = self.tokens.singles(texts, max_length or self.document_max_length)
         embeddings = _forward_sorted(
             self.tokens, encodings, self._embed, self.batch_size, self.device, self.progress, "text"
         )
-        return embeddings.astype(np.float32, copy=False).reshape(len(texts), -1)
+        return embeddings.astype(np.float32, copy=False)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.encode(texts, self.query_max_length)

@@ -18,7 +18,9 @@ from reasonrank.runs import read_run
 from reasonrank.topics import load_qrels, load_topics
 from reasonrank.types import Query
 
-__all__ = ["ResumableJsonl", "load_candidates", "load_corpus", "load_qrels", "load_topics", "read_jsonl", "topics_by_id"]
+__all__ = [
+    "ResumableJsonl", "load_candidates", "load_corpus", "load_qrels", "load_topics", "read_jsonl", "topics_by_id",
+]
 
 
 def load_corpus(path: str | Path, docids: set[str] | None = None) -> dict[str, str]:

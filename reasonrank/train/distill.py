@@ -203,7 +203,7 @@ def _student(config: DistillConfig):
         try:
             lora = LoraConfig(task_type=TaskType.SEQ_CLS, **config.lora)
         except TypeError as error:
-            raise UserError(f"lora: {error}; use peft LoraConfig field names (r, lora_alpha, target_modules…)") from None
+            raise UserError(f"lora: {error}; use peft LoraConfig names (r, lora_alpha, target_modules…)") from None
         model = get_peft_model(model, lora)
         model.print_trainable_parameters()
     return reranker, model.train()

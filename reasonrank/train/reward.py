@@ -238,6 +238,7 @@ def refine(config: RewardConfig):
 
 
 def _grpo_trainer(config: RewardConfig, examples, records, template):
+    import torch
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -267,7 +268,7 @@ def _grpo_trainer(config: RewardConfig, examples, records, template):
         save_strategy="no",
         report_to=[],
         seed=config.seed,
-        **config.trainer,
+        **{"bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(), **config.trainer},
     )
     return GRPOTrainer(model=model, reward_funcs=[relevance_reward], args=args, train_dataset=dataset,
                        processing_class=tokenizer, peft_config=peft_config)

@@ -75,7 +75,7 @@ def pointwise_examples(records: Sequence[dict[str, Any]], template: Any) -> list
             prompt = reranker.prompt(record["query"], record["passage"])
             completion = f"{record['explanation'].strip()}\n{pointwise_label_line(template, int(record['label']))}"
         except KeyError as error:
-            raise UserError(f"pointwise SFT data needs query, passage, explanation and label; missing {error}") from None
+            raise UserError(f"pointwise SFT data needs query, passage, explanation, label; no {error}") from None
         examples.append({
             "prompt": list(prompt.messages),
             "completion": [{"role": "assistant", "content": completion}],
@@ -146,8 +146,11 @@ def save_adapter(trainer: Any, output: str | Path, model: str, settings: dict[st
 
 
 def sft_arguments(config: SftConfig, **extra: Any):
+    import torch
     from trl import SFTConfig
 
+    # TRL defaults to bf16, which CPUs reject; use it only where a GPU supports it (config.trainer may override).
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return SFTConfig(
         output_dir=str(Path(config.output) / "checkpoints"),
         per_device_train_batch_size=config.batch_size,
@@ -162,7 +165,7 @@ def sft_arguments(config: SftConfig, **extra: Any):
         save_strategy="no",
         report_to=[],
         seed=config.seed,
-        **{**config.trainer, **extra},
+        **{"bf16": bf16, **config.trainer, **extra},
     )
 
 
@@ -175,11 +178,12 @@ def sft(config: SftConfig) -> Path:
     torch.set_num_threads(config.threads)
     examples = build_examples(config)
     log.info("%d %s SFT examples from %s", len(examples), config.kind, config.data)
+    args = sft_arguments(config)
     model, tokenizer = load_causal_lm(config.model)
     dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
     trainer = SFTTrainer(
         model=model,
-        args=sft_arguments(config),
+        args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(config.lora),

