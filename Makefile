@@ -29,6 +29,8 @@ lint: setup
 	$(VENV)/bin/ruff check reasonrank tests benchmarks
 
 test: lint
+	# Headless Chromium for the HTML report's browser test (Debian package; does nothing when present).
+	sh tests/setup_chromium.sh
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest
 
 clean:

@@ -86,13 +86,19 @@ class DenseFirstStage:
         return embeddings
 
     def search(
-        self, queries: Sequence[Query], hits: int = 100, threads: int = 1, remove_query: bool = False
+        self,
+        queries: Sequence[Query],
+        hits: int = 100,
+        threads: int = 1,
+        remove_query: bool = False,
+        progress: bool = True,
     ) -> list[Request]:
         """The top ``hits`` documents of each query, best first, with their cosine similarity as score.
 
         As in :class:`reasonrank.first_stage.Bm25FirstStage`: a query's ``excluded_ids`` are dropped, and with
         ``remove_query`` a document whose docid is the qid; faiss is asked for that many more, so each query
-        still gets ``hits`` candidates. ``threads`` sets faiss' OpenMP threads.
+        still gets ``hits`` candidates. ``threads`` sets faiss' OpenMP threads. ``progress`` is accepted for the
+        same signature; one batched faiss search shows no progress of its own.
         """
         if hits < 1:
             raise UserError(f"hits must be at least 1, got {hits}")

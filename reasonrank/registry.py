@@ -68,7 +68,8 @@ def resolve(name_or_path: str, family: str | None = None) -> ModelSpec:
             return spec
         return ModelSpec(spec.name, family, spec.model, spec.description, spec.options)
     for spec in SPECS.values():
-        if spec.model == name_or_path and family in (None, spec.family):
+        # A spec whose model is a base for an adapter (e.g. DeAR's listwise LoRA on Llama) is not that base model.
+        if spec.model == name_or_path and family in (None, spec.family) and "adapter" not in spec.options:
             return spec
     path = Path(name_or_path).expanduser()
     if path.exists():

@@ -338,7 +338,7 @@ def render_report(
         legend = ('<p class="meta legend">relevance: ' + "".join(f"<span>{grade_mark(g)} grade {g}</span>"
                   for g in range(4)) + f"<span>{grade_mark(None)} not judged</span>"
                   + ('<span>moves: <span class="up">▲ up</span> <span class="down">▼ down</span> '
-                     '<span class="new">new</span>: not in the baseline list</span>' if baseline else "") + "</p>")
+                     '<span class="new">new</span> (not in the baseline list)</span>' if baseline else "") + "</p>")
     body = [
         f"<header><h1>reasonrank run report</h1><p class=meta>{described}; {len(qids)} queries; "
         f"top {depth} shown per list; reasonrank {text(__version__)}</p>{legend}</header>",

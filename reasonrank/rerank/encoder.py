@@ -261,9 +261,12 @@ class CrossEncoderReranker(ScoringReranker):
         )
 
     def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
-        pairs = [(r.query.text, c.text) for r in requests for c in r.candidates]
-        scores = self.score_pairs(pairs).tolist()
-        return _split(requests, [Judgment(score) for score in scores])
+        # One query at a time: batch composition moves float rounding, and a score must not depend on which
+        # other queries share a step (sharded and resumed runs must equal uninterrupted ones).
+        return [
+            [Judgment(score) for score in self.score_pairs([(r.query.text, c.text) for c in r.candidates]).tolist()]
+            for r in requests
+        ]
 
     def close(self) -> None:
         del self.model
@@ -329,28 +332,21 @@ class BiEncoderReranker(ScoringReranker):
         return self.encode(texts, self.query_max_length)
 
     def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
-        texts = [c.text for r in requests for c in r.candidates]
-        if not texts:
-            return [[] for _ in requests]
-        queries = sorted({r.query.text for r in requests})
-        query_rows = dict(zip(queries, self.encode_queries(queries), strict=True))
-        per_pair = np.stack([query_rows[r.query.text] for r in requests for _ in r.candidates])
-        scores = (per_pair * self.encode(texts)).sum(axis=1).tolist()  # unit vectors: dot product = cosine
-        return _split(requests, [Judgment(score) for score in scores])
+        # One query at a time, as in CrossEncoderReranker.judge: scores independent of the other queries of a step.
+        judgments = []
+        for request in requests:
+            if not request.candidates:
+                judgments.append([])
+                continue
+            query = self.encode_queries([request.query.text])[0]
+            scores = self.encode([c.text for c in request.candidates]) @ query  # unit vectors: dot product = cosine
+            judgments.append([Judgment(score) for score in scores.tolist()])
+        return judgments
 
     def close(self) -> None:
         del self.model
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-
-
-def _split(requests: Sequence[Request], judgments: list[Judgment]) -> list[list[Judgment]]:
-    """Cut a flat list of judgments back into one list per request."""
-    out, start = [], 0
-    for request in requests:
-        out.append(judgments[start : start + len(request.candidates)])
-        start += len(request.candidates)
-    return out
 
 
 def _split_adapter(model: str, lora: str | None, base_model: str | None) -> tuple[str, str | None]:

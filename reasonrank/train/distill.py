@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,12 +189,14 @@ def _student(config: DistillConfig):
     """The reranker (for its tokenisation) and its model, put under LoRA if asked, in training mode."""
     from reasonrank.rerank.encoder import CrossEncoderReranker
 
-    reranker = CrossEncoderReranker(
-        config.model,
-        query_max_length=config.query_max_length,
-        document_max_length=config.document_max_length,
-        progress=False,
-    )
+    with warnings.catch_warnings():  # "no trained classification head": expected, training it is the point
+        warnings.filterwarnings("ignore", message=".*no trained classification head.*")
+        reranker = CrossEncoderReranker(
+            config.model,
+            query_max_length=config.query_max_length,
+            document_max_length=config.document_max_length,
+            progress=False,
+        )
     model = reranker.model
     for parameter in model.parameters():
         parameter.requires_grad_(True)

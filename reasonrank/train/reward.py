@@ -97,6 +97,7 @@ class RewardConfig:
         default_factory=lambda: {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
     )
     max_length: int = 512
+    max_passage_words: int | None = None  # as in SftConfig: keep prompt + completion within max_length
     epochs: float = 1.0
     max_steps: int = -1
     batch_size: int = 4
@@ -218,7 +219,7 @@ def refine(config: RewardConfig):
     records = list(read_jsonl(config.data))[: config.max_examples]
     if not records:
         raise UserError(f"{config.data} holds no records: run reasonrank.train.teacher --mode pointwise first")
-    examples = pointwise_examples(records, template)
+    examples = pointwise_examples(records, template, config.max_passage_words)
     if config.method == "grpo":
         trainer = _grpo_trainer(config, examples, records, template)
     else:

@@ -42,6 +42,9 @@ class SftConfig:
         default_factory=lambda: {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
     )
     max_length: int = 512
+    # Cut passages to this many words before building the prompt: TRL truncates the end of a too-long example,
+    # which is the completion, so prompt + completion must fit max_length. None keeps the template's own limit.
+    max_passage_words: int | None = None
     max_examples: int | None = None
     epochs: float = 1.0
     max_steps: int = -1
@@ -64,7 +67,13 @@ def pointwise_label_line(template: Any, label: int) -> str:
     return f"{template.setting('marker')} {label}{stop}"
 
 
-def pointwise_examples(records: Sequence[dict[str, Any]], template: Any) -> list[dict[str, Any]]:
+def _cut(text: str, max_words: int | None) -> str:
+    return " ".join(text.split()[:max_words]) if max_words else text
+
+
+def pointwise_examples(
+    records: Sequence[dict[str, Any]], template: Any, max_passage_words: int | None = None
+) -> list[dict[str, Any]]:
     """Conversational prompt-completion examples from ``teacher --mode pointwise`` records."""
     from reasonrank.rerank.pointwise import LazyBackend, PointwiseReranker
 
@@ -72,7 +81,7 @@ def pointwise_examples(records: Sequence[dict[str, Any]], template: Any) -> list
     examples = []
     for record in records:
         try:
-            prompt = reranker.prompt(record["query"], record["passage"])
+            prompt = reranker.prompt(record["query"], _cut(record["passage"], max_passage_words))
             completion = f"{record['explanation'].strip()}\n{pointwise_label_line(template, int(record['label']))}"
         except KeyError as error:
             raise UserError(f"pointwise SFT data needs query, passage, explanation, label; no {error}") from None
@@ -84,13 +93,16 @@ def pointwise_examples(records: Sequence[dict[str, Any]], template: Any) -> list
     return examples
 
 
-def listwise_examples(records: Sequence[dict[str, Any]], template: Any) -> list[dict[str, Any]]:
+def listwise_examples(
+    records: Sequence[dict[str, Any]], template: Any, max_passage_words: int | None = None
+) -> list[dict[str, Any]]:
     """Examples from ``teacher --mode listwise`` records: reasoning in ``<think>``, then the permutation."""
     from reasonrank.train.teacher import listwise_messages
 
     examples = []
     for record in records:
-        prompt = listwise_messages(template, record["query"], record["passages"])
+        passages = [_cut(p, max_passage_words) for p in record["passages"]]
+        prompt = listwise_messages(template, record["query"], passages)
         ranking = " > ".join(f"[{i + 1}]" for i in record["permutation"])
         reasoning = record.get("reasoning", "").strip()
         completion = f"<think>{reasoning}</think>\n{ranking}" if reasoning else ranking
@@ -106,7 +118,7 @@ def build_examples(config: SftConfig) -> list[dict[str, Any]]:
     if not records:
         raise UserError(f"{config.data} holds no records: run reasonrank.train.teacher first")
     build = pointwise_examples if config.kind == "pointwise" else listwise_examples
-    return build(records, template)
+    return build(records, template, config.max_passage_words)
 
 
 def load_causal_lm(model: str):
@@ -118,6 +130,13 @@ def load_causal_lm(model: str):
     location = locate_model(model)
     tokenizer = AutoTokenizer.from_pretrained(location.path, gguf_file=location.gguf_file)
     lm = AutoModelForCausalLM.from_pretrained(location.path, gguf_file=location.gguf_file)
+    if location.gguf_file:
+        # transformers dequantises GGUF weights to plain float tensors but still tags the model as GGUF-quantised,
+        # and Trainer refuses to train such a model; the tag no longer describes the weights, so drop it.
+        lm.hf_quantizer = None
+        lm.is_quantized = False
+        if hasattr(lm.config, "quantization_config"):
+            del lm.config.quantization_config
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return lm, tokenizer
