@@ -20,7 +20,7 @@ from reasonrank.errors import EXIT_USER_ERROR, UserError
 from reasonrank.rerank.base import Reranker
 from reasonrank.types import RankedCandidate, Ranking, Request
 
-DEFAULT_RERANKER = "minilm-bi"
+DEFAULT_RERANKER = "minilm-hybrid"
 EMBEDDED = "msmarco-dl19-mini"
 log = logging.getLogger("reasonrank")
 

@@ -176,3 +176,38 @@ def test_unreachable_server_gives_up_after_the_retries(prompts):
     with pytest.raises(UserError, match=r"no answer after 3 tries.*ConnectError"):
         remote.generate(prompts[:1], GenerationParams(max_new_tokens=2))
     remote.close()
+
+
+def test_server_command_reports_a_bad_model_in_one_line(tmp_path, capsys):
+    from reasonrank.backends.server import main
+
+    assert main(["--model", str(tmp_path), "--port", "0"]) == 2  # a folder with no model in it
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: could not load model from {tmp_path}") and "\n" not in error
+
+
+def test_raw_text_prompts_use_the_completions_endpoint():
+    """A prompt without messages (rank1's raw text) goes to /v1/completions with its logprobs count."""
+    from fastapi import FastAPI
+
+    received = []
+    completions = FastAPI()
+
+    @completions.post("/v1/completions")
+    def complete(body: dict) -> dict:
+        received.append(body)
+        return {"choices": [{"text": " true", "finish_reason": "stop", "logprobs": {
+            "tokens": [" true"], "token_logprobs": [-0.1], "top_logprobs": [{" true": -0.1, " false": -2.4}]}}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 1}}
+
+    with background_server(completions) as url:
+        remote = client(url)
+        prompt = ChatPrompt((), "Determine if the passage is relevant.</think>")
+        [generation] = remote.generate([prompt], GenerationParams(max_new_tokens=1, top_logprobs=2))
+        [options] = remote.next_token_logprobs([prompt], [" true", " false", " maybe"])
+        remote.close()
+    assert received[0]["prompt"] == prompt.assistant_prefix and received[0]["logprobs"] == 2
+    assert "messages" not in received[0]
+    assert generation.text == " true" and generation.tokens[0].top == {" true": -0.1, " false": -2.4}
+    assert generation.prompt_tokens == 7
+    assert options == {" true": -0.1, " false": -2.4, " maybe": -math.inf}

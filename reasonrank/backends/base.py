@@ -15,6 +15,8 @@ class ChatPrompt:
 
     ``assistant_prefix`` is text the model must continue from (e.g. a forced ``<think>`` or a
     reasoning trace that ends in ``</think>``); backends render it right after the generation prompt.
+    With no messages the prefix is the whole prompt, sent as raw text without a chat template (rank1 was
+    trained that way).
     """
 
     messages: tuple[dict[str, str], ...]
@@ -24,6 +26,14 @@ class ChatPrompt:
     def of(cls, user: str, system: str | None = None, assistant_prefix: str = "") -> ChatPrompt:
         messages = ({"role": "system", "content": system},) if system else ()
         return cls((*messages, {"role": "user", "content": user}), assistant_prefix)
+
+
+def render_prompt(tokenizer, prompt: ChatPrompt) -> str:
+    """The exact text a local engine continues: chat template, generation prompt, then the assistant prefix."""
+    if not prompt.messages:
+        return prompt.assistant_prefix
+    text = tokenizer.apply_chat_template(list(prompt.messages), tokenize=False, add_generation_prompt=True)
+    return text + prompt.assistant_prefix
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,14 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, set_seed
 
-from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams, TokenLogprobs
+from reasonrank.backends.base import (
+    Backend,
+    ChatPrompt,
+    Generation,
+    GenerationParams,
+    TokenLogprobs,
+    render_prompt,
+)
 from reasonrank.errors import UserError
 from reasonrank.models import locate_model, offline_hint
 
@@ -73,13 +80,13 @@ class TransformersBackend(Backend):
         else:
             raise UserError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
 
-        if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        if adapter is not None and Path(adapter).exists() and not (Path(adapter) / "adapter_config.json").is_file():
             raise UserError(f"adapter {adapter!r} is not a folder with adapter_config.json: pass a saved PEFT adapter")
         location = locate_model(model)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(location.path, gguf_file=location.gguf_file)
             lm = AutoModelForCausalLM.from_pretrained(location.path, gguf_file=location.gguf_file, dtype=torch_dtype)
-        except OSError as error:
+        except (OSError, ValueError) as error:  # missing files surface as either
             if not location.is_local:
                 raise offline_hint(model, error) from error
             raise UserError(f"could not load model from {location.path}: {str(error).splitlines()[0]}") from error
@@ -104,8 +111,7 @@ class TransformersBackend(Backend):
 
     def render(self, prompt: ChatPrompt) -> str:
         """The exact text the model continues: chat template, generation prompt, assistant prefix."""
-        text = self.tokenizer.apply_chat_template(list(prompt.messages), tokenize=False, add_generation_prompt=True)
-        return text + prompt.assistant_prefix
+        return render_prompt(self.tokenizer, prompt)
 
     def _encode(self, prompt: ChatPrompt) -> list[int]:
         # The template already holds any BOS token, so the tokenizer must not add another one.
@@ -272,7 +278,12 @@ class TransformersBackend(Backend):
 
 
 def _merge_adapter(model, adapter: str):
-    """Load a local PEFT adapter onto ``model`` and fold it into the weights (faster inference)."""
+    """Load a PEFT adapter (local folder or hub id) onto ``model`` and fold it into the weights (faster inference)."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    try:
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    except (OSError, ValueError) as error:
+        if Path(adapter).exists():
+            raise
+        raise offline_hint(adapter, error) from error

@@ -1,9 +1,10 @@
 """An OpenAI-compatible HTTP server (vLLM, SGLang, ``reasonrank.backends.server``) as a Backend.
 
-Each prompt is one ``/v1/chat/completions`` request. Requests run concurrently on a thread pool,
-go round-robin over one or more base URLs, and are retried on timeouts, connection errors, 429 and
-5xx with exponential backoff (a retry moves on to the next URL). Any other 4xx is the caller's
-mistake and is raised at once with the server's message. Results keep the input order.
+Each prompt is one ``/v1/chat/completions`` request (``/v1/completions`` for a raw-text prompt without
+messages). Requests run concurrently on a thread pool, go round-robin over one or more base URLs, and are
+retried on timeouts, connection errors, 429 and 5xx with exponential backoff (a retry moves on to the next
+URL). Any other 4xx is the caller's mistake and is raised at once with the server's message. Results keep the
+input order.
 
 ``ChatPrompt.assistant_prefix`` is sent as a final assistant message with vLLM's extensions
 ``continue_final_message: true`` and ``add_generation_prompt: false``, so the model continues that
@@ -58,7 +59,8 @@ class OpenAICompatibleBackend(Backend):
         backoff: float = 0.5,
         progress: bool = False,
     ) -> None:
-        urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
+        # A comma-separated string is how several servers arrive from the command line (--option base_urls=a,b).
+        urls = [u.strip() for u in base_urls.split(",") if u.strip()] if isinstance(base_urls, str) else list(base_urls)
         if not urls or not all(u.startswith(("http://", "https://")) for u in urls):
             raise UserError(f"base URLs {urls!r} must be http(s) addresses, e.g. http://127.0.0.1:8000/v1")
         if concurrency < 1 or max_retries < 0 or timeout <= 0:
@@ -135,8 +137,39 @@ class OpenAICompatibleBackend(Backend):
             body.update(logprobs=True, top_logprobs=min(params.top_logprobs, MAX_TOP_LOGPROBS))
         return body
 
+    def _completion_body(self, prompt: ChatPrompt, params: GenerationParams) -> dict[str, Any]:
+        """A raw-text prompt (no messages) for ``/v1/completions``; its ``logprobs`` is a count of alternatives."""
+        chat_only = {"messages", "logprobs", "top_logprobs", "continue_final_message", "add_generation_prompt"}
+        body = {key: value for key, value in self._chat_body(prompt, params).items() if key not in chat_only}
+        body["prompt"] = prompt.assistant_prefix
+        if params.top_logprobs > 0:
+            body["logprobs"] = min(params.top_logprobs, MAX_TOP_LOGPROBS)
+        return body
+
+    def _complete_one(self, prompt: ChatPrompt, params: GenerationParams) -> Generation:
+        answer = self._post("/v1/completions", self._completion_body(prompt, params))
+        choice = answer["choices"][0]
+        usage = answer.get("usage") or {}
+        logprobs = choice.get("logprobs") or {}
+        tokens = tuple(
+            TokenLogprobs(token, logprob, dict(top or {}))
+            for token, logprob, top in zip(
+                logprobs.get("tokens") or [], logprobs.get("token_logprobs") or [], logprobs.get("top_logprobs") or [],
+                strict=False,
+            )
+        )
+        return Generation(
+            text=choice.get("text") or "",
+            tokens=tokens,
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
+            finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+        )
+
     def _generate_one(self, job: tuple[ChatPrompt, GenerationParams]) -> Generation:
         prompt, params = job
+        if not prompt.messages:  # raw text (rank1): no chat template, so the completions endpoint
+            return self._complete_one(prompt, params)
         answer = self._post("/v1/chat/completions", self._chat_body(prompt, params))
         choice = answer["choices"][0]
         usage = answer.get("usage") or {}

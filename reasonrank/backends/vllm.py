@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams, TokenLogprobs
+from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams, TokenLogprobs, render_prompt
 from reasonrank.errors import UserError
 from reasonrank.models import locate_model
 
@@ -84,9 +84,8 @@ class VLLMBackend(Backend):
         self._sampling_params = vllm.SamplingParams
 
     def _encode(self, prompt: ChatPrompt) -> dict[str, list[int]]:
-        text = self.tokenizer.apply_chat_template(list(prompt.messages), tokenize=False, add_generation_prompt=True)
         # The template already holds any BOS token; token ids keep vLLM from adding another.
-        ids = self.tokenizer(text + prompt.assistant_prefix, add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(render_prompt(self.tokenizer, prompt), add_special_tokens=False)["input_ids"]
         return {"prompt_token_ids": ids}  # a vllm.inputs.TokensPrompt (a TypedDict)
 
     def _run(self, prompts: Sequence[ChatPrompt], sampling) -> list:
