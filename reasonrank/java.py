@@ -18,6 +18,7 @@ from reasonrank.errors import UserError
 
 MIN_JAVA = 21
 VECTOR_MODULE = "jdk.incubator.vector"
+UNSAFE_WARNING_JAVA = 24
 JVM_FOLDERS = ("/usr/lib/jvm/*", "/usr/java/*", "/opt/java/*", "/Library/Java/JavaVirtualMachines/*/Contents/Home")
 
 
@@ -107,6 +108,9 @@ def configure_jvm() -> JavaRuntime:
         return runtime
     if not runtime.has_vector_module:
         _drop_vector_option(jnius_config)
+    if runtime.version >= UNSAFE_WARNING_JAVA:
+        # Lucene's memory mapping calls sun.misc.Unsafe, which Java 24+ warns about on every start (JEP 498).
+        jnius_config.add_options("--sun-misc-unsafe-memory-access=allow")
     return runtime
 
 
