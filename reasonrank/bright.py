@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from reasonrank.errors import EXIT_USER_ERROR, UserError
+from reasonrank.errors import EXIT_USER_ERROR, UserError, report_error
 
 TASKS = (
     "biology", "earth-science", "economics", "psychology", "robotics", "stackoverflow", "sustainable-living",
@@ -248,8 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_bright(args)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return report_error(error)
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to continue (finished runs are kept with --reuse-runs)",
               file=sys.stderr)

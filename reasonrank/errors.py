@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 EXIT_USER_ERROR = 2
 
 
@@ -10,3 +12,9 @@ class UserError(Exception):
 
     Command-line entry points catch it, print ``error: <message>`` on one line and exit 2.
     """
+
+
+def report_error(error: UserError) -> int:
+    """Print the one-line message the way every reasonrank command does; returns the exit code."""
+    print(f"error: {error}", file=sys.stderr)
+    return EXIT_USER_ERROR

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytrec_eval
 
-from reasonrank.errors import EXIT_USER_ERROR, UserError
+from reasonrank.errors import UserError, report_error
 from reasonrank.runs import Run, read_run
 
 # Display name -> pytrec_eval measure.
@@ -85,8 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         excluded = {q.qid: q.excluded_ids for q in load_topics(args.topics)} if args.topics else None
         results = {run: evaluate(read_run(run), qrels, excluded) for run in args.run}
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return report_error(error)
     print(format_table(results))
     if args.per_query:
         for run, evaluation in results.items():

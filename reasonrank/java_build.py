@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from reasonrank.errors import EXIT_USER_ERROR, UserError
+from reasonrank.errors import UserError, report_error
 from reasonrank.java import MIN_JAVA, JavaRuntime, find_java
 
 JAVA_DIR = Path(__file__).resolve().parent.parent / "java"
@@ -94,8 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(out, ignore_errors=True)
         jar = build(out)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return report_error(error)
     print(f"built {jar}; run it with: {' '.join(java_command(jar))} --index ... --topics ... --output ...")
     return 0
 

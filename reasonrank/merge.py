@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasonrank.errors import EXIT_USER_ERROR, UserError
+from reasonrank.errors import UserError, report_error
 from reasonrank.runs import atomic_write
 
 
@@ -129,8 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             order = [query.qid for query in load_topics(args.topics)]
         count = merge(args.runs, args.output, order, args.explanations, args.explanations_output)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return report_error(error)
     print(f"wrote {args.output} ({count} queries from {len(args.runs)} runs)", file=sys.stderr)
     return 0
 

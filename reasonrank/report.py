@@ -16,7 +16,7 @@ from html import escape
 from pathlib import Path
 
 from reasonrank import __version__
-from reasonrank.errors import EXIT_USER_ERROR, UserError
+from reasonrank.errors import UserError, report_error
 from reasonrank.evaluate import METRICS, Evaluation, Qrels, evaluate
 from reasonrank.runs import atomic_write, read_run
 from reasonrank.types import Query
@@ -382,8 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as error:
             raise UserError(f"cannot write {args.out} ({error.strerror}): pass a writable --out path") from None
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return report_error(error)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from reasonrank.errors import EXIT_USER_ERROR, UserError
+from reasonrank.errors import UserError, report_error
 from reasonrank.rerank.base import Reranker
 from reasonrank.types import RankedCandidate, Ranking, Request
 
@@ -214,8 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_search(args)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return report_error(error)
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to continue from the last finished query", file=sys.stderr)
         return 130

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reasonrank.errors import EXIT_USER_ERROR, UserError
+from reasonrank.errors import UserError, report_error
 from reasonrank.rerank.base import Reranker
 from reasonrank.types import Candidate, Query
 from reasonrank.types import Request as RerankRequest
@@ -335,8 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One process, one event loop: the model lives here once; uvicorn workers would each load a copy.
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return report_error(error)
     return 0
 
 

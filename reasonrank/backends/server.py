@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from reasonrank.backends.base import Backend, ChatPrompt, GenerationParams, TokenLogprobs
-from reasonrank.errors import EXIT_USER_ERROR, UserError
+from reasonrank.errors import UserError, report_error
 
 MAX_TOP_LOGPROBS = 20
 
@@ -209,8 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_input_tokens=args.max_input_tokens,
         )
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return report_error(error)
     app = create_app(backend, args.served_model_name or args.model)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

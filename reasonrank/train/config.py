@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -14,7 +13,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from reasonrank.errors import EXIT_USER_ERROR, UserError
+from reasonrank.errors import UserError, report_error
 
 C = TypeVar("C")
 
@@ -99,6 +98,5 @@ def run_command(
     try:
         step(load_config(cls, args.config, args.overrides))
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return report_error(error)
     return 0

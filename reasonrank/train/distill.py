@@ -247,13 +247,13 @@ def distill(config: DistillConfig) -> Path:
         weight_decay=config.weight_decay,
         num_train_epochs=1,  # the epochs are already unrolled in the groups, each with fresh negatives
         max_steps=config.max_steps,
-        logging_steps=10,
         save_strategy="no",
         report_to=[],
         remove_unused_columns=False,
         seed=config.seed,
         dataloader_num_workers=0,
-        **config.trainer,
+        # `trainer:` may override the logging interval (a duplicate keyword would be a TypeError).
+        **({"logging_steps": 10} | config.trainer),
     )
     trainer = DistillTrainer(
         model=model,
