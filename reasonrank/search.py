@@ -83,7 +83,7 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
     rerank.add_argument("--reranker", default=DEFAULT_RERANKER,
                         help=f"registry name, hub id or local model folder, or 'none' (default: {DEFAULT_RERANKER})")
     rerank.add_argument("--reranker-family", help="family for a hub id or folder: cross-encoder, bi-encoder, "
-                        "pointwise, rank1, listwise, pairwise")
+                        "pointwise, rank1, listwise, pairwise, fusion")
     rerank.add_argument("--cascade", help="NAME:DEPTH stages, e.g. minilm-bi:100,smollm2-pointwise:20 "
                         "(replaces --reranker/--rerank-depth)")
     rerank.add_argument("--rerank-depth", type=int, default=100, help="rerank the top K candidates (default 100)")

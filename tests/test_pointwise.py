@@ -147,4 +147,8 @@ def test_smollm2_pointwise_runs_for_real(dl19, monkeypatch):
         assert sorted(ranking.docids) == sorted(c.docid for c in request.candidates)
         assert sum(ranking.stats.values()) == 5
         assert all(0.0 <= item.score <= 2.0 for item in ranking)
-        assert all(item.explanation for item in ranking if item.label is not None)
+        # A 135M model sometimes writes the label first: the explanation is then empty, but always recorded,
+        # and it is only the text before the marker.
+        for item in ranking:
+            if item.label is not None:
+                assert item.explanation is not None and "relevance label" not in item.explanation.lower()
