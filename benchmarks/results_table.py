@@ -140,10 +140,9 @@ def run_system(collection: Collection, system: System, folder: Path, threads: in
 
 
 def _relative(argument: str) -> str:
+    """Paths as a reader types them from the repository root (``../shared/data/...``, ``reasonrank/...``)."""
     path = Path(argument)
-    if path.is_absolute() and path.is_relative_to(ROOT):
-        return str(path.relative_to(ROOT))
-    return argument
+    return os.path.relpath(path, ROOT) if path.is_absolute() else argument
 
 
 def machine() -> str:
