@@ -40,18 +40,6 @@ def relevance_prompts(shared_data, count: int = 3) -> list[ChatPrompt]:
 
 
 @pytest.fixture(scope="module")
-def smollm():
-    from reasonrank.backends.hf import TransformersBackend
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("REASONRANK_TORCH_THREADS", "2")
-        backend = TransformersBackend(MODEL, batch_size=4)
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="module")
 def prompts(shared_data):
     return relevance_prompts(shared_data)
 

@@ -8,7 +8,7 @@ import json
 import math
 
 import pytest
-from test_backends import MODEL, relevance_prompts
+from test_backends import relevance_prompts
 
 from reasonrank.backends.base import ChatPrompt, GenerationParams
 from reasonrank.backends.openai_http import OpenAICompatibleBackend
@@ -54,20 +54,8 @@ async def _hang_up(receive) -> None:
 
 
 @pytest.fixture(scope="module")
-def local():
-    from reasonrank.backends.hf import TransformersBackend
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("REASONRANK_TORCH_THREADS", "2")
-        backend = TransformersBackend(MODEL, batch_size=4)
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="module")
-def app(local):
-    return create_app(local, SERVED)
+def app(smollm):
+    return create_app(smollm, SERVED)
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +68,10 @@ def client(urls, **options) -> OpenAICompatibleBackend:
 
 
 @pytest.mark.slow
-def test_http_results_equal_in_process_results(local, app, prompts):
+def test_http_results_equal_in_process_results(smollm, app, prompts):
     params = GenerationParams(max_new_tokens=8, top_logprobs=3)
     prefixed = ChatPrompt(prompts[0].messages, assistant_prefix="Relevance:")
-    expected = local.generate([*prompts, prefixed], params)
+    expected = smollm.generate([*prompts, prefixed], params)
     with background_server(app) as url:
         remote = client(url + "/v1")
         got = remote.generate([*prompts, prefixed], params)
@@ -97,7 +85,7 @@ def test_http_results_equal_in_process_results(local, app, prompts):
         assert [t.token for t in mine.tokens] == [t.token for t in theirs.tokens]
         assert [t.logprob for t in mine.tokens] == pytest.approx([t.logprob for t in theirs.tokens], abs=1e-4)
         assert [list(t.top) for t in mine.tokens] == [list(t.top) for t in theirs.tokens]
-    direct = local.next_token_logprobs(prompts, ["0", "1", "2"])
+    direct = smollm.next_token_logprobs(prompts, ["0", "1", "2"])
     for remote_score, local_score in zip(scores, direct, strict=True):
         assert remote_score["never-a-token"] == -math.inf  # outside the top 20
         for option, value in local_score.items():
