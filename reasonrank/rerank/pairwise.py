@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams
+from reasonrank.backends.base import Backend, ChatPrompt, Generation
 from reasonrank.errors import UserError
 from reasonrank.prompts import Template, load_template
 from reasonrank.rerank.base import Reranker
@@ -24,6 +24,7 @@ from reasonrank.rerank.pointwise import (
     answer_token,
     cut_passage,
     explanation_before,
+    marker_params,
     option_distribution,
     positive,
 )
@@ -61,12 +62,7 @@ class PairwiseReranker(Reranker):
         self.template = template
         self.head = positive("head", head)
         self.marker: str = template.setting("marker")
-        self.params = GenerationParams(
-            max_new_tokens=positive("max_new_tokens", max_new_tokens),
-            temperature=temperature,
-            stop=tuple(template.setting("stop", ())),
-            top_logprobs=positive("top_logprobs", top_logprobs),
-        )
+        self.params = marker_params(template, max_new_tokens, top_logprobs, temperature)
         self._verdict = re.compile(re.escape(self.marker) + r"\s*\**\s*\[?([12])\b", re.IGNORECASE)
 
     def prompt(self, query: str, passage_a: str, passage_b: str) -> ChatPrompt:

@@ -79,6 +79,16 @@ def positive(name: str, value: int) -> int:
     return value
 
 
+def marker_params(template: Template, max_new_tokens: int, top_logprobs: int, temperature: float = 0.0):
+    """Generation settings for an answer read at a marker (label, verdict): the template's stops, with logprobs."""
+    return GenerationParams(
+        max_new_tokens=positive("max_new_tokens", max_new_tokens),
+        temperature=temperature,
+        stop=tuple(template.setting("stop", ())),
+        top_logprobs=positive("top_logprobs", top_logprobs),
+    )
+
+
 def cut_passage(text: str, template: Template, max_words: int | None = None) -> str:
     """The passage as the reference code feeds it: whitespace collapsed, cut to the template's length."""
     max_chars = template.setting("max_passage_chars")
@@ -168,12 +178,7 @@ class PointwiseReranker(_GenerativeScorer):
         self.template = template
         self.labels = tuple(str(label) for label in template.setting("labels"))
         self.marker: str = template.setting("marker")
-        self.params = GenerationParams(
-            max_new_tokens=positive("max_new_tokens", max_new_tokens),
-            temperature=temperature,
-            stop=tuple(template.setting("stop", ())),
-            top_logprobs=positive("top_logprobs", top_logprobs),
-        )
+        self.params = marker_params(template, max_new_tokens, top_logprobs, temperature)
         self._label_pattern = re.compile(re.escape(self.marker) + r"\s*\**\s*(\d+)", re.IGNORECASE)
 
     def prompt(self, query: str, passage: str) -> ChatPrompt:
@@ -241,11 +246,7 @@ class Rank1Reranker(_GenerativeScorer):
             raise UserError(f"template {template.id} is not a completion template (rank1 reads raw text)")
         self.backend = backend
         self.template = template
-        self.params = GenerationParams(
-            max_new_tokens=positive("max_new_tokens", max_new_tokens),
-            stop=tuple(template.setting("stop", ())),
-            top_logprobs=positive("top_logprobs", top_logprobs),
-        )
+        self.params = marker_params(template, max_new_tokens, top_logprobs)
 
     def prompt_text(self, query: str, passage: str) -> str:
         return self.template.render("text", query=query, passage=cut_passage(passage, self.template))
