@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from reasonrank.errors import UserError
 from reasonrank.java import import_pyserini_search
+from reasonrank.jsonl import parse_object
 
 JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
 CBOR_SUFFIXES = (".cbor",)
@@ -100,13 +101,7 @@ def _json_documents(path: Path) -> Iterator[tuple[str, Document]]:
                 if not line.strip():
                     continue
                 where = f"{path}:{number}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise UserError(f"{where}: malformed JSON ({error.msg})") from None
-                if not isinstance(record, dict):
-                    raise UserError(f"{where}: expected one JSON object per line")
-                yield where, _document_from_json(record, where)
+                yield where, _document_from_json(parse_object(line, where), where)
     except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as error:
         raise UserError(f"{path}: cannot read the corpus file ({error})") from None
 

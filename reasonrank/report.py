@@ -8,7 +8,6 @@ script, stylesheet or font from anywhere: the plot is inline SVG and every piece
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from reasonrank import __version__
 from reasonrank.errors import UserError, report_error
 from reasonrank.evaluate import METRICS, Evaluation, Qrels, evaluate
+from reasonrank.jsonl import parse_object
 from reasonrank.runs import atomic_write, read_run
 from reasonrank.types import Query
 
@@ -65,11 +65,8 @@ def load_explanations(path: str | Path) -> dict[tuple[str, str], Note]:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserError(f"{path}:{number}: malformed JSON ({error.msg})") from None
-            if not isinstance(record, dict) or "qid" not in record or "docid" not in record:
+            record = parse_object(line, f"{path}:{number}")
+            if "qid" not in record or "docid" not in record:
                 raise UserError(f"{path}:{number}: an explanation line is a JSON object with 'qid' and 'docid' keys")
             label = record.get("label")
             notes[(str(record["qid"]), str(record["docid"]))] = Note(

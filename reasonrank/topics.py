@@ -13,13 +13,13 @@ A spec is one of:
 from __future__ import annotations
 
 import ast
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from reasonrank.errors import UserError
 from reasonrank.java import import_pyserini_search
+from reasonrank.jsonl import parse_object
 from reasonrank.types import Query
 
 IRDS_PREFIX = "irds:"
@@ -118,12 +118,7 @@ def _tsv_topics(path: Path) -> list[Query]:
 def _jsonl_topics(path: Path, query_field: str) -> list[Query]:
     queries = _QueryCollector(path)
     for number, line in _lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise UserError(f"{path}:{number}: malformed JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{path}:{number}: expected a JSON object per line")
+        record = parse_object(line, f"{path}:{number}")
         if "_id" in record:  # BEIR queries.jsonl
             field = "text" if query_field == "query" else query_field
             queries.add(number, str(record["_id"]), _text_field(record, field, path, number))
