@@ -73,9 +73,8 @@ def collections(data_dir: Path) -> list[Collection]:
 
 
 def students() -> list[str]:
-    """Registry names whose model lives under reasonrank/models/ (checkpoints trained in this project)."""
-    folder = str(ROOT / "reasonrank" / "models")
-    return sorted(name for name, spec in SPECS.items() if str(spec.model).startswith(folder))
+    """Registry names of the students shipped in reasonrank/models/ (``reasonrank:NAME``, trained in this project)."""
+    return sorted(name for name, spec in SPECS.items() if str(spec.model).startswith("reasonrank:"))
 
 
 def systems(collection: Collection, extra: Sequence[str]) -> list[System]:

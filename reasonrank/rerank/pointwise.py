@@ -171,6 +171,7 @@ class PointwiseReranker(_GenerativeScorer):
         max_new_tokens: int = 512,
         top_logprobs: int = 5,
         temperature: float = 0.0,
+        max_passage_words: int | None = None,
     ):
         if template.kind != "pointwise" or not template.setting("marker") or not template.setting("labels"):
             raise UserError(f"template {template.id} is not a pointwise template with a marker and labels")
@@ -178,12 +179,14 @@ class PointwiseReranker(_GenerativeScorer):
         self.template = template
         self.labels = tuple(str(label) for label in template.setting("labels"))
         self.marker: str = template.setting("marker")
+        self.max_passage_words = max_passage_words
         self.params = marker_params(template, max_new_tokens, top_logprobs, temperature)
         self._label_pattern = re.compile(re.escape(self.marker) + r"\s*\**\s*(\d+)", re.IGNORECASE)
 
     def prompt(self, query: str, passage: str) -> ChatPrompt:
         system = self.template.render("system") if self.template.has("system") else None
-        user = self.template.render("user", query=query, passage=cut_passage(passage, self.template))
+        passage = cut_passage(passage, self.template, self.max_passage_words)
+        user = self.template.render("user", query=query, passage=passage)
         return ChatPrompt.of(user, system=system)
 
     def read(self, generation: Generation) -> tuple[Judgment, str]:
@@ -293,11 +296,20 @@ def build_pointwise(
     max_new_tokens: int = 512,
     top_logprobs: int = 5,
     temperature: float = 0.0,
+    max_passage_words: int | None = None,
     **backend_options: Any,
 ) -> PointwiseReranker:
-    """InteRank-style pointwise reasoning on any instruct model; ``backend_options`` go to the backend."""
+    """InteRank-style pointwise reasoning on any instruct model; ``backend_options`` go to the backend.
+
+    ``max_passage_words`` cuts passages as an SFT run with the same setting cut them in training.
+    """
     return PointwiseReranker(
-        LazyBackend(backend, model, backend_options), load_template(template), max_new_tokens, top_logprobs, temperature
+        LazyBackend(backend, model, backend_options),
+        load_template(template),
+        max_new_tokens,
+        top_logprobs,
+        temperature,
+        max_passage_words,
     )
 
 

@@ -1,13 +1,19 @@
-"""Pointwise distillation (DeAR stage 1): a cross-encoder student learns from qrels and a teacher's scores.
+"""Pointwise distillation (DeAR stage 1): an encoder student learns from qrels and a teacher's scores.
 
 ``python -m reasonrank.train.distill --config docs/training-configs/distill-scifact-minilm.yaml``
 
 Each training example is a *group*: one positive from the qrels and ``group_size − 1`` negatives sampled from the
 first-stage candidates (qrels positives never serve as negatives). The loss is (1 − α)·main + α·KL at temperature T
 (:mod:`reasonrank.train.losses`), where main is softmax cross-entropy over the group, RankNet, or their mean.
-Negatives are drawn afresh for every epoch. The student is ``AutoModelForSequenceClassification`` with one label,
-optionally under a LoRA adapter; it reads its input exactly as :class:`CrossEncoderReranker` will at inference
-(``query: …`` / ``document: …``, same truncation), because the tokenisation is the reranker's own.
+Negatives are drawn afresh for every epoch. The student, optionally under a LoRA adapter, is either
+
+* ``student: cross-encoder`` (DeAR stage 1): ``AutoModelForSequenceClassification`` with one label, reading
+  ``query: …`` / ``document: …`` pairs exactly as :class:`CrossEncoderReranker` will at inference; or
+* ``student: bi-encoder``: the sentence encoder itself; a pair's score is ``similarity_scale`` · cosine of the
+  pooled embeddings, as :class:`BiEncoderReranker` computes them (sentence-transformers' contrastive losses use
+  the same scaled cosine). It starts from a model that already ranks, so it needs far less data than a new head.
+
+Either way the tokenisation and pooling are the reranker's own, so the student trains on what it is scored with.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +32,17 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from reasonrank.errors import UserError
+from reasonrank.models import locate_model
+from reasonrank.rerank.encoder import pooled_embeddings
 from reasonrank.train.config import run_command
 from reasonrank.train.data import load_candidates, load_corpus, load_qrels, read_jsonl, topics_by_id
 from reasonrank.train.losses import MAIN_LOSSES, distillation_loss
 
 log = logging.getLogger(__name__)
+
+STUDENTS = ("cross-encoder", "bi-encoder")
+# Files that make a saved bi-encoder a sentence-transformers folder (pooling, length limit, module list).
+SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,8 @@ class DistillConfig:
     qrels: str
     candidates: str  # TREC run of the first stage over the training topics
     teacher_scores: str | None = None  # JSONL from reasonrank.train.teacher --mode scores
+    student: str = "cross-encoder"  # or bi-encoder
+    similarity_scale: float = 20.0  # bi-encoder: a pair's score is this times the cosine
     group_size: int = 8
     negatives_depth: int = 100  # sample negatives from this many top candidates
     min_positive_grade: int = 1
@@ -48,8 +63,8 @@ class DistillConfig:
     alpha: float = 0.5  # weight of the KL term
     temperature: float = 1.0
     lora: dict[str, Any] | None = None  # peft LoraConfig settings; null: full fine-tuning
-    query_max_length: int = 32
-    document_max_length: int = 193
+    query_max_length: int | None = None  # null: the reranker's default (cross-encoder 32/193, bi-encoder 256/256)
+    document_max_length: int | None = None
     epochs: int = 1
     max_steps: int = -1
     batch_size: int = 4  # groups per step
@@ -64,6 +79,10 @@ class DistillConfig:
     trainer: dict[str, Any] = field(default_factory=dict)  # extra TrainingArguments (bf16, gradient_checkpointing…)
 
     def __post_init__(self) -> None:
+        if self.student not in STUDENTS:
+            raise UserError(f"student {self.student!r} is not one of {', '.join(STUDENTS)}: fix `student`")
+        if self.similarity_scale <= 0:
+            raise UserError(f"similarity_scale must be positive, got {self.similarity_scale}")
         if self.loss not in MAIN_LOSSES:
             raise UserError(f"loss {self.loss!r} is not one of {', '.join(MAIN_LOSSES)}: fix `loss` in the config")
         if not 0.0 <= self.alpha <= 1.0:
@@ -141,44 +160,78 @@ def build_groups(config: DistillConfig) -> list[Group]:
     return groups
 
 
-class GroupCollator:
-    """Tokenises a batch of groups with the reranker's own pair encoder and pads it."""
+class PairCollator:
+    """Cross-encoder batches: every (query, document) pair of the groups, tokenised by the reranker."""
 
     def __init__(self, reranker: Any) -> None:
         self.reranker = reranker
 
     def __call__(self, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
         pairs = [(g.query, d) for g in groups for d in g.documents]
-        encodings = self.reranker.encode_pairs(pairs)
-        width = max(len(e.ids) for e in encodings)
-        ids = torch.full((len(encodings), width), self.reranker.tokens.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encodings), width), dtype=torch.long)
-        types = torch.zeros((len(encodings), width), dtype=torch.long)
-        for row, encoding in enumerate(encodings):
-            n = len(encoding.ids)
-            ids[row, :n] = torch.tensor(encoding.ids)
-            mask[row, :n] = 1
-            types[row, :n] = torch.tensor(encoding.type_ids)
-        batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([g.labels for g in groups])}
-        if self.reranker.tokens.uses_token_types:
-            batch["token_type_ids"] = types
-        if groups[0].teacher is not None:
-            batch["teacher_scores"] = torch.tensor([g.teacher for g in groups])
-        return batch
+        return self.reranker.tokens.batch(self.reranker.encode_pairs(pairs)) | _targets(groups)
+
+
+class TextCollator:
+    """Bi-encoder batches: the groups' queries and their documents, each side tokenised on its own."""
+
+    def __init__(self, reranker: Any) -> None:
+        self.reranker = reranker
+
+    def __call__(self, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
+        tokens = self.reranker.tokens
+        queries = tokens.singles([g.query for g in groups], self.reranker.query_max_length)
+        documents = tokens.singles([d for g in groups for d in g.documents], self.reranker.document_max_length)
+        return (
+            {f"query_{name}": tensor for name, tensor in tokens.batch(queries).items()}
+            | {f"document_{name}": tensor for name, tensor in tokens.batch(documents).items()}
+            | _targets(groups)
+        )
+
+
+def _targets(groups: Sequence[Group]) -> dict[str, torch.Tensor]:
+    targets = {"labels": torch.tensor([g.labels for g in groups])}
+    if groups[0].teacher is not None:
+        targets["teacher_scores"] = torch.tensor([g.teacher for g in groups])
+    return targets
+
+
+GroupScorer = Callable[[Any, dict[str, torch.Tensor], torch.Size], torch.Tensor]
+
+
+def cross_encoder_scores(model: Any, inputs: dict[str, torch.Tensor], shape: torch.Size) -> torch.Tensor:
+    return model(**inputs).logits[:, 0].float().view(shape)
+
+
+def bi_encoder_scorer(pooling: str, scale: float) -> GroupScorer:
+    """Scores ``scale`` · cos(query, document) for each group's documents, pooled as the reranker pools."""
+
+    def embed(model: Any, inputs: dict[str, torch.Tensor], side: str) -> torch.Tensor:
+        side_inputs = {name[len(side) + 1 :]: t for name, t in inputs.items() if name.startswith(side + "_")}
+        hidden = model(**side_inputs).last_hidden_state
+        return pooled_embeddings(hidden, side_inputs["attention_mask"], pooling)
+
+    def scores(model: Any, inputs: dict[str, torch.Tensor], shape: torch.Size) -> torch.Tensor:
+        queries = embed(model, inputs, "query")  # (B, H)
+        documents = embed(model, inputs, "document").view(*shape, -1)  # (B, G, H)
+        return scale * torch.einsum("bh,bgh->bg", queries, documents)
+
+    return scores
 
 
 class DistillTrainer(Trainer):
-    """Trainer whose loss is computed over groups: the model scores B·G pairs, reshaped to (B, G)."""
+    """Trainer whose loss is computed over groups: the student scores B·G pairs, reshaped to (B, G)."""
 
-    def __init__(self, *args: Any, loss: str, alpha: float, temperature: float, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, scores: GroupScorer, loss: str, alpha: float, temperature: float, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.scores = scores
         self.loss_kind, self.alpha, self.temperature = loss, alpha, temperature
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         teacher = inputs.pop("teacher_scores", None)
-        logits = model(**inputs).logits[:, 0].float()
-        scores = logits.view(labels.shape)
+        scores = self.scores(model, inputs, labels.shape)
         loss = distillation_loss(
             scores, labels, teacher, kind=self.loss_kind, alpha=self.alpha, temperature=self.temperature
         )
@@ -187,24 +240,28 @@ class DistillTrainer(Trainer):
 
 def _student(config: DistillConfig):
     """The reranker (for its tokenisation) and its model, put under LoRA if asked, in training mode."""
-    from reasonrank.rerank.encoder import CrossEncoderReranker
+    from reasonrank.rerank.encoder import BiEncoderReranker, CrossEncoderReranker
 
-    with warnings.catch_warnings():  # "no trained classification head": expected, training it is the point
-        warnings.filterwarnings("ignore", message=".*no trained classification head.*")
-        reranker = CrossEncoderReranker(
-            config.model,
-            query_max_length=config.query_max_length,
-            document_max_length=config.document_max_length,
-            progress=False,
-        )
+    lengths = {
+        name: getattr(config, name)
+        for name in ("query_max_length", "document_max_length")
+        if getattr(config, name) is not None
+    }
+    if config.student == "bi-encoder":
+        reranker = BiEncoderReranker(config.model, progress=False, **lengths)
+    else:
+        with warnings.catch_warnings():  # "no trained classification head": expected, training it is the point
+            warnings.filterwarnings("ignore", message=".*no trained classification head.*")
+            reranker = CrossEncoderReranker(config.model, progress=False, **lengths)
     model = reranker.model
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     if config.lora is not None:
         from peft import LoraConfig, TaskType, get_peft_model
 
+        task = TaskType.FEATURE_EXTRACTION if config.student == "bi-encoder" else TaskType.SEQ_CLS
         try:
-            lora = LoraConfig(task_type=TaskType.SEQ_CLS, **config.lora)
+            lora = LoraConfig(task_type=task, **config.lora)
         except TypeError as error:
             raise UserError(f"lora: {error}; use peft LoraConfig names (r, lora_alpha, target_modules…)") from None
         model = get_peft_model(model, lora)
@@ -219,6 +276,12 @@ def _save(model: Any, reranker: Any, config: DistillConfig) -> Path:
         model = model.half()
     model.save_pretrained(output)
     reranker.tokenizer.save_pretrained(output)
+    if config.student == "bi-encoder" and config.lora is None:
+        base = Path(locate_model(config.model).path)
+        for name in SENTENCE_TRANSFORMERS_FILES:
+            if (base / name).is_file():
+                (output / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(base / name, output / name)
     adapter_config = output / "adapter_config.json"
     if adapter_config.is_file():
         # Record the base as the user named it (pkg:…), not as an absolute path on this machine, so the adapter
@@ -238,6 +301,10 @@ def distill(config: DistillConfig) -> Path:
     torch.manual_seed(config.seed)
     groups = build_groups(config)
     reranker, model = _student(config)
+    if config.student == "bi-encoder":
+        collator, scores = TextCollator(reranker), bi_encoder_scorer(reranker.pooling, config.similarity_scale)
+    else:
+        collator, scores = PairCollator(reranker), cross_encoder_scores
     args = TrainingArguments(
         output_dir=str(Path(config.output) / "checkpoints"),
         per_device_train_batch_size=config.batch_size,
@@ -259,7 +326,8 @@ def distill(config: DistillConfig) -> Path:
         model=model,
         args=args,
         train_dataset=groups,
-        data_collator=GroupCollator(reranker),
+        data_collator=collator,
+        scores=scores,
         loss=config.loss,
         alpha=config.alpha,
         temperature=config.temperature,
@@ -269,7 +337,7 @@ def distill(config: DistillConfig) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(argv, "Distil a cross-encoder student from qrels and teacher scores.", DistillConfig, distill)
+    return run_command(argv, "Distil an encoder student from qrels and teacher scores.", DistillConfig, distill)
 
 
 if __name__ == "__main__":

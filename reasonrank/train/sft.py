@@ -77,19 +77,25 @@ def pointwise_examples(
     """Conversational prompt-completion examples from ``teacher --mode pointwise`` records."""
     from reasonrank.rerank.pointwise import LazyBackend, PointwiseReranker
 
-    reranker = PointwiseReranker(LazyBackend("transformers", "unused", {}), template)  # lazy: loads no model
+    # Lazy: loads no model. The reranker cuts passages, so training sees what inference with the same
+    # max_passage_words will see.
+    reranker = PointwiseReranker(
+        LazyBackend("transformers", "unused", {}), template, max_passage_words=max_passage_words
+    )
     examples = []
     for record in records:
         try:
-            prompt = reranker.prompt(record["query"], _cut(record["passage"], max_passage_words))
+            prompt = reranker.prompt(record["query"], record["passage"])
             completion = f"{record['explanation'].strip()}\n{pointwise_label_line(template, int(record['label']))}"
         except KeyError as error:
             raise UserError(f"pointwise SFT data needs query, passage, explanation, label; no {error}") from None
-        examples.append({
-            "prompt": list(prompt.messages),
-            "completion": [{"role": "assistant", "content": completion}],
-            "label": int(record["label"]),
-        })
+        examples.append(
+            {
+                "prompt": list(prompt.messages),
+                "completion": [{"role": "assistant", "content": completion}],
+                "label": int(record["label"]),
+            }
+        )
     return examples
 
 
