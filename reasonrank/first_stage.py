@@ -47,15 +47,23 @@ class Bm25FirstStage:
         threads: int = 1,
         remove_query: bool = False,
         progress: bool = True,
+        text_depth: int | None = None,
     ) -> list[Request]:
         """The top ``hits`` candidates of each query in Lucene's order, text taken from the stored raw document.
 
         A query's ``excluded_ids`` (BRIGHT) are dropped from its hits, and with ``remove_query`` a hit whose docid
         is the qid (Pyserini's ``--remove-query``); Lucene is asked for that many more hits, so each query still
         gets ``hits`` candidates when the index has them.
+
+        Only the first ``text_depth`` candidates of each query get their text (None: all of them, 0: none); the
+        deeper ones carry ``""``. Fetching and decoding a stored document costs more than finding it, and only
+        the candidates a reranker will read need their passage: pass the deepest depth any reranker reads.
         """
         if hits < 1:
             raise UserError(f"hits must be at least 1, got {hits}")
+        if text_depth is not None and text_depth < 0:
+            raise UserError(f"text_depth must be 0 or more (or None for all hits), got {text_depth}")
+        with_text = hits if text_depth is None else min(text_depth, hits)
         seen: set[str] = set()
         for query in queries:
             if query.qid in seen:
@@ -71,22 +79,28 @@ class Bm25FirstStage:
         with tqdm(total=len(queries), desc="BM25", unit=" queries", disable=not progress or len(queries) < 2) as bar:
             for depth, group in groups.items():
                 for start in range(0, len(group), QUERIES_PER_BATCH):
-                    batch = group[start:start + QUERIES_PER_BATCH]
+                    batch = group[start : start + QUERIES_PER_BATCH]
                     results = self._searcher.batch_search(
                         [q.text for q in batch], [q.qid for q in batch], k=depth, threads=threads
                     )
                     for query in batch:
-                        found[query.qid] = self._candidates(query, results.get(query.qid, []), hits, remove_query)
+                        found[query.qid] = self._candidates(
+                            query, results.get(query.qid, []), hits, with_text, remove_query
+                        )
                     bar.update(len(batch))
         return [Request(query, found[query.qid]) for query in queries]
 
-    def _candidates(self, query: Query, java_hits, hits: int, remove_query: bool) -> tuple[Candidate, ...]:
+    def _candidates(
+        self, query: Query, java_hits, hits: int, with_text: int, remove_query: bool
+    ) -> tuple[Candidate, ...]:
         candidates: list[Candidate] = []
+        excluded = query.excluded_ids
         for hit in java_hits:
-            docid = str(hit.docid).strip()
-            if docid in query.excluded_ids or (remove_query and docid == query.qid):
+            docid = hit.docid.strip()  # each attribute of a Java hit is a JNI call: read each one once
+            if docid in excluded or (remove_query and docid == query.qid):
                 continue
-            candidates.append(Candidate(docid, self._text(hit, docid), float(hit.score)))
+            text = self._text(hit, docid) if len(candidates) < with_text else ""
+            candidates.append(Candidate(docid, text, hit.score))
             if len(candidates) == hits:
                 break
         return tuple(candidates)

@@ -67,28 +67,51 @@ def parse_options(pairs: Sequence[str]) -> dict[str, object]:
 def define_search_args(parser: argparse.ArgumentParser) -> None:
     """Flags named like Pyserini's (``--index --topics --output --hits --batch-size --threads``)."""
     first = parser.add_argument_group("first stage")
-    first.add_argument("--index", help="Pyserini prebuilt index name, Lucene index folder, or corpus file/folder "
-                       "(JSONL, BEIR corpus.jsonl, TREC CAR .cbor); default: the embedded DL19 mini collection")
+    first.add_argument(
+        "--index",
+        help="Pyserini prebuilt index name, Lucene index folder, or corpus file/folder "
+        "(JSONL, BEIR corpus.jsonl, TREC CAR .cbor); default: the embedded DL19 mini collection",
+    )
     first.add_argument("--topics", help="Pyserini topic name, TSV, BEIR queries.jsonl, BRIGHT jsonl, or irds:<id>")
-    first.add_argument("--query-field", default="query", choices=["query", "reasoning"],
-                       help="BRIGHT jsonl topics: use the original query or GPT-4's reasoning as the query")
-    first.add_argument("--first-stage", default="bm25", choices=["bm25", "dense"],
-                       help="BM25 (Lucene) or dense retrieval with the MiniLM bi-encoder (faiss)")
+    first.add_argument(
+        "--query-field",
+        default="query",
+        choices=["query", "reasoning"],
+        help="BRIGHT jsonl topics: use the original query or GPT-4's reasoning as the query",
+    )
+    first.add_argument(
+        "--first-stage",
+        default="bm25",
+        choices=["bm25", "dense"],
+        help="BM25 (Lucene) or dense retrieval with the MiniLM bi-encoder (faiss)",
+    )
     first.add_argument("--hits", type=int, default=100, help="candidates per query from the first stage")
     first.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (Pyserini's default)")
     first.add_argument("--b", type=float, default=0.4, help="BM25 b (Pyserini's default)")
     first.add_argument("--remove-query", action="store_true", help="drop a hit whose docid equals the qid")
     first.add_argument("--threads", type=int, default=1, help="search threads")
     rerank = parser.add_argument_group("reranking")
-    rerank.add_argument("--reranker", default=DEFAULT_RERANKER,
-                        help=f"registry name, hub id or local model folder, or 'none' (default: {DEFAULT_RERANKER})")
-    rerank.add_argument("--reranker-family", help="family for a hub id or folder: cross-encoder, bi-encoder, "
-                        "pointwise, rank1, listwise, pairwise, fusion")
-    rerank.add_argument("--cascade", help="NAME:DEPTH stages, e.g. minilm-bi:100,smollm2-pointwise:20 "
-                        "(replaces --reranker/--rerank-depth)")
+    rerank.add_argument(
+        "--reranker",
+        default=DEFAULT_RERANKER,
+        help=f"registry name, hub id or local model folder, or 'none' (default: {DEFAULT_RERANKER})",
+    )
+    rerank.add_argument(
+        "--reranker-family",
+        help="family for a hub id or folder: cross-encoder, bi-encoder, pointwise, rank1, listwise, pairwise, fusion",
+    )
+    rerank.add_argument(
+        "--cascade",
+        help="NAME:DEPTH stages, e.g. minilm-bi:100,smollm2-pointwise:20 (replaces --reranker/--rerank-depth)",
+    )
     rerank.add_argument("--rerank-depth", type=int, default=100, help="rerank the top K candidates (default 100)")
-    rerank.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="reranker/backend option, e.g. batch_size=64, backend=openai, device=cuda (repeatable)")
+    rerank.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="reranker/backend option, e.g. batch_size=64, backend=openai, device=cuda (repeatable)",
+    )
     rerank.add_argument("--batch-size", type=int, default=8, help="queries per reranking step and checkpoint")
     output = parser.add_argument_group("output")
     output.add_argument("--output", help="TREC run file (default: runs/run.<collection>.<reranker>.txt)")
@@ -115,6 +138,22 @@ def build_reranker(args: argparse.Namespace):
     if args.reranker.lower() == "none":
         return None
     return HeadReranker(load_reranker(args.reranker, family=args.reranker_family, **options), args.rerank_depth)
+
+
+def text_depth(reranker: Reranker | None) -> int | None:
+    """How many leading candidates any stage of ``reranker`` reads: only those need their passage text.
+
+    None (every candidate) for a reranker not wrapped to a depth, which reads the whole list.
+    """
+    from reasonrank.rerank.cascade import Cascade, HeadReranker
+
+    if reranker is None:
+        return 0
+    if isinstance(reranker, Cascade):
+        return max(stage.depth for stage in reranker.stages)
+    if isinstance(reranker, HeadReranker):
+        return reranker.depth
+    return None
 
 
 def build_first_stage(args: argparse.Namespace, index: str):
@@ -159,8 +198,10 @@ def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> in
         reranker = build_reranker(args)
 
     first_stage = build_first_stage(args, index)
+    # Reading passages out of the Lucene index costs BM25 more than the search itself; dense holds them in memory.
+    fetch = {"text_depth": text_depth(reranker)} if args.first_stage == "bm25" else {}
     requests = first_stage.search(
-        queries, hits=args.hits, threads=args.threads, remove_query=args.remove_query, progress=not args.quiet
+        queries, hits=args.hits, threads=args.threads, remove_query=args.remove_query, progress=not args.quiet, **fetch
     )
     baseline = [first_stage_ranking(r, args.first_stage) for r in requests]
 
@@ -173,8 +214,13 @@ def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> in
             checkpoint.remove()
         done = checkpoint.load({q.qid: q for q in queries})
         pending = [r for r in requests if r.query.qid not in done]
-        with tqdm(total=len(requests), initial=len(done), desc=f"reranking ({reranker.name})", unit="query",
-                  disable=args.quiet) as progress:
+        with tqdm(
+            total=len(requests),
+            initial=len(done),
+            desc=f"reranking ({reranker.name})",
+            unit="query",
+            disable=args.quiet,
+        ) as progress:
             for start in range(0, len(pending), args.batch_size):
                 chunk = reranker.rerank_many(pending[start : start + args.batch_size])
                 checkpoint.append(chunk)

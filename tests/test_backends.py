@@ -127,10 +127,15 @@ def test_stop_strings_cut_the_text(smollm, prompts, greedy):
     words = free.text.split()
     assert len(words) >= 3, free.text
     stop = " " + words[2]
-    stopped = smollm.generate(prompts[:1], GenerationParams(max_new_tokens=8, stop=(stop, "never-said")))[0]
+    params = GenerationParams(max_new_tokens=8, stop=(stop, "never-said"))
+    stopped = smollm.generate(prompts[:1], params)[0]
     assert stopped.text == free.text[: free.text.index(stop)]
     assert stopped.finish_reason == "stop"
     assert stopped.completion_tokens < free.completion_tokens
+    # The stop criterion is built once and reused: in a later batch it halts the same row at the same token.
+    again = smollm.generate(prompts, params)
+    assert again[0] == stopped
+    assert [g.text for g in again[1:]] == [g.text.split(stop)[0] for g in greedy[1:]]
 
 
 @pytest.mark.slow

@@ -18,6 +18,9 @@ from reasonrank.corpus import ensure_index
 from reasonrank.errors import UserError
 from reasonrank.first_stage import Bm25FirstStage, prebuilt_index_names
 from reasonrank.java import find_java
+from reasonrank.runs import write_run
+from reasonrank.search import first_stage_ranking
+from reasonrank.search import main as search_main
 from reasonrank.topics import load_qrels, load_topics
 from reasonrank.types import Query, Request
 
@@ -77,14 +80,28 @@ def test_same_run_as_pyserini_cli(dl19, dl19_index, dl19_top100, tmp_path):
     """`python -m pyserini.search.lucene --bm25 --hits 100` on our index writes exactly our ranking."""
     runtime = find_java()
     output = tmp_path / "run.pyserini.txt"
-    args = ["--index", str(dl19_index), "--topics", str(dl19 / "topics.dl19-passage.tsv"),
-            "--output", str(output), "--bm25", "--hits", "100"]
+    args = [
+        "--index",
+        str(dl19_index),
+        "--topics",
+        str(dl19 / "topics.dl19-passage.tsv"),
+        "--output",
+        str(output),
+        "--bm25",
+        "--hits",
+        "100",
+    ]
     if runtime.has_vector_module:
         command = [sys.executable, "-m", "pyserini.search.lucene", *args]
     else:  # Pyserini's CLI asks for a JVM module this runtime lacks; reasonrank.java drops that option only
-        command = [sys.executable, "-c", "import runpy, sys; from reasonrank.java import configure_jvm; "
-                   "configure_jvm(); sys.argv[0] = 'pyserini'; "
-                   "runpy.run_module('pyserini.search.lucene', run_name='__main__')", *args]
+        command = [
+            sys.executable,
+            "-c",
+            "import runpy, sys; from reasonrank.java import configure_jvm; "
+            "configure_jvm(); sys.argv[0] = 'pyserini'; "
+            "runpy.run_module('pyserini.search.lucene', run_name='__main__')",
+            *args,
+        ]
     env = dict(os.environ, JAVA_HOME=str(runtime.home), OPENAI_API_KEY="unused", HF_HUB_OFFLINE="1")
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
 
@@ -138,9 +155,40 @@ def test_fewer_hits_is_a_prefix(dl19_bm25, dl19_top100):
     assert [r.candidates for r in requests] == [r.candidates[:10] for r in dl19_top100[:3]]
 
 
+@pytest.mark.parametrize("text_depth", [0, 7, 100])
+def test_text_depth_fetches_only_the_head(dl19_bm25, dl19_topics, dl19_top100, text_depth):
+    requests = dl19_bm25.search(dl19_topics, hits=100, threads=2, text_depth=text_depth)
+    for shallow, full in zip(requests, dl19_top100, strict=True):
+        assert [(c.docid, c.score) for c in shallow.candidates] == [(c.docid, c.score) for c in full.candidates]
+        texts = [c.text for c in shallow.candidates]
+        assert texts[:text_depth] == [c.text for c in full.candidates[:text_depth]]
+        assert all(texts[:text_depth]) and texts[text_depth:] == [""] * (100 - text_depth)
+
+
+def test_text_depth_counts_kept_candidates(dl19_bm25, dl19_top100):
+    """Hits dropped by excluded_ids are not candidates, so they do not use up the text depth."""
+    query = dl19_top100[0].query
+    top = [c.docid for c in dl19_top100[0].candidates]
+    excluded = Query(query.qid, query.text, frozenset(top[:3]))
+    (request,) = dl19_bm25.search([excluded], hits=100, text_depth=5)
+    assert [c.text for c in request.candidates[:5]] == [c.text for c in dl19_top100[0].candidates[3:8]]
+    assert all(c.text == "" for c in request.candidates[5:])
+
+
+def test_search_cli_without_reranker_writes_the_first_stage_run(dl19, dl19_top100, tmp_path):
+    """The CLI fetches no passages with --reranker none; its run is still exactly the BM25 top 100."""
+    expected, written = tmp_path / "expected.txt", tmp_path / "cli.txt"
+    write_run(expected, [first_stage_ranking(r, "bm25") for r in dl19_top100])
+    args = ["--index", str(dl19 / "corpus.jsonl"), "--topics", str(dl19 / "topics.dl19-passage.tsv")]
+    assert search_main([*args, "--reranker", "none", "--output", str(written), "--quiet"]) == 0
+    assert written.read_text(encoding="utf-8") == expected.read_text(encoding="utf-8")
+
+
 def test_bad_search_arguments(dl19_bm25, dl19_topics):
     with pytest.raises(UserError, match="hits must be at least 1"):
         dl19_bm25.search(dl19_topics, hits=0)
+    with pytest.raises(UserError, match="text_depth must be 0 or more"):
+        dl19_bm25.search(dl19_topics, text_depth=-1)
     with pytest.raises(UserError, match="duplicate query id '19335'"):
         dl19_bm25.search([dl19_topics[0], dl19_topics[0]])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from reasonrank.search import embedded_collection, main
+from reasonrank.rerank.base import Reranker
+from reasonrank.rerank.cascade import Cascade
+from reasonrank.search import define_search_args, embedded_collection, main, run_search
+from reasonrank.types import RankedCandidate, Ranking, Request
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,14 +24,60 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bm25_run_and_metrics_table(tmp_path, capsys):
     embedded = embedded_collection()
     output = tmp_path / "bm25.txt"
-    code = main(["--index", str(embedded.corpus), "--topics", str(embedded.topics), "--output", str(output),
-                 "--hits", "100", "--reranker", "none", "--qrels", str(embedded.qrels), "--quiet"])
+    code = main(
+        [
+            "--index",
+            str(embedded.corpus),
+            "--topics",
+            str(embedded.topics),
+            "--output",
+            str(output),
+            "--hits",
+            "100",
+            "--reranker",
+            "none",
+            "--qrels",
+            str(embedded.qrels),
+            "--quiet",
+        ]
+    )
     assert code == 0
     lines = output.read_text().splitlines()
     assert len(lines) == 43 * 100
     table = capsys.readouterr().out
     ndcg = float(next(line for line in table.splitlines() if line.startswith("nDCG@10")).split()[1])
     assert ndcg == pytest.approx(0.732, abs=0.005)
+
+
+class ReversingReranker(Reranker):
+    """Puts the candidates in reverse order and records the (docid, text) pairs it was given."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.seen: dict[str, list[tuple[str, str]]] = {}
+
+    def rerank_request(self, request: Request) -> Ranking:
+        self.seen[request.query.qid] = [(c.docid, c.text) for c in request.candidates]
+        reverse = request.candidates[::-1]
+        items = tuple(RankedCandidate(c, float(-rank), rank) for rank, c in enumerate(reverse, start=1))
+        return Ranking(request.query, items, self.name)
+
+
+def test_cascade_stages_read_the_passages_they_rerank(tmp_path):
+    """The first stage fetches text as deep as the deepest stage reads: every passage a stage gets is real."""
+    embedded = embedded_collection()
+    lines = embedded.corpus.read_text(encoding="utf-8").strip("\n").split("\n")  # "\u2028" is no line end
+    corpus = {r["_id"]: r["text"] for r in map(json.loads, lines)}
+    wide, narrow = ReversingReranker("wide"), ReversingReranker("narrow")
+    parser = argparse.ArgumentParser()
+    define_search_args(parser)
+    args = parser.parse_args(["--hits", "30", "--output", str(tmp_path / "run.txt"), "--quiet"])
+    assert run_search(args, reranker=Cascade([(wide, 20), (narrow, 5)])) == 0
+    assert len(wide.seen) == len(narrow.seen) == 43
+    for stage, depth in ((wide, 20), (narrow, 5)):
+        for pairs in stage.seen.values():
+            assert len(pairs) == depth
+            assert [text for _, text in pairs] == [corpus[docid] for docid, _ in pairs]
 
 
 @pytest.mark.parametrize(
@@ -50,14 +101,20 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, messag
 
 def run_cli(args: list[str], **kwargs) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "reasonrank.search", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "reasonrank.search", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_an_identical_run(tmp_path):
-    common = ["--reranker", "minilm-bi", "--hits", "30", "--batch-size", "1", "--quiet",
-              "--explanations"]
+    common = ["--reranker", "minilm-bi", "--hits", "30", "--batch-size", "1", "--quiet", "--explanations"]
     full, resumed = tmp_path / "full.txt", tmp_path / "resumed.txt"
     assert run_cli(["--output", str(full), *common, str(tmp_path / "full.jsonl")]).wait(timeout=600) == 0
 

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, set_seed
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    StoppingCriteriaList,
+    StopStringCriteria,
+    set_seed,
+)
 
 from reasonrank.backends.base import (
     Backend,
@@ -104,6 +111,7 @@ class TransformersBackend(Backend):
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids)
         self._option_cache: dict[str, int] = {}
+        self._stop_criteria: dict[tuple[str, ...], StopStringCriteria] = {}
         self._lock = threading.Lock()
         self._warned_truncation = False
 
@@ -153,7 +161,6 @@ class TransformersBackend(Backend):
             "return_dict_in_generate": True,
             # Raw logits, not the temperature/top-p processed scores: logprobs describe the model itself.
             "output_logits": params.top_logprobs > 0,
-            "stop_strings": list(params.stop) or None,
         }
         if sample:
             # top_k=0 switches off transformers' default top-50 filter, matching vLLM and OpenAI sampling.
@@ -167,6 +174,7 @@ class TransformersBackend(Backend):
         config = self._generation_config(params)
         results: list[Generation | None] = [None] * len(prompts)
         with self._lock, torch.inference_mode():
+            stopping = self._stopping(tuple(params.stop))
             if params.seed is not None:
                 # One seed per call: sampled text also depends on how prompts fall into batches.
                 set_seed(params.seed)
@@ -175,7 +183,7 @@ class TransformersBackend(Backend):
                     input_ids=input_ids,
                     attention_mask=attention_mask,
                     generation_config=config,
-                    tokenizer=self.tokenizer if params.stop else None,  # needed by stop_strings
+                    stopping_criteria=stopping,
                 )
                 width = input_ids.shape[1]
                 for row, index in enumerate(indices):
@@ -183,6 +191,18 @@ class TransformersBackend(Backend):
                     new_ids = out.sequences[row, width:].tolist()
                     results[index] = self._finish(new_ids, steps, len(encoded[index]), params)
         return [r for r in results if r is not None]
+
+    def _stopping(self, stops: tuple[str, ...]) -> StoppingCriteriaList | None:
+        """Halts a row once its text holds a stop string; built once per set of stop strings.
+
+        Building it scans the whole vocabulary (about 0.35 s for SmolLM2's 49k tokens), and transformers' own
+        cache of that scan misses on every call because ``get_vocab()`` returns the tokens in a new order each time.
+        """
+        if not stops:
+            return None
+        if stops not in self._stop_criteria:
+            self._stop_criteria[stops] = StopStringCriteria(self.tokenizer, list(stops))
+        return StoppingCriteriaList([self._stop_criteria[stops]])
 
     def _finish(self, new_ids: list[int], logits: list[torch.Tensor], prompt_tokens: int, params: GenerationParams):
         """Cut one generated sequence at EOS / padding / the first stop string, like OpenAI servers do."""
