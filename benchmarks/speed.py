@@ -188,10 +188,10 @@ def generation(
     backend.generate(prompts[:2], params)  # first call pays one-off kernel set-up and builds the stop criterion
     contenders = {f"batch {size}": batched(size, params, f"batch {size}") for size in batch_sizes}
     contenders["single"] = one_at_a_time(params, "single")
-    best = best_of(1, contenders)  # one pass each: the one-at-a-time pass alone takes a minute or more
+    best = best_of(2, contenders)  # two passes in turn: a busy spell on a shared CPU rarely spoils both
     fastest = min(batch_sizes, key=lambda size: best[f"batch {size}"])
     prefill_best = best_of(
-        1, {"batched": batched(fastest, prefill, "prefill batched"), "single": one_at_a_time(prefill, "prefill")}
+        2, {"batched": batched(fastest, prefill, "prefill batched"), "single": one_at_a_time(prefill, "prefill")}
     )
     batched_s, single_s = best[f"batch {fastest}"], best["single"]
     ratio = single_s / batched_s
@@ -222,8 +222,8 @@ def generation(
             ">= 5x",
             met,
             f"{prompts_count} InteRank prompts (DL19 mini queries and passages), greedy, max {max_new_tokens} new "
-            f"tokens, batches of {fastest} (the fastest of {by_size}), length-sorted; SmolLM2-135M float32 on "
-            f"{torch.get_num_threads()} threads; {same}/{prompts_count} texts identical to one-at-a-time",
+            f"tokens, best of 2, batches of {fastest} (the fastest of {by_size}), length-sorted; SmolLM2-135M "
+            f"float32 on {torch.get_num_threads()} threads; {same}/{prompts_count} texts identical to one-at-a-time",
             "" if met else profile_top(batched(fastest, params, "profiled"), 14),
             "" if met else note,
         ),
