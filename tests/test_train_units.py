@@ -14,7 +14,7 @@ from reasonrank.train.data import ResumableJsonl
 from reasonrank.train.distill import DistillConfig, build_groups
 from reasonrank.train.reward import advantage_weights, grounding_reward, label_reward
 from reasonrank.train.sft import pointwise_examples
-from reasonrank.train.teacher import parse_permutation, rationale_explanation
+from reasonrank.train.teacher import evidence_explanation, parse_permutation, rationale_explanation
 
 CONFIGS = Path(__file__).resolve().parent.parent / "docs" / "training-configs"
 
@@ -95,6 +95,48 @@ def test_rationale_explanations_quote_the_human_rationale(shared_data):
     text = rationale_explanation("claim", "document", record)
     assert record["rationale"][0].strip() in text and ("contradicts" in text or "supports" in text)
     assert "not relevant" in rationale_explanation("claim", "Some title. Body text.", None)
+
+
+def _scifact_document(shared_data: Path, docid: str) -> str:
+    with (shared_data / "scifact" / "corpus.jsonl").open() as lines:
+        record = next(r for r in map(json.loads, lines) if str(r["_id"]) == docid)
+    return f"{record['title']} {record['text']}"
+
+
+def _quote(explanation: str) -> str:
+    first_line = explanation.splitlines()[0]
+    assert first_line.startswith('The part of the document closest to the claim: "') and first_line.endswith('"')
+    return first_line.split(': "', 1)[1][:-1]
+
+
+def test_evidence_explanations_quote_the_visible_rationale_and_state_no_verdict(shared_data):
+    record = json.loads((shared_data / "scifact" / "rationales.train.jsonl").read_text().splitlines()[0])
+    document = _scifact_document(shared_data, record["docid"])
+    rationale = " ".join(record["rationale"][0].split())
+    whole = evidence_explanation("1 in 5 million in UK have abnormal PrP positivity.", document, record)
+    assert _quote(whole) == rationale
+    assert "relevant" not in whole.lower() and "supports" not in whole  # the label, not the text, gives the verdict
+
+    # Cut before the rationale: the quote comes from the words the student sees, never from beyond them.
+    cut = document.split().index(rationale.split()[0])
+    visible = " ".join(document.split()[:cut])
+    quote = _quote(evidence_explanation("abnormal PrP prevalence in the UK", document, record, max_words=cut))
+    assert quote.removesuffix(" …") in visible and rationale not in quote
+
+
+def test_evidence_explanation_of_a_negative_is_the_sentence_sharing_most_claim_words():
+    document = "Cats sleep a lot. Vitamin D lowers the risk of depression in adults. Dogs bark at night."
+    explanation = evidence_explanation("Vitamin D deficiency causes depression.", document, None, claim_terms=True)
+    assert _quote(explanation) == "Vitamin D lowers the risk of depression in adults."
+    assert explanation.splitlines()[1] == "Claim terms in the document: vitamin, depression (2 of 4)."
+
+
+def test_claim_terms_count_only_the_visible_words_and_can_be_left_out():
+    document = "Cats sleep a lot. Vitamin D lowers the risk of depression in adults."
+    claim = "Vitamin D deficiency causes depression."
+    cut = evidence_explanation(claim, document, None, max_words=4, claim_terms=True)  # "Cats sleep a lot."
+    assert cut.splitlines()[1] == "Claim terms in the document: none (0 of 4)."
+    assert "\n" not in evidence_explanation(claim, document, None)
 
 
 def test_pointwise_sft_completion_is_what_the_reranker_parses():

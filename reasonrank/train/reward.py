@@ -26,7 +26,7 @@ from typing import Any
 from reasonrank.errors import UserError
 from reasonrank.train.config import run_command
 from reasonrank.train.data import read_jsonl
-from reasonrank.train.sft import lora_config, pointwise_examples, save_adapter
+from reasonrank.train.sft import check_lengths, lora_config, pointwise_examples, save_adapter
 
 log = logging.getLogger(__name__)
 METHODS = ("weighted", "grpo")
@@ -225,6 +225,7 @@ def refine(config: RewardConfig):
     else:
         weighted = sample_and_weight(config, examples, records)
         model, tokenizer, peft_config = _trainable(config)
+        check_lengths(weighted, tokenizer, config.max_length)
         trainer = _weighted_trainer_class()(
             model=model, args=_arguments(config), train_dataset=Dataset.from_list(weighted),
             processing_class=tokenizer, peft_config=peft_config,

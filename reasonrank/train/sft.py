@@ -41,9 +41,9 @@ class SftConfig:
     lora: dict[str, Any] = field(
         default_factory=lambda: {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
     )
-    max_length: int = 512
-    # Cut passages to this many words before building the prompt: TRL truncates the end of a too-long example,
-    # which is the completion, so prompt + completion must fit max_length. None keeps the template's own limit.
+    max_length: int = 512  # tokens, chat template included; a longer example is an error (see check_lengths)
+    # Cut passages to this many words before building the prompt, so that prompt + completion fit max_length.
+    # None keeps the template's own limit.
     max_passage_words: int | None = None
     max_examples: int | None = None
     epochs: float = 1.0
@@ -194,6 +194,21 @@ def sft_arguments(config: SftConfig, **extra: Any):
     )
 
 
+def check_lengths(examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: int) -> None:
+    """Refuse examples longer than ``max_length`` tokens: TRL keeps the start, so it would cut the label off."""
+    lengths = [
+        len(tokenizer(tokenizer.apply_chat_template(e["prompt"] + e["completion"], tokenize=False))["input_ids"])
+        for e in examples
+    ]
+    too_long = [n for n in lengths if n > max_length]
+    if too_long:
+        raise UserError(
+            f"{len(too_long)} of {len(lengths)} SFT examples exceed max_length {max_length} tokens (longest "
+            f"{max(too_long)}), and truncation would cut their label or permutation: raise max_length or lower "
+            "max_passage_words"
+        )
+
+
 def sft(config: SftConfig) -> Path:
     """Train the LoRA adapter and save it to ``config.output``."""
     import torch
@@ -205,6 +220,7 @@ def sft(config: SftConfig) -> Path:
     log.info("%d %s SFT examples from %s", len(examples), config.kind, config.data)
     args = sft_arguments(config)
     model, tokenizer = load_causal_lm(config.model)
+    check_lengths(examples, tokenizer, config.max_length)
     dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
     trainer = SFTTrainer(
         model=model,

@@ -7,7 +7,9 @@
   candidates' own run scores); with several, each is z-normalised per query and the weighted sum is the score.
 * ``pointwise`` (InteRank): an explanation and a graded label per (query, document), from a generative backend
   (an OpenAI-compatible endpoint, vLLM or a local transformers model) prompted with a pointwise template, or from
-  ``rationales`` (SciFact's human rationale sentences for positives; the title for first-stage negatives).
+  ``rationales`` (SciFact's human annotation: ``rationale_style: evidence`` quotes the sentence of the passage
+  closest to the claim — the human rationale where the student can see it — and leaves the verdict to the label;
+  ``verdict`` quotes the rationale and states the verdict for positives, the title for first-stage negatives).
 * ``pairwise`` (Reason-to-Rank): comparative reasoning and the winner for (positive, negative) pairs, shown in a
   random order so the teacher cannot learn "passage 1 wins".
 * ``listwise`` (DeAR stage 2): reasoning and a permutation for windows of candidates.
@@ -37,6 +39,7 @@ from reasonrank.types import Candidate, Request
 
 log = logging.getLogger(__name__)
 MODES = ("scores", "pointwise", "pairwise", "listwise")
+RATIONALE_STYLES = ("evidence", "verdict")
 QUERIES_PER_CHUNK = 16  # scorer calls per chunk: big enough to batch, small enough to checkpoint often
 
 
@@ -53,6 +56,12 @@ class TeacherConfig:
     scorers: tuple[dict[str, Any], ...] = ()  # scores: [{reranker, family, weight, options} | {first_stage: true}]
     source: str = "backend"  # pointwise: backend | rationales
     rationales: str | None = None  # SciFact rationales.train.jsonl
+    rationale_style: str = "evidence"  # evidence | verdict (see rationale_explanation)
+    # rationales: quote only from the first N words of a passage, the part the student sees when SFT and the
+    # reranker cut passages to N words (sft max_passage_words); None quotes from the whole passage.
+    max_passage_words: int | None = None
+    # evidence style: also list the claim's content words found in the visible passage (hurt SmolLM2: §5b)
+    claim_terms: bool = False
     backend: str = "openai"  # transformers | vllm | openai
     model: str | None = None
     backend_options: dict[str, Any] = field(default_factory=dict)
@@ -72,6 +81,8 @@ class TeacherConfig:
             raise UserError(f"mode scores needs `scorers`, e.g. {example}")
         if self.mode == "pointwise" and self.source == "rationales" and not (self.rationales and self.qrels):
             raise UserError("source rationales needs `rationales` (rationales.train.jsonl) and `qrels`")
+        if self.rationale_style not in RATIONALE_STYLES:
+            raise UserError(f"rationale_style {self.rationale_style!r} is not one of {', '.join(RATIONALE_STYLES)}")
         if self.mode in ("pairwise",) and not self.qrels:
             raise UserError("mode pairwise needs `qrels` to pick positives")
 
@@ -168,9 +179,10 @@ def _label_of(grade: int, labels: Sequence[int]) -> int:
 
 
 def rationale_explanation(query: str, document: str, rationale: dict[str, Any] | None) -> str:
-    """An explanation built from SciFact's human annotation: the rationale sentences and the verdict.
+    """``verdict`` style: the rationale sentences and the verdict; negatives name what the document is about.
 
-    Negatives have no rationale: the explanation names what the document is about (its title) instead.
+    The verdict is spelled out before the label, so the label token only repeats it; a SmolLM2 adapter trained on
+    these collapsed to label 0 (docs/training.md §5b). ``evidence_explanation`` is the default for that reason.
     """
     if rationale is None:
         opening = " ".join(document.split()[:20]).rstrip(".,;:")
@@ -178,6 +190,55 @@ def rationale_explanation(query: str, document: str, rationale: dict[str, Any] |
     sentences = " ".join(s.strip() for s in rationale.get("rationale", []))
     verdict = {"SUPPORT": "supports", "CONTRADICT": "contradicts"}.get(str(rationale.get("label")), "addresses")
     return f'The document states: "{sentences}" This evidence {verdict} the claim, so the document is relevant.'
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
+_WORD = re.compile(r"[a-z0-9]+")
+MAX_QUOTE_WORDS = 50  # a long rationale is cut: the quote is evidence to judge, not a copy of the abstract
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if len(w) > 3}
+
+
+def _claim_terms(query: str) -> list[str]:
+    """The claim's content words in the order it uses them, each once, without English stop words."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    words = _WORD.findall(query.lower())
+    return list(dict.fromkeys(w for w in words if len(w) > 3 and w not in ENGLISH_STOP_WORDS))
+
+
+def evidence_explanation(
+    query: str, document: str, rationale: dict[str, Any] | None, max_words: int | None = None,
+    claim_terms: bool = False,
+) -> str:
+    """``evidence`` style: the sentence of the visible passage closest to the claim, quoted, and no verdict.
+
+    The sentence is the first human rationale sentence inside the first ``max_words`` words, else the visible
+    sentence sharing the most content words with the claim (what a reader would check first). With ``claim_terms``
+    the explanation then lists the claim's content words the visible passage contains (``k of n``), a check the label
+    can lean on (judged positives share more of the claim than first-stage negatives); SmolLM2-135M learned to
+    invent and repeat such terms instead (docs/training.md §5b), so it is off by default. Positives and negatives
+    read alike up to the label, so the label token itself carries the judgment and the reranker's expected-label
+    score is graded rather than a copy of a verdict already written.
+    """
+    visible = " ".join(document.split()[:max_words] if max_words else document.split())
+    sentences = [s for s in _SENTENCE_END.split(visible) if s.strip()] or [visible]
+    rationale_sentences = (" ".join(s.split()) for s in (rationale or {}).get("rationale", []))
+    quote = next((s for s in rationale_sentences if s and s in visible), None)
+    if quote is None:
+        claim = _content_words(query)
+        quote = max(sentences, key=lambda s: len(claim & _content_words(s)))  # ties: the earliest sentence
+    words = quote.split()
+    if len(words) > MAX_QUOTE_WORDS:
+        quote = " ".join(words[:MAX_QUOTE_WORDS]) + " …"
+    explanation = f'The part of the document closest to the claim: "{quote}"'
+    if not claim_terms:
+        return explanation
+    terms = _claim_terms(query)
+    found = [t for t in terms if t in _content_words(visible)]
+    return f"{explanation}\nClaim terms in the document: {', '.join(found) or 'none'} ({len(found)} of {len(terms)})."
 
 
 def teacher_pointwise(config: TeacherConfig) -> int:
@@ -193,10 +254,13 @@ def teacher_pointwise(config: TeacherConfig) -> int:
         for request, candidate in tqdm(pending, desc="rationale explanations", unit="pair"):
             grade = qrels.get(request.query.qid, {}).get(candidate.docid, 0)
             note = notes.get((request.query.qid, candidate.docid)) if grade > 0 else None
-            records.append(_pointwise_record(
-                request, candidate, rationale_explanation(request.query.text, candidate.text, note),
-                _label_of(grade, labels), "rationales",
-            ))
+            if config.rationale_style == "verdict":
+                explanation = rationale_explanation(request.query.text, candidate.text, note)
+            else:
+                explanation = evidence_explanation(
+                    request.query.text, candidate.text, note, config.max_passage_words, config.claim_terms
+                )
+            records.append(_pointwise_record(request, candidate, explanation, _label_of(grade, labels), "rationales"))
         return out.write(records)
     from reasonrank.rerank.pointwise import PointwiseReranker
 
