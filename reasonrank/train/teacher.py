@@ -181,8 +181,8 @@ def _label_of(grade: int, labels: Sequence[int]) -> int:
 def rationale_explanation(query: str, document: str, rationale: dict[str, Any] | None) -> str:
     """``verdict`` style: the rationale sentences and the verdict; negatives name what the document is about.
 
-    The verdict is spelled out before the label, so the label token only repeats it; a SmolLM2 adapter trained on
-    these collapsed to label 0 (docs/training.md §5b). ``evidence_explanation`` is the default for that reason.
+    The verdict is spelled out before the label, so the label token only repeats it; ``evidence_explanation``
+    leaves the decision to the label token and is the default (measurements of both in docs/training.md §5b).
     """
     if rationale is None:
         opening = " ".join(document.split()[:20]).rstrip(".,;:")
@@ -236,8 +236,8 @@ def evidence_explanation(
     explanation = f'The part of the document closest to the claim: "{quote}"'
     if not claim_terms:
         return explanation
-    terms = _claim_terms(query)
-    found = [t for t in terms if t in _content_words(visible)]
+    terms, present = _claim_terms(query), _content_words(visible)
+    found = [t for t in terms if t in present]
     return f"{explanation}\nClaim terms in the document: {', '.join(found) or 'none'} ({len(found)} of {len(terms)})."
 
 
