@@ -92,13 +92,15 @@ class DenseFirstStage:
         threads: int = 1,
         remove_query: bool = False,
         progress: bool = True,
+        text_depth: int | None = None,
     ) -> list[Request]:
         """The top ``hits`` documents of each query, best first, with their cosine similarity as score.
 
         As in :class:`reasonrank.first_stage.Bm25FirstStage`: a query's ``excluded_ids`` are dropped, and with
         ``remove_query`` a document whose docid is the qid; faiss is asked for that many more, so each query
         still gets ``hits`` candidates. ``threads`` sets faiss' OpenMP threads. ``progress`` is accepted for the
-        same signature; one batched faiss search shows no progress of its own.
+        same signature; one batched faiss search shows no progress of its own. ``text_depth`` too: the passages are
+        in memory, so every candidate carries its text at no cost.
         """
         if hits < 1:
             raise UserError(f"hits must be at least 1, got {hits}")

@@ -198,10 +198,10 @@ def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> in
         reranker = build_reranker(args)
 
     first_stage = build_first_stage(args, index)
-    # Reading passages out of the Lucene index costs BM25 more than the search itself; dense holds them in memory.
-    fetch = {"text_depth": text_depth(reranker)} if args.first_stage == "bm25" else {}
+    # Reading passages out of the Lucene index costs BM25 more than the search itself: fetch only those read.
     requests = first_stage.search(
-        queries, hits=args.hits, threads=args.threads, remove_query=args.remove_query, progress=not args.quiet, **fetch
+        queries, hits=args.hits, threads=args.threads, remove_query=args.remove_query, progress=not args.quiet,
+        text_depth=text_depth(reranker),
     )
     baseline = [first_stage_ranking(r, args.first_stage) for r in requests]
 
