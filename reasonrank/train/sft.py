@@ -51,6 +51,8 @@ class SftConfig:
     batch_size: int = 4
     gradient_accumulation_steps: int = 1
     learning_rate: float = 2e-4
+    # pointwise: the label token's loss counts this many times (see losses.label_weighted_nll); 1 is plain SFT
+    label_weight: float = 1.0
     warmup_ratio: float = 0.03
     seed: int = 42
     threads: int = 2
@@ -59,6 +61,8 @@ class SftConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise UserError(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.label_weight < 1 or (self.label_weight != 1 and self.kind != "pointwise"):
+            raise UserError(f"label_weight {self.label_weight}: give a number >= 1, and only with kind pointwise")
 
 
 def pointwise_label_line(template: Any, label: int) -> str:
@@ -127,14 +131,27 @@ def build_examples(config: SftConfig) -> list[dict[str, Any]]:
     return build(records, template, config.max_passage_words)
 
 
-def load_causal_lm(model: str):
-    """Model and tokenizer (GGUF weights dequantised to float32), with a pad token for batching."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(model: str):
+    """The model's tokenizer, with a pad token for batching."""
+    from transformers import AutoTokenizer
 
     from reasonrank.models import locate_model
 
     location = locate_model(model)
     tokenizer = AutoTokenizer.from_pretrained(location.path, gguf_file=location.gguf_file)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(model: str):
+    """Model and tokenizer (GGUF weights dequantised to float32), with a pad token for batching."""
+    from transformers import AutoModelForCausalLM
+
+    from reasonrank.models import locate_model
+
+    location = locate_model(model)
+    tokenizer = load_tokenizer(model)
     lm = AutoModelForCausalLM.from_pretrained(location.path, gguf_file=location.gguf_file)
     if location.gguf_file:
         # transformers dequantises GGUF weights to plain float tensors but still tags the model as GGUF-quantised,
@@ -143,8 +160,6 @@ def load_causal_lm(model: str):
         lm.is_quantized = False
         if hasattr(lm.config, "quantization_config"):
             del lm.config.quantization_config
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     return lm, tokenizer
 
 
@@ -209,6 +224,41 @@ def check_lengths(examples: Sequence[dict[str, Any]], tokenizer: Any, max_length
         )
 
 
+def label_token_ids(tokenizer: Any, template: Any) -> list[int]:
+    """The token that carries each label after the template's marker (the id of ``2`` in ``Relevance Label: 2``)."""
+    marker = template.setting("marker")
+    labels = template.setting("labels", (0, 1, 2))
+    ids = [tokenizer(f"{marker} {label}", add_special_tokens=False)["input_ids"][-1] for label in labels]
+    if len(set(ids)) < len(ids):
+        raise UserError(f"the tokenizer gives labels {list(labels)} no distinct last token: use label_weight 1")
+    return ids
+
+
+def _label_weighted_trainer_class():
+    import torch
+    from trl import SFTTrainer
+
+    from reasonrank.train.losses import label_weighted_nll
+
+    class LabelWeightedSFTTrainer(SFTTrainer):
+        """SFT with the label token weighted (``label_weighted_nll``); logs the label tokens' NLL as label_loss."""
+
+        def __init__(self, *args: Any, label_ids: Sequence[int], label_weight: float, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.label_ids = torch.tensor(list(label_ids))
+            self.label_weight = label_weight
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
+            loss, label_nll = label_weighted_nll(
+                outputs.logits, inputs["labels"], self.label_ids.to(inputs["labels"].device), self.label_weight
+            )
+            self._metrics["train" if model.training else "eval"]["label_loss"].append(label_nll.item())
+            return (loss, outputs) if return_outputs else loss
+
+    return LabelWeightedSFTTrainer
+
+
 def sft(config: SftConfig) -> Path:
     """Train the LoRA adapter and save it to ``config.output``."""
     import torch
@@ -222,12 +272,21 @@ def sft(config: SftConfig) -> Path:
     model, tokenizer = load_causal_lm(config.model)
     check_lengths(examples, tokenizer, config.max_length)
     dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
-    trainer = SFTTrainer(
+    weighting: dict[str, Any] = {}
+    trainer_class = SFTTrainer
+    if config.label_weight != 1:
+        from reasonrank.prompts import load_template
+
+        template = load_template(config.template or DEFAULT_TEMPLATES[config.kind])
+        weighting = {"label_ids": label_token_ids(tokenizer, template), "label_weight": config.label_weight}
+        trainer_class = _label_weighted_trainer_class()
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(config.lora),
+        **weighting,
     )
     trainer.train()
     return save_adapter(trainer, config.output, config.model, {"step": "sft", "config": asdict(config)})

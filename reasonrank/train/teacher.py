@@ -51,6 +51,10 @@ class TeacherConfig:
     candidates: str  # TREC run of the first stage
     output: str
     hits: int = 20  # candidates per query taken from the run
+    # Also sample this many unjudged documents per query from run ranks hits+1..easy_depth: negatives a student can
+    # tell apart by topic, beside the near misses at the top of the run; ``seed`` fixes the sample.
+    easy_negatives: int = 0
+    easy_depth: int = 100
     qrels: str | None = None  # adds judged positives to the candidates (scores, pointwise, pairwise)
     max_queries: int | None = None
     scorers: tuple[dict[str, Any], ...] = ()  # scores: [{reranker, family, weight, options} | {first_stage: true}]
@@ -94,13 +98,17 @@ def _requests(config: TeacherConfig, with_positives: bool) -> tuple[list[Request
     from reasonrank.runs import read_run
 
     run = read_run(config.candidates)
-    ranked = load_candidates(config.candidates, config.hits)
+    ranked = load_candidates(config.candidates, max(config.hits, config.easy_depth))
+    rng = random.Random(config.seed)
     qids = [q for q in topics if q in ranked][: config.max_queries]
     if not qids:
         raise UserError(f"no query of {config.topics} appears in {config.candidates}: check that they match")
     wanted: dict[str, list[str]] = {}
     for qid in qids:
-        docs = list(ranked[qid])
+        docs = ranked[qid][: config.hits]
+        if config.easy_negatives:
+            lower = [d for d in ranked[qid][config.hits :] if qrels.get(qid, {}).get(d, 0) <= 0]
+            docs += rng.sample(lower, min(config.easy_negatives, len(lower)))
         if with_positives:
             docs += [d for d, g in sorted(qrels.get(qid, {}).items()) if g > 0 and d not in docs]
         wanted[qid] = docs
