@@ -93,24 +93,24 @@ def test_alpha_without_teacher_is_an_error():
         distillation_loss(torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), None, alpha=0.5)
 
 
-def test_label_weighted_nll_counts_the_last_label_token_weight_times():
-    # vocabulary {0, 1, 2}, label token 2, weight 3. Row 1 learns tokens (2, 0, 2, 1): the last 2 is the label, the
-    # first (a digit in the explanation) is not. Logits are 0 except ln 2 for token 2 at step 3, so the NLLs are
-    # log 3, log 3, log 2 (p = 2/(1+1+2)), log 3. Row 2 learns (0, 1) only, padding around, NLL log 3 each.
-    # loss = (log 3 + log 3 + 3·log 2 + log 3 + log 3 + log 3) / (1 + 1 + 3 + 1 + 1 + 1) = (5 log 3 + 3 log 2) / 8
-    # = (5.4930614 + 2.0794415) / 8 = 0.9465629; label NLL = log 2 = 0.6931472
+def _two_completions() -> tuple[torch.Tensor, torch.Tensor]:
+    """Vocabulary {0, 1, 2}, label token 2. Row 1 learns tokens (2, 0, 2, 1): the last 2 is the label, the first (a
+    digit in the explanation) is not. Logits are 0 except ln 2 for token 2 at step 3, so the NLLs are log 3, log 3,
+    log 2 (p = 2/(1+1+2)), log 3. Row 2 learns (0, 1) only, padding around, NLL log 3 each."""
     logits = torch.zeros(2, 5, 3)
     logits[0, 2, 2] = math.log(2.0)
-    labels = torch.tensor([[-100, 2, 0, 2, 1], [-100, -100, 0, 1, -100]])
-    loss, label_nll = label_weighted_nll(logits, labels, torch.tensor([2]), weight=3.0)
+    return logits, torch.tensor([[-100, 2, 0, 2, 1], [-100, -100, 0, 1, -100]])
+
+
+def test_label_weighted_nll_counts_the_last_label_token_weight_times():
+    # weight 3: loss = (log 3 + log 3 + 3·log 2 + log 3 + log 3 + log 3) / (1 + 1 + 3 + 1 + 1 + 1)
+    # = (5 log 3 + 3 log 2) / 8 = (5.4930614 + 2.0794415) / 8 = 0.9465629; label NLL = log 2 = 0.6931472
+    loss, label_nll = label_weighted_nll(*_two_completions(), torch.tensor([2]), weight=3.0)
     assert loss.item() == pytest.approx(0.9465629, abs=1e-6)
     assert label_nll.item() == pytest.approx(0.6931472, abs=1e-6)
 
 
 def test_label_weight_one_is_the_mean_completion_nll():
     # weight 1: every learned token counts once, (5 log 3 + log 2) / 6 = (5.4930614 + 0.6931472) / 6 = 1.0310348
-    logits = torch.zeros(2, 5, 3)
-    logits[0, 2, 2] = math.log(2.0)
-    labels = torch.tensor([[-100, 2, 0, 2, 1], [-100, -100, 0, 1, -100]])
-    loss, _ = label_weighted_nll(logits, labels, torch.tensor([2]), weight=1.0)
+    loss, _ = label_weighted_nll(*_two_completions(), torch.tensor([2]), weight=1.0)
     assert loss.item() == pytest.approx(1.0310348, abs=1e-6)
