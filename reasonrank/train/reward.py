@@ -165,6 +165,9 @@ def _weighted_trainer_class():
     class WeightedSFTTrainer(SFTTrainer):
         """SFT whose loss is Σ_i w_i · NLL_i / Σ_i w_i, NLL_i the mean token NLL of example i's completion."""
 
+        # The loss is a mean over one micro-batch, so Trainer must divide it by the gradient-accumulation steps.
+        loss_is_scaled_for_ga = False
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             weights = inputs.pop("weight").float()
             labels = inputs["labels"]

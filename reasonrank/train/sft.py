@@ -243,6 +243,9 @@ def _label_weighted_trainer_class():
     class LabelWeightedSFTTrainer(SFTTrainer):
         """SFT with the label token weighted (``label_weighted_nll``); logs the label tokens' NLL as label_loss."""
 
+        # The loss is a mean over one micro-batch, so Trainer must divide it by the gradient-accumulation steps.
+        loss_is_scaled_for_ga = False
+
         def __init__(self, *args: Any, label_ids: Sequence[int], label_weight: float, **kwargs: Any):
             super().__init__(*args, **kwargs)
             self.label_ids = torch.tensor(list(label_ids))

@@ -92,7 +92,7 @@ class TeacherConfig:
 
 
 def _requests(config: TeacherConfig, with_positives: bool) -> tuple[list[Request], dict[str, dict[str, int]]]:
-    """Each query's top ``hits`` candidates (with run scores), plus its judged positives if asked."""
+    """Each query's top ``hits`` candidates (with run scores), its easy negatives, and its judged positives if asked."""
     topics = topics_by_id(config.topics)
     qrels = load_qrels(config.qrels) if config.qrels else {}
     from reasonrank.runs import read_run
