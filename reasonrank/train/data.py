@@ -7,6 +7,7 @@ accepts exactly the specs that search does.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,10 @@ from reasonrank.topics import load_qrels, load_topics
 from reasonrank.types import Query
 
 __all__ = [
-    "ResumableJsonl", "load_candidates", "load_corpus", "load_qrels", "load_topics", "read_jsonl", "topics_by_id",
+    "ResumableJsonl", "content_word_list", "content_words", "load_candidates", "load_corpus", "load_qrels",
+    "load_topics", "ranked_docids", "read_jsonl", "topics_by_id",
 ]
+_WORD = re.compile(r"[a-z0-9]+")
 
 
 def load_corpus(path: str | Path, docids: set[str] | None = None) -> dict[str, str]:
@@ -33,12 +36,23 @@ def topics_by_id(spec: str) -> dict[str, Query]:
     return {q.qid: q for q in load_topics(spec)}
 
 
+def ranked_docids(run: dict[str, dict[str, float]], depth: int) -> dict[str, list[str]]:
+    """The first ``depth`` documents per query of a run already read, best first."""
+    return {qid: [d for d, _ in sorted(docs.items(), key=lambda item: -item[1])][:depth] for qid, docs in run.items()}
+
+
 def load_candidates(path: str | Path, depth: int) -> dict[str, list[str]]:
     """The first ``depth`` documents per query of a TREC run, best first."""
-    return {
-        qid: [d for d, _ in sorted(docs.items(), key=lambda item: -item[1])][:depth]
-        for qid, docs in read_run(path).items()
-    }
+    return ranked_docids(read_run(path), depth)
+
+
+def content_word_list(text: str) -> list[str]:
+    """Lower-cased words of four or more letters or digits, in order: what quotes and explanations are compared by."""
+    return [w for w in _WORD.findall(text.lower()) if len(w) > 3]
+
+
+def content_words(text: str) -> set[str]:
+    return set(content_word_list(text))
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -71,21 +71,31 @@ def distillation_loss(
     return (1.0 - alpha) * main + alpha * distillation_kl(scores, teacher, temperature)
 
 
+def completion_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token NLL of a causal LM's next-token predictions, and which tokens are learned (labels not −100).
+
+    ``logits`` ``(batch, length, vocab)`` predict position t+1 from position t; ``labels`` ``(batch, length)`` hold
+    the token ids to learn and −100 elsewhere (the prompt, padding). Both outputs are ``(batch, length − 1)``; the
+    NLL is 0 where nothing is learned.
+    """
+    targets = labels[:, 1:]
+    nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100, reduction="none")
+    return nll, targets != -100
+
+
 def label_weighted_nll(
     logits: torch.Tensor, labels: torch.Tensor, label_ids: torch.Tensor, weight: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Completion NLL where each row's label token counts ``weight`` times; also the label tokens' mean NLL.
 
-    ``logits`` ``(batch, length, vocab)`` predict position t+1 from position t; ``labels`` ``(batch, length)`` hold
-    the token ids to learn and −100 elsewhere (the prompt, padding). A row's label token is its last learned token
+    Inputs as :func:`completion_token_nll`. A row's label token is its last learned token
     whose id is in ``label_ids`` (``2`` in ``…Relevance Label: 2 ##``: the stop after it is no label, and a digit in
     the explanation comes earlier). Loss = Σ_t w_t·NLL_t / Σ_t w_t with w_t = ``weight`` at the label token, 1 at
     other learned tokens. The explanation has tens of tokens and the verdict one, so with plain SFT the label is a
     small share of the gradient; a row without a label token keeps weights of 1.
     """
+    nll, learned = completion_token_nll(logits, labels)
     targets = labels[:, 1:]
-    nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=-100, reduction="none")
-    learned = targets != -100
     positions = torch.arange(targets.shape[1], device=targets.device).expand_as(targets)
     label_positions = torch.where(learned & torch.isin(targets, label_ids), positions, -1)
     last = label_positions.max(dim=1, keepdim=True).values

@@ -32,8 +32,15 @@ from tqdm.auto import tqdm
 
 from reasonrank.errors import UserError
 from reasonrank.train.config import run_command
-from reasonrank.train.data import ResumableJsonl, read_jsonl
-from reasonrank.train.sft import check_lengths, load_tokenizer, lora_config, pointwise_examples, save_adapter
+from reasonrank.train.data import ResumableJsonl, content_words, read_jsonl
+from reasonrank.train.sft import (
+    chat_token_count,
+    check_lengths,
+    load_tokenizer,
+    lora_config,
+    pointwise_examples,
+    save_adapter,
+)
 
 log = logging.getLogger(__name__)
 METHODS = ("weighted", "grpo")
@@ -55,9 +62,6 @@ def label_reward(completion: str, example: dict[str, Any], template: Any) -> flo
     return 1.0 - abs(predicted - int(example["label"])) / (max(labels) - min(labels))
 
 
-_WORD = re.compile(r"[a-z0-9]{4,}")
-
-
 def grounding_reward(completion: str, example: dict[str, Any], template: Any) -> float:
     """How much of the explanation's vocabulary comes from the passage (a quote scores 1); 0 under 5 words.
 
@@ -65,10 +69,10 @@ def grounding_reward(completion: str, example: dict[str, Any], template: Any) ->
     """
     marker = template.setting("marker", "Relevance Label:")
     explanation = completion.split(marker)[0]
-    words = set(_WORD.findall(explanation.lower()))
+    words = content_words(explanation)
     if len(explanation.split()) < 5 or not words:
         return 0.0
-    passage = set(_WORD.findall(str(example.get("passage", "")).lower()))
+    passage = content_words(str(example.get("passage", "")))
     return min(1.0, 2.0 * len(words & passage) / len(words))
 
 
@@ -159,8 +163,9 @@ def _arguments(config: RewardConfig):
 
 def _weighted_trainer_class():
     import torch
-    import torch.nn.functional as F
     from trl import SFTTrainer
+
+    from reasonrank.train.losses import completion_token_nll
 
     class WeightedSFTTrainer(SFTTrainer):
         """SFT whose loss is Σ_i w_i · NLL_i / Σ_i w_i, NLL_i the mean token NLL of example i's completion."""
@@ -170,12 +175,9 @@ def _weighted_trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             weights = inputs.pop("weight").float()
-            labels = inputs["labels"]
             outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
-            logits = outputs.logits[:, :-1].float()
-            targets = labels[:, 1:]
-            nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
-            mask = (targets != -100).float()
+            nll, learned = completion_token_nll(outputs.logits, inputs["labels"])
+            mask = learned.float()
             per_example = (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
             loss = (weights * per_example).sum() / weights.sum().clamp_min(torch.finfo(torch.float32).eps)
             return (loss, outputs) if return_outputs else loss
@@ -188,11 +190,7 @@ COMPLETION_END_TOKENS = 8  # the stop symbol put back after sampling, and the ch
 
 def check_sampling_room(examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: int, max_new_tokens: int):
     """Refuse before sampling (the slow part) when a prompt plus a full-length sample could exceed ``max_length``."""
-    longest = max(
-        len(tokenizer(tokenizer.apply_chat_template(e["prompt"], tokenize=False, add_generation_prompt=True))
-            ["input_ids"])
-        for e in examples
-    )
+    longest = max(chat_token_count(tokenizer, e["prompt"], add_generation_prompt=True) for e in examples)
     needed = longest + max_new_tokens + COMPLETION_END_TOKENS
     if needed > max_length:
         raise UserError(

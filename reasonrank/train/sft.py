@@ -209,12 +209,15 @@ def sft_arguments(config: SftConfig, **extra: Any):
     )
 
 
+def chat_token_count(tokenizer: Any, messages: Sequence[dict[str, str]], add_generation_prompt: bool = False) -> int:
+    """Tokens of the messages with the chat template applied, as the trainer will see them."""
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+    return len(tokenizer(text)["input_ids"])
+
+
 def check_lengths(examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: int) -> None:
     """Refuse examples longer than ``max_length`` tokens: TRL keeps the start, so it would cut the label off."""
-    lengths = [
-        len(tokenizer(tokenizer.apply_chat_template(e["prompt"] + e["completion"], tokenize=False))["input_ids"])
-        for e in examples
-    ]
+    lengths = [chat_token_count(tokenizer, e["prompt"] + e["completion"]) for e in examples]
     too_long = [n for n in lengths if n > max_length]
     if too_long:
         raise UserError(

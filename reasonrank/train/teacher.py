@@ -34,7 +34,16 @@ from tqdm.auto import tqdm
 from reasonrank.backends.base import ChatPrompt, GenerationParams
 from reasonrank.errors import UserError
 from reasonrank.train.config import run_command
-from reasonrank.train.data import ResumableJsonl, load_candidates, load_corpus, load_qrels, read_jsonl, topics_by_id
+from reasonrank.train.data import (
+    ResumableJsonl,
+    content_word_list,
+    content_words,
+    load_corpus,
+    load_qrels,
+    ranked_docids,
+    read_jsonl,
+    topics_by_id,
+)
 from reasonrank.types import Candidate, Request
 
 log = logging.getLogger(__name__)
@@ -98,7 +107,7 @@ def _requests(config: TeacherConfig, with_positives: bool) -> tuple[list[Request
     from reasonrank.runs import read_run
 
     run = read_run(config.candidates)
-    ranked = load_candidates(config.candidates, max(config.hits, config.easy_depth))
+    ranked = ranked_docids(run, max(config.hits, config.easy_depth))
     rng = random.Random(config.seed)
     qids = [q for q in topics if q in ranked][: config.max_queries]
     if not qids:
@@ -201,20 +210,14 @@ def rationale_explanation(query: str, document: str, rationale: dict[str, Any] |
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
-_WORD = re.compile(r"[a-z0-9]+")
 MAX_QUOTE_WORDS = 50  # a long rationale is cut: the quote is evidence to judge, not a copy of the abstract
-
-
-def _content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if len(w) > 3}
 
 
 def _claim_terms(query: str) -> list[str]:
     """The claim's content words in the order it uses them, each once, without English stop words."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    words = _WORD.findall(query.lower())
-    return list(dict.fromkeys(w for w in words if len(w) > 3 and w not in ENGLISH_STOP_WORDS))
+    return list(dict.fromkeys(w for w in content_word_list(query) if w not in ENGLISH_STOP_WORDS))
 
 
 def evidence_explanation(
@@ -236,15 +239,15 @@ def evidence_explanation(
     rationale_sentences = (" ".join(s.split()) for s in (rationale or {}).get("rationale", []))
     quote = next((s for s in rationale_sentences if s and s in visible), None)
     if quote is None:
-        claim = _content_words(query)
-        quote = max(sentences, key=lambda s: len(claim & _content_words(s)))  # ties: the earliest sentence
+        claim = content_words(query)
+        quote = max(sentences, key=lambda s: len(claim & content_words(s)))  # ties: the earliest sentence
     words = quote.split()
     if len(words) > MAX_QUOTE_WORDS:
         quote = " ".join(words[:MAX_QUOTE_WORDS]) + " …"
     explanation = f'The part of the document closest to the claim: "{quote}"'
     if not claim_terms:
         return explanation
-    terms, present = _claim_terms(query), _content_words(visible)
+    terms, present = _claim_terms(query), content_words(visible)
     found = [t for t in terms if t in present]
     return f"{explanation}\nClaim terms in the document: {', '.join(found) or 'none'} ({len(found)} of {len(terms)})."
 
