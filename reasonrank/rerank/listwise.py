@@ -14,6 +14,7 @@ from typing import Any
 
 from reasonrank.backends.base import Backend, ChatPrompt, GenerationParams
 from reasonrank.errors import UserError
+from reasonrank.models import check_adapter_template
 from reasonrank.prompts import Template, load_template
 from reasonrank.rerank.base import Reranker
 from reasonrank.rerank.permutation import parse_permutation, split_reasoning
@@ -139,6 +140,7 @@ def build_listwise(
 ) -> ListwiseReranker:
     """A listwise reranker; ``max_new_tokens`` defaults to 4096 for reasoning templates, else 200 (20 ids)."""
     loaded = load_template(template)
+    check_adapter_template(backend_options.get("adapter"), loaded.id)
     if max_new_tokens is None:
         max_new_tokens = 4096 if loaded.setting("reasoning", False) else 200
     return ListwiseReranker(

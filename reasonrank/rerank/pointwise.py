@@ -2,7 +2,9 @@
 
 * :class:`PointwiseReranker` — InteRank / R2R direct reasoning: an explanation ending in ``Relevance Label: 0|1|2``.
   The score is the expected label Σ p(l)·l over the label tokens right after the marker (renormalised over the
-  labels), so two passages both labelled 2 are still told apart; the parsed integer is the fallback.
+  labels), so two passages both labelled 2 are still told apart; the parsed integer is the fallback. A template
+  with ``label_first: true`` turns the order round: the marker is written into the answer for the model, the label
+  is its first token and the explanation follows, so the score never waits on (or goes missing in) the reasoning.
 * :class:`Rank1Reranker` — rank1: reasoning until ``</think>``, score p(true) / (p(true) + p(false)) at the token
   after it, as in rank1's reference code (``orionw/rank1``, ``rank1.py``).
 
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 
 from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams, TokenLogprobs
 from reasonrank.errors import UserError
+from reasonrank.models import check_adapter_template
 from reasonrank.prompts import Template, load_template
 from reasonrank.rerank.base import ScoringReranker
 from reasonrank.types import Judgment, Ranking, Request
@@ -179,6 +182,7 @@ class PointwiseReranker(_GenerativeScorer):
         self.template = template
         self.labels = tuple(str(label) for label in template.setting("labels"))
         self.marker: str = template.setting("marker")
+        self.label_first = bool(template.setting("label_first", False))
         self.max_passage_words = max_passage_words
         self.params = marker_params(template, max_new_tokens, top_logprobs, temperature)
         self._label_pattern = re.compile(re.escape(self.marker) + r"\s*\**\s*(\d+)", re.IGNORECASE)
@@ -187,14 +191,23 @@ class PointwiseReranker(_GenerativeScorer):
         system = self.template.render("system") if self.template.has("system") else None
         passage = cut_passage(passage, self.template, self.max_passage_words)
         user = self.template.render("user", query=query, passage=passage)
-        return ChatPrompt.of(user, system=system)
+        return ChatPrompt.of(user, system=system, assistant_prefix=self.marker if self.label_first else "")
 
     def read(self, generation: Generation) -> tuple[Judgment, str]:
         """A judgment from one generation, and where its score came from (for ``Ranking.stats``)."""
-        explanation = explanation_before(generation.text, self.marker)
-        matches = [m for m in self._label_pattern.finditer(generation.text) if m.group(1) in self.labels]
-        parsed = int(matches[-1].group(1)) if matches else None
-        distribution = option_distribution(answer_token(generation.tokens, self.marker), self.labels)
+        if self.label_first:
+            # The marker was the answer's prefix: the label is the first token written, the explanation the rest.
+            text = self.marker + generation.text
+            found = self._label_pattern.match(text)
+            matches = [found] if found and found.group(1) in self.labels else []
+            label_token = next((t for t in generation.tokens if t.token.strip()), None)
+            explanation = (text[found.end() :] if found else generation.text).replace("##", "").strip()
+        else:
+            matches = [m for m in self._label_pattern.finditer(generation.text) if m.group(1) in self.labels][-1:]
+            label_token = answer_token(generation.tokens, self.marker)
+            explanation = explanation_before(generation.text, self.marker)
+        parsed = int(matches[0].group(1)) if matches else None
+        distribution = option_distribution(label_token, self.labels)
         if distribution is not None:
             score = sum(p * int(label) for label, p in distribution.items())
             label = parsed if parsed is not None else int(max(distribution, key=distribution.__getitem__))
@@ -303,9 +316,11 @@ def build_pointwise(
 
     ``max_passage_words`` cuts passages as an SFT run with the same setting cut them in training.
     """
+    loaded = load_template(template)
+    check_adapter_template(backend_options.get("adapter"), loaded.id)
     return PointwiseReranker(
         LazyBackend(backend, model, backend_options),
-        load_template(template),
+        loaded,
         max_new_tokens,
         top_logprobs,
         temperature,

@@ -84,22 +84,26 @@ def completion_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[to
 
 
 def label_weighted_nll(
-    logits: torch.Tensor, labels: torch.Tensor, label_ids: torch.Tensor, weight: float
+    logits: torch.Tensor, labels: torch.Tensor, label_ids: torch.Tensor, weight: float, label_first: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Completion NLL where each row's label token counts ``weight`` times; also the label tokens' mean NLL.
 
     Inputs as :func:`completion_token_nll`. A row's label token is its last learned token
     whose id is in ``label_ids`` (``2`` in ``…Relevance Label: 2 ##``: the stop after it is no label, and a digit in
-    the explanation comes earlier). Loss = Σ_t w_t·NLL_t / Σ_t w_t with w_t = ``weight`` at the label token, 1 at
-    other learned tokens. The explanation has tens of tokens and the verdict one, so with plain SFT the label is a
-    small share of the gradient; a row without a label token keeps weights of 1.
+    the explanation comes earlier), or its first with ``label_first`` (``Relevance Label: 2`` then the explanation).
+    Loss = Σ_t w_t·NLL_t / Σ_t w_t with w_t = ``weight`` at the label token, 1 at other learned tokens. The
+    explanation has tens of tokens and the verdict one, so with plain SFT the label is a small share of the gradient;
+    a row without a label token keeps weights of 1.
     """
     nll, learned = completion_token_nll(logits, labels)
     targets = labels[:, 1:]
     positions = torch.arange(targets.shape[1], device=targets.device).expand_as(targets)
-    label_positions = torch.where(learned & torch.isin(targets, label_ids), positions, -1)
-    last = label_positions.max(dim=1, keepdim=True).values
-    is_label = (positions == last) & (last >= 0)
+    is_candidate = learned & torch.isin(targets, label_ids)
+    if label_first:
+        chosen = torch.where(is_candidate, positions, targets.shape[1]).min(dim=1, keepdim=True).values
+    else:
+        chosen = torch.where(is_candidate, positions, -1).max(dim=1, keepdim=True).values
+    is_label = (positions == chosen) & is_candidate
     weights = learned.float() + (weight - 1.0) * is_label.float()
     loss = (nll * weights).sum() / weights.sum().clamp_min(1.0)
     label_nll = nll[is_label].mean() if is_label.any() else nll.new_zeros(())

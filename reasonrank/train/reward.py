@@ -31,6 +31,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from reasonrank.errors import UserError
+from reasonrank.models import check_adapter_template
 from reasonrank.train.config import run_command
 from reasonrank.train.data import ResumableJsonl, content_words, read_jsonl
 from reasonrank.train.sft import (
@@ -50,7 +51,7 @@ Reward = Callable[[str, dict[str, Any], Any], float]
 def _parsed_label(completion: str, template: Any) -> int | None:
     pattern = re.escape(template.setting("marker", "Relevance Label:")) + r"\s*\**\s*(\d+)"
     found = re.findall(pattern, completion, flags=re.IGNORECASE)
-    return int(found[-1]) if found else None
+    return int(found[0 if template.setting("label_first") else -1]) if found else None
 
 
 def label_reward(completion: str, example: dict[str, Any], template: Any) -> float:
@@ -68,7 +69,7 @@ def grounding_reward(completion: str, example: dict[str, Any], template: Any) ->
     Guards against explanations that ignore the document, the failure InteRank's human study flags.
     """
     marker = template.setting("marker", "Relevance Label:")
-    explanation = completion.split(marker)[0]
+    explanation = completion.split(marker)[-1 if template.setting("label_first") else 0]
     words = content_words(explanation)
     if len(explanation.split()) < 5 or not words:
         return 0.0
@@ -293,6 +294,7 @@ def refine(config: RewardConfig):
 
     torch.set_num_threads(config.threads)
     template = load_template(config.template)
+    check_adapter_template(config.adapter, template.id)
     records = list(read_jsonl(config.data))[: config.max_examples]
     if not records:
         raise UserError(f"{config.data} holds no records: run reasonrank.train.teacher --mode pointwise first")
@@ -313,8 +315,8 @@ def refine(config: RewardConfig):
             **collate(batch), "weight": torch.tensor([item["weight"] for item in batch])
         }
     trainer.train()
-    return save_adapter(trainer, config.output, config.model, {"step": f"reward/{config.method}",
-                                                               "config": asdict(config)})
+    settings = {"step": f"reward/{config.method}", "template": config.template, "config": asdict(config)}
+    return save_adapter(trainer, config.output, config.model, settings)
 
 
 def _grpo_trainer(config: RewardConfig, examples, records, template):

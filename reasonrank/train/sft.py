@@ -3,7 +3,8 @@
 ``python -m reasonrank.train.sft --config docs/training-configs/sft-scifact-smollm2.yaml``
 
 * ``kind: pointwise`` (InteRank): prompt = the pointwise reranker's own prompt for (query, passage); completion =
-  ``{explanation}\\nRelevance Label: {label} ##`` (the template's marker and stop). Data: ``teacher --mode pointwise``.
+  ``{explanation}\\nRelevance Label: {label} ##`` (the template's marker and stop; a ``label_first`` template puts
+  the label line first). Data: ``teacher --mode pointwise``.
 * ``kind: listwise`` (DeAR stage 2): prompt = the listwise window turns; completion = ``<think>{reasoning}</think>``
   then ``[i] > [j] > …``. Data: ``teacher --mode listwise``.
 
@@ -65,10 +66,14 @@ class SftConfig:
             raise UserError(f"label_weight {self.label_weight}: give a number >= 1, and only with kind pointwise")
 
 
-def pointwise_label_line(template: Any, label: int) -> str:
-    """``Relevance Label: 2 ##`` — the verdict as the reranker parses it, with the template's stop symbol."""
+def pointwise_completion(template: Any, explanation: str, label: int) -> str:
+    """The answer as the reranker parses it: ``{explanation}\\nRelevance Label: 2 ##``, or with a ``label_first``
+    template ``Relevance Label: 2\\n{explanation} ##`` (the template's marker and stop symbol)."""
     stop = (template.setting("stop") or ("",))[0]
-    return f"{template.setting('marker')} {label}{stop}"
+    verdict = f"{template.setting('marker')} {label}"
+    if template.setting("label_first"):
+        return f"{verdict}\n{explanation.strip()}{stop}"
+    return f"{explanation.strip()}\n{verdict}{stop}"
 
 
 def _cut(text: str, max_words: int | None) -> str:
@@ -90,7 +95,7 @@ def pointwise_examples(
     for record in records:
         try:
             prompt = reranker.prompt(record["query"], record["passage"])
-            completion = f"{record['explanation'].strip()}\n{pointwise_label_line(template, int(record['label']))}"
+            completion = pointwise_completion(template, record["explanation"], int(record["label"]))
         except KeyError as error:
             raise UserError(f"pointwise SFT data needs query, passage, explanation, label; no {error}") from None
         examples.append(
@@ -249,15 +254,22 @@ def _label_weighted_trainer_class():
         # The loss is a mean over one micro-batch, so Trainer must divide it by the gradient-accumulation steps.
         loss_is_scaled_for_ga = False
 
-        def __init__(self, *args: Any, label_ids: Sequence[int], label_weight: float, **kwargs: Any):
+        def __init__(
+            self, *args: Any, label_ids: Sequence[int], label_weight: float, label_first: bool, **kwargs: Any
+        ):
             super().__init__(*args, **kwargs)
             self.label_ids = torch.tensor(list(label_ids))
             self.label_weight = label_weight
+            self.label_first = label_first
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
             loss, label_nll = label_weighted_nll(
-                outputs.logits, inputs["labels"], self.label_ids.to(inputs["labels"].device), self.label_weight
+                outputs.logits,
+                inputs["labels"],
+                self.label_ids.to(inputs["labels"].device),
+                self.label_weight,
+                self.label_first,
             )
             self._metrics["train" if model.training else "eval"]["label_loss"].append(label_nll.item())
             return (loss, outputs) if return_outputs else loss
@@ -284,7 +296,11 @@ def sft(config: SftConfig) -> Path:
         from reasonrank.prompts import load_template
 
         template = load_template(config.template or DEFAULT_TEMPLATES[config.kind])
-        weighting = {"label_ids": label_token_ids(tokenizer, template), "label_weight": config.label_weight}
+        weighting = {
+            "label_ids": label_token_ids(tokenizer, template),
+            "label_weight": config.label_weight,
+            "label_first": bool(template.setting("label_first")),
+        }
         trainer_class = _label_weighted_trainer_class()
     trainer = trainer_class(
         model=model,
@@ -295,7 +311,10 @@ def sft(config: SftConfig) -> Path:
         **weighting,
     )
     trainer.train()
-    return save_adapter(trainer, config.output, config.model, {"step": "sft", "config": asdict(config)})
+    # The reranker checks the template it is given against this one (models.check_adapter_template).
+    trained_template = config.template or DEFAULT_TEMPLATES[config.kind]
+    settings = {"step": "sft", "template": trained_template, "config": asdict(config)}
+    return save_adapter(trainer, config.output, config.model, settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
