@@ -71,7 +71,7 @@ def offline_hint(model: str, error: Exception) -> UserError:
     )
 
 
-def check_adapter_template(adapter: object, template_id: str) -> None:
+def check_adapter_template(adapter: str | Path | None, template_id: str) -> None:
     """Refuse a reranker whose prompt template is not the one its adapter was trained on.
 
     ``reasonrank.train`` records the template in the adapter's ``reasonrank_training.json``; an adapter trained to

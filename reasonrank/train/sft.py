@@ -59,6 +59,11 @@ class SftConfig:
     threads: int = 2
     trainer: dict[str, Any] = field(default_factory=dict)  # extra SFTConfig arguments (bf16, gradient_checkpointing…)
 
+    @property
+    def template_id(self) -> str:
+        """The prompt template the examples are built with: ``template``, or the kind's default."""
+        return self.template or DEFAULT_TEMPLATES[self.kind]
+
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise UserError(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
@@ -128,7 +133,7 @@ def listwise_examples(
 def build_examples(config: SftConfig) -> list[dict[str, Any]]:
     from reasonrank.prompts import load_template
 
-    template = load_template(config.template or DEFAULT_TEMPLATES[config.kind])
+    template = load_template(config.template_id)
     records = list(read_jsonl(config.data))[: config.max_examples]
     if not records:
         raise UserError(f"{config.data} holds no records: run reasonrank.train.teacher first")
@@ -295,7 +300,7 @@ def sft(config: SftConfig) -> Path:
     if config.label_weight != 1:
         from reasonrank.prompts import load_template
 
-        template = load_template(config.template or DEFAULT_TEMPLATES[config.kind])
+        template = load_template(config.template_id)
         weighting = {
             "label_ids": label_token_ids(tokenizer, template),
             "label_weight": config.label_weight,
@@ -312,8 +317,7 @@ def sft(config: SftConfig) -> Path:
     )
     trainer.train()
     # The reranker checks the template it is given against this one (models.check_adapter_template).
-    trained_template = config.template or DEFAULT_TEMPLATES[config.kind]
-    settings = {"step": "sft", "template": trained_template, "config": asdict(config)}
+    settings = {"step": "sft", "template": config.template_id, "config": asdict(config)}
     return save_adapter(trainer, config.output, config.model, settings)
 
 
