@@ -18,6 +18,13 @@ from tqdm import tqdm
 
 from reasonrank.errors import UserError, report_error
 from reasonrank.rerank.base import Reranker
+from reasonrank.scale.ray import (
+    define_ray_args,
+    plan_from_args,
+    remove_shard_files,
+    rerank_search_on_ray,
+    shard_folder,
+)
 from reasonrank.types import RankedCandidate, Ranking, Request
 
 DEFAULT_RERANKER = "minilm-hybrid"
@@ -120,6 +127,7 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--shard", help="I/N: only every N-th topic, starting at I (merge with reasonrank.merge)")
     output.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left by an interrupted run")
     output.add_argument("--quiet", action="store_true", help="no progress bars")
+    define_ray_args(parser)
 
 
 def first_stage_ranking(request: Request, model: str) -> Ranking:
@@ -154,6 +162,15 @@ def text_depth(reranker: Reranker | None) -> int | None:
     if isinstance(reranker, HeadReranker):
         return reranker.depth
     return None
+
+
+def requested_text_depth(args: argparse.Namespace) -> int | None:
+    """:func:`text_depth` of the reranker ``args`` describe, without loading it (the Ray driver never does)."""
+    from reasonrank.rerank.cascade import parse_cascade
+
+    if args.cascade:
+        return max(depth for _, depth in parse_cascade(args.cascade))
+    return 0 if args.reranker.lower() == "none" else args.rerank_depth
 
 
 def build_first_stage(args: argparse.Namespace, index: str):
@@ -193,20 +210,28 @@ def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> in
         shard, shards = parse_shard(args.shard)
         queries = queries[shard::shards]
     qrels = load_qrels(qrels_spec) if qrels_spec else None  # read early: a bad qrels file fails before the work
+    ray_plan = plan_from_args(args)
     owns_reranker = reranker is None
-    if owns_reranker:
+    if owns_reranker and ray_plan is None:
         reranker = build_reranker(args)
+    depth = text_depth(reranker) if ray_plan is None else requested_text_depth(args)
+    reranking = reranker is not None or depth != 0
 
     first_stage = build_first_stage(args, index)
     # Reading passages out of the Lucene index costs BM25 more than the search itself: fetch only those read.
     requests = first_stage.search(
         queries, hits=args.hits, threads=args.threads, remove_query=args.remove_query, progress=not args.quiet,
-        text_depth=text_depth(reranker),
+        text_depth=depth,
     )
     baseline = [first_stage_ranking(r, args.first_stage) for r in requests]
 
-    if reranker is None:
+    model_name = reranker.name if reranker is not None else None
+    if not reranking:
         final = baseline
+    elif ray_plan is not None:
+        settings = {k: v for k, v in vars(args).items() if k not in {"quiet", "no_resume", "threads", "batch_size"}}
+        final = rerank_search_on_ray(requests, args, ray_plan, output, {**settings, "index": index, "topics": topics})
+        model_name = final[0].model if final else args.reranker
     else:
         settings = {k: v for k, v in vars(args).items() if k not in {"quiet", "no_resume", "threads", "batch_size"}}
         checkpoint = Checkpoint(output, {**settings, "index": index, "topics": topics})
@@ -233,8 +258,11 @@ def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> in
     write_run(output, final)
     if args.explanations:
         write_explanations(args.explanations, final)
-    if reranker is not None:
-        checkpoint.remove()
+    if reranking:
+        if ray_plan is None:
+            checkpoint.remove()
+        else:
+            remove_shard_files(shard_folder(output))
         repairs = {}
         for ranking in final:
             for key, value in ranking.stats.items():
@@ -246,8 +274,8 @@ def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> in
     if qrels is not None:
         excluded = {q.qid: q.excluded_ids for q in queries if q.excluded_ids}
         columns = {args.first_stage: evaluate(rankings_to_run(baseline), qrels, excluded)}
-        if reranker is not None:
-            columns[reranker.name] = evaluate(rankings_to_run(final), qrels, excluded)
+        if reranking:
+            columns[model_name] = evaluate(rankings_to_run(final), qrels, excluded)
         print(format_table(columns))
     return 0
 

@@ -20,13 +20,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -36,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reasonrank.errors import UserError
 from reasonrank.rerank.base import Reranker
+from reasonrank.serve.batching import DEFAULT_BATCHING, Batching, DynamicBatcher
 from reasonrank.types import Candidate, Query
 from reasonrank.types import Request as RerankRequest
 
@@ -161,15 +161,32 @@ def _validation_message(errors: Sequence[dict[str, Any]]) -> str:
     return f"{location}: {message}{more}"
 
 
-def create_app(reranker: Reranker | None, limits: ServiceLimits = ServiceLimits()) -> FastAPI:
-    """The service around an already loaded reranker; ``None`` gives an app that only reports not ready."""
+def create_app(
+    reranker: Reranker | None, limits: ServiceLimits = ServiceLimits(), batching: Batching = DEFAULT_BATCHING
+) -> FastAPI:
+    """The service around an already loaded reranker; ``None`` gives an app that only reports not ready.
+
+    Concurrent requests of both APIs share one :class:`DynamicBatcher` (``batching.max_batch_size=1``: one request
+    per model call).
+    """
+    from reasonrank.serve.cohere import build_router
+
+    batcher = DynamicBatcher(reranker, batching) if reranker is not None else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if batcher is not None:
+            await batcher.close()
+
     app = FastAPI(
         title="reasonrank reranking service",
         version="1",
-        description="Rerank one query's candidates with a reasonrank reranker. Model calls are serialised.",
+        description="Rerank one query's candidates with a reasonrank reranker: reasonrank's own /rerank (docids, "
+        "explanations, labels) and the Cohere-compatible /v1/rerank and /v2/rerank. Concurrent requests are "
+        "batched into shared model calls.",
+        lifespan=lifespan,
     )
-    # One token: the reranker runs in one worker thread at a time, never concurrently with itself.
-    model_slot = anyio.CapacityLimiter(1)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -202,7 +219,7 @@ def create_app(reranker: Reranker | None, limits: ServiceLimits = ServiceLimits(
         responses={413: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
     )
     async def rerank(body: RerankIn) -> RerankOut | JSONResponse:
-        if reranker is None:
+        if reranker is None or batcher is None:
             return _error(503, "no model is loaded: start the service with --reranker NAME")
         if len(body.candidates) > limits.max_candidates:
             return _error(
@@ -214,11 +231,7 @@ def create_app(reranker: Reranker | None, limits: ServiceLimits = ServiceLimits(
         request = RerankRequest(
             Query(qid, body.query), tuple(Candidate(c.docid, c.text, c.score) for c in body.candidates)
         )
-        if request.candidates:
-            ranking = await anyio.to_thread.run_sync(reranker.rerank_request, request, limiter=model_slot)
-            items = ranking.items[: body.top_k]
-        else:
-            items = ()
+        items = (await batcher.rerank(request)).items[: body.top_k] if request.candidates else ()
         return RerankOut(
             qid=qid,
             model=reranker.name,
@@ -234,6 +247,7 @@ def create_app(reranker: Reranker | None, limits: ServiceLimits = ServiceLimits(
             ],
         )
 
+    app.include_router(build_router(reranker.name if reranker else None, batcher.rerank if batcher else None, limits))
     app.add_middleware(BodyLimit, max_bytes=limits.max_request_bytes)
     return app
 

@@ -187,7 +187,7 @@ def test_model_calls_never_overlap(dl19):
 
     answers = asyncio.run(send_all())
     assert [a.json()["qid"] for a in answers] == [f"r{i}" for i in range(16)]
-    assert reranker.calls == 16 and reranker.most_active == 1
+    assert reranker.calls <= 16 and reranker.most_active == 1  # calls may be batched, never concurrent
 
 
 def test_openapi_copy_in_docs_is_current():
