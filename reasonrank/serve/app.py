@@ -98,8 +98,16 @@ class ErrorOut(BaseModel):
     detail: list[dict[str, Any]] | None = None
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII characters escaped: text a client sent with a lone surrogate (legal in JSON, not in UTF-8)
+    can be echoed back (docids, qids, documents, field names in errors) instead of failing to encode."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def _error(status: int, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:
-    return JSONResponse(ErrorOut(error=message, detail=detail).model_dump(exclude_none=True), status_code=status)
+    return AsciiJSONResponse(ErrorOut(error=message, detail=detail).model_dump(exclude_none=True), status_code=status)
 
 
 class BodyLimit:
@@ -186,6 +194,7 @@ def create_app(
         "explanations, labels) and the Cohere-compatible /v1/rerank and /v2/rerank. Concurrent requests are "
         "batched into shared model calls.",
         lifespan=lifespan,
+        default_response_class=AsciiJSONResponse,
     )
 
     @app.exception_handler(RequestValidationError)
@@ -248,8 +257,23 @@ def create_app(
         )
 
     app.include_router(build_router(reranker.name if reranker else None, batcher.rerank if batcher else None, limits))
+    _declare_candidate_limit(app, limits.max_candidates)
     app.add_middleware(BodyLimit, max_bytes=limits.max_request_bytes)
     return app
+
+
+def _declare_candidate_limit(app: FastAPI, max_candidates: int) -> None:
+    """Put ``--max-candidates`` into the served schema (``maxItems``), so clients and fuzzers see the limit."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            models = generate()["components"]["schemas"]
+            models["RerankIn"]["properties"]["candidates"]["maxItems"] = max_candidates
+            models["CohereRerankIn"]["properties"]["documents"]["maxItems"] = max_candidates
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def openapi_schema() -> dict[str, Any]:

@@ -18,6 +18,7 @@ result's ``explanation`` and ``label`` (null for rerankers that write none); fro
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Awaitable, Callable
@@ -37,11 +38,11 @@ DOCUMENTS_PER_SEARCH_UNIT = 100  # Cohere bills one search unit per query and 10
 
 
 class DocumentIn(BaseModel):
-    """A structured document: ``text``, or the fields named in the request's ``rank_fields``."""
+    """A structured document: ``text``, and any other fields (which ``rank_fields`` may select)."""
 
     model_config = ConfigDict(extra="allow")
 
-    text: str | None = Field(None, description="The text to rerank (needed unless rank_fields names other fields)")
+    text: str = Field(description="The text to rerank (unless rank_fields selects other fields)")
 
 
 class CohereRerankIn(BaseModel):
@@ -56,7 +57,7 @@ class CohereRerankIn(BaseModel):
         None, ge=1, description="Cut each document to this many whitespace-separated tokens before reranking"
     )
     rank_fields: list[str] | None = Field(
-        None, min_length=1, description="For object documents: the fields to rerank on, joined as 'field: value' lines"
+        None, description="For object documents: the fields to rerank on, as 'field: value' lines (text if none)"
     )
     max_chunks_per_doc: int | None = Field(None, ge=1, description="Accepted for v1 clients; ignored")
     priority: int | None = Field(None, description="Accepted for v2 clients; ignored (requests are served in order)")
@@ -97,19 +98,19 @@ class CohereRerankOut(BaseModel):
     meta: CohereMetaOut
 
 
-def document_text(document: str | DocumentIn, rank_fields: list[str] | None, position: int) -> str:
-    """The text a reranker reads for one document; a ValueError names the document and the missing field."""
+def document_text(document: str | DocumentIn, rank_fields: list[str] | None) -> str:
+    """The text a reranker reads: a string as it is; an object's ``rank_fields`` it has, as ``field: value`` lines
+    (non-string values as JSON), or its ``text`` when it has none of them."""
     if isinstance(document, str):
         return document
-    fields = {"text": document.text, **(document.model_extra or {})}
-    if not rank_fields:
-        if document.text is None:
-            raise ValueError(f"documents.{position}: an object document needs a text field (or pass rank_fields)")
+    fields = {**(document.model_extra or {}), "text": document.text}
+    chosen = [name for name in rank_fields or () if name in fields]
+    if not chosen:
         return document.text
-    missing = [name for name in rank_fields if not isinstance(fields.get(name), str)]
-    if missing:
-        raise ValueError(f"documents.{position}: rank field {missing[0]!r} is missing or not a string")
-    return "\n".join(f"{name}: {fields[name]}" for name in rank_fields)
+    return "\n".join(
+        f"{name}: {value if isinstance(value, str) else json.dumps(value)}"
+        for name, value in ((name, fields[name]) for name in chosen)
+    )
 
 
 def cut_tokens(text: str, limit: int | None) -> tuple[str, bool]:
@@ -145,12 +146,7 @@ def build_router(model_name: str | None, rerank: RerankCall | None, limits: Serv
                 f"documents: {len(body.documents)} given, at most {limits.max_candidates} allowed "
                 "(split the list or restart with a larger --max-candidates)",
             )
-        texts = []
-        for position, document in enumerate(body.documents):
-            try:
-                texts.append(document_text(document, body.rank_fields, position))
-            except ValueError as error:
-                return error_response(422, str(error))
+        texts = [document_text(document, body.rank_fields) for document in body.documents]
         cut = [cut_tokens(text, body.max_tokens_per_doc) for text in texts]
         request_id = str(uuid.uuid4())
         candidates = tuple(Candidate(str(index), text) for index, (text, _) in enumerate(cut))
