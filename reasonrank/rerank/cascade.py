@@ -33,6 +33,8 @@ def attach_tail(head: Ranking, request: Request, depth: int) -> Ranking:
 class HeadReranker(Reranker):
     """Applies ``inner`` to the first ``depth`` candidates only."""
 
+    names_itself = True
+
     def __init__(self, inner: Reranker, depth: int):
         if depth < 1:
             raise UserError(f"rerank depth must be at least 1, got {depth}")
@@ -55,6 +57,8 @@ class Cascade(Reranker):
 
     Explanations and labels from earlier stages survive for documents a later stage does not touch.
     """
+
+    names_itself = True
 
     def __init__(self, stages: Sequence[tuple[Reranker, int]]):
         if not stages:

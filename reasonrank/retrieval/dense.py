@@ -17,9 +17,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from reasonrank.encoders.embedding import TextEncoder
 from reasonrank.errors import UserError
 from reasonrank.io.corpus import cache_root, read_documents
-from reasonrank.rerank.encoder import BiEncoderReranker
 from reasonrank.retrieval.index import corpus_digest, index_name
 from reasonrank.types import Candidate, Query, Request
 from reasonrank.weights import locate_model
@@ -48,7 +48,7 @@ class DenseFirstStage:
         self.corpus_path = Path(corpus_path).expanduser()
         if not self.corpus_path.exists():
             raise UserError(f"corpus not found: {self.corpus_path} (dense retrieval reads the corpus, not an index)")
-        self.encoder = BiEncoderReranker(encoder, batch_size=batch_size, device=device, progress=progress)
+        self.encoder = TextEncoder(encoder, batch_size=batch_size, device=device, progress=progress)
         documents = read_documents(self.corpus_path)
         if not documents:
             raise UserError(f"{self.corpus_path}: the corpus holds no documents")

@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainingArguments
 
+from reasonrank.encoders.embedding import pooled_embeddings
 from reasonrank.errors import UserError
-from reasonrank.rerank.encoder import pooled_embeddings
 from reasonrank.train.config import run_command
 from reasonrank.train.data import load_candidates, load_corpus, load_qrels, read_jsonl, topics_by_id
 from reasonrank.train.losses import MAIN_LOSSES, distillation_loss

@@ -89,9 +89,15 @@ def test_cascade_stages_read_the_passages_they_rerank(tmp_path):
         (["--reranker", "no-such-reranker"], "unknown reranker"),
         (["--shard", "3/2"], "--shard"),
         (["--hits", "0"], "at least 1"),
+        (["--reranker", "minilm-bi", "--option", "batch_sise=4"], "valid options are"),
+        (["--reranker", "smollm2-pointwise", "--option", "batch_size=abc"], "expected an integer"),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, args, message):
+    def no_bm25(*args, **kwargs):
+        raise AssertionError("BM25 ran before the bad input was reported")
+
+    monkeypatch.setattr("reasonrank.retrieval.bm25.Bm25FirstStage.search", no_bm25)
     output = tmp_path / "run.txt"
     assert main(["--output", str(output), "--quiet", *args]) == 2
     error = capsys.readouterr().err.strip().splitlines()
