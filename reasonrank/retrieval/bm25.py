@@ -6,6 +6,7 @@ see Python values.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def _open_searcher(index: str):
         corpus_files(path)  # a clear error for a folder that is neither an index nor a corpus
         return lucene.LuceneSearcher(str(ensure_index(path)))
     if index in prebuilt_index_names():
-        return _prebuilt_searcher(lucene, index)
+        return lucene_searcher_class().from_prebuilt_index(index)
     if "/" in index or "\\" in index or is_corpus_file(path):
         raise UserError(f"index or corpus not found: {index}")
     raise UserError(
@@ -153,15 +154,28 @@ def _open_searcher(index: str):
     )
 
 
-def _prebuilt_searcher(lucene, name: str):
-    failure = "the download failed"
-    try:
-        searcher = lucene.LuceneSearcher.from_prebuilt_index(name)  # prints and returns None when all URLs fail
-    except Exception as error:  # checksum, disk and network errors all mean the same to the user
-        searcher, failure = None, f"the download failed ({type(error).__name__}: {str(error)[:100]})"
-    if searcher is None:
-        raise UserError(
-            f"cannot open Pyserini prebuilt index {name!r}: {failure} (offline?); "
-            "pass a local Lucene index folder or a corpus file instead"
-        )
-    return searcher
+@functools.cache
+def lucene_searcher_class() -> type:
+    """Pyserini's LuceneSearcher (Java found and the JVM configured first) whose ``from_prebuilt_index`` raises one
+    UserError line where Pyserini's prints and returns None (offline, or every download URL failing)."""
+    base = import_pyserini_search().LuceneSearcher
+
+    class LuceneSearcher(base):
+        __doc__ = base.__doc__
+
+        @classmethod
+        def from_prebuilt_index(cls, prebuilt_index_name: str, verbose: bool = False):
+            failure = "the download failed"
+            try:
+                parent = super().from_prebuilt_index
+                searcher = parent(prebuilt_index_name, verbose) if verbose else parent(prebuilt_index_name)
+            except Exception as error:  # checksum, disk and network errors all mean the same to the user
+                searcher, failure = None, f"the download failed ({type(error).__name__}: {str(error)[:100]})"
+            if searcher is None:
+                raise UserError(
+                    f"cannot open Pyserini prebuilt index {prebuilt_index_name!r}: {failure} (offline?); "
+                    "pass a local Lucene index folder or a corpus file instead"
+                )
+            return searcher
+
+    return LuceneSearcher
