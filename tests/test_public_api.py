@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import sys
@@ -60,12 +59,9 @@ def test_prebuilt_index_offline_is_one_line(monkeypatch):
 
 
 def test_the_demo_and_crash_dumps_stay_out_of_the_checkout():
+    from reasonrank.pipeline import SearchSettings, default_output, embedded_collection
 
-    from reasonrank.cli.search import default_output, define_search_args, embedded_collection, main  # noqa: F401
-
-    parser = argparse.ArgumentParser()
-    define_search_args(parser)
-    demo_run = default_output(parser.parse_args([]), str(embedded_collection().corpus))
+    demo_run = default_output(SearchSettings(), str(embedded_collection().corpus))  # make demo: search, no arguments
     ignored = subprocess.run(["git", "check-ignore", "-q", str(demo_run)], cwd=ROOT)
     assert ignored.returncode == 0, f"make demo writes {demo_run}, which git would track"
     tracked = subprocess.run(["git", "ls-files", "hs_err_pid*.log"], cwd=ROOT, capture_output=True, text=True)

@@ -21,6 +21,11 @@ class Reranker(ABC):
     # True where the name is derived from the reranker's parts (fusion, cascade): the registry then keeps it.
     names_itself: ClassVar[bool] = False
 
+    @property
+    def text_depth(self) -> int | None:
+        """How many leading candidates this reranker reads (only those need their passage text); None: all."""
+        return None
+
     def rerank(self, query: str | Query, candidates: Iterable[Any]) -> Ranking:
         """Rerank Pyserini hits, ``(docid, text)`` pairs or :class:`Candidate` objects."""
         return self.rerank_request(as_request(query, candidates))

@@ -41,6 +41,10 @@ class HeadReranker(Reranker):
         self.inner, self.depth = inner, depth
         self.name = inner.name
 
+    @property
+    def text_depth(self) -> int:
+        return self.depth
+
     def rerank_request(self, request: Request) -> Ranking:
         return self.rerank_many([request])[0]
 
@@ -68,6 +72,10 @@ class Cascade(Reranker):
             raise UserError(f"cascade depths must not grow from stage to stage, got {depths}")
         self.stages = [HeadReranker(reranker, depth) for reranker, depth in stages]
         self.name = "+".join(stage.name for stage in self.stages)
+
+    @property
+    def text_depth(self) -> int:
+        return max(stage.depth for stage in self.stages)
 
     def rerank_request(self, request: Request) -> Ranking:
         return self.rerank_many([request])[0]
