@@ -236,23 +236,57 @@ def shard_folder(output: Path) -> Path:
     return output.with_name(f".{output.name}.ray")
 
 
-def rerank_search_on_ray(
-    requests: Sequence[Request], args: argparse.Namespace, plan: RayPlan, output: Path, settings: Mapping[str, object]
-) -> list[Ranking]:
-    """``python -m reasonrank.search --ray``: the reranking step of a search run, on actors built from ``args``."""
-    from functools import partial
+class RayReranker(Reranker):
+    """What the search pipeline holds instead of a model with ``--ray``: it knows the configured reranker's depth
+    and builds it only inside the actors. :meth:`rerank_many` reranks all requests it is given at once, on the
+    cluster, in shards of ``settings.batch_size`` queries; :meth:`close` removes the shard files (by then the
+    pipeline's own checkpoint holds the rankings)."""
 
-    from reasonrank.cli.search import build_reranker
+    def __init__(self, settings: Any, output: Path, key: Mapping[str, object]) -> None:
+        from dataclasses import replace
 
-    folder = shard_folder(output)
-    if args.no_resume:
-        remove_shard_files(folder)
-    # The shard boundaries depend on --batch-size; where the cluster is does not change the results.
-    kept = {k: v for k, v in settings.items() if not k.startswith("ray")} | {"batch_size": args.batch_size}
-    name = args.cascade or args.reranker
-    return rerank_on_ray(
-        requests, partial(build_reranker, args), folder, kept, plan, args.batch_size, not args.quiet, name
-    )
+        self.settings = replace(settings, ray=None)  # what each actor builds: the same search, minus the cluster
+        self.plan: RayPlan = settings.ray
+        self.folder = shard_folder(output)
+        # Shard boundaries depend on the batch size; where the cluster is does not change the results.
+        self.key = {k: v for k, v in key.items() if k != "ray"} | {"batch_size": settings.batch_size}
+        self.name = settings.cascade or settings.reranker  # until the actors report the loaded reranker's own name
+        if not settings.resume:
+            remove_shard_files(self.folder)
+
+    @property
+    def text_depth(self) -> int | None:
+        from reasonrank.rerank.cascade import parse_cascade
+
+        if self.settings.cascade:
+            return max(depth for _, depth in parse_cascade(self.settings.cascade))
+        return self.settings.rerank_depth
+
+    def rerank_request(self, request: Request) -> Ranking:
+        return self.rerank_many([request])[0]
+
+    def rerank_many(self, requests: Sequence[Request]) -> list[Ranking]:
+        from functools import partial
+
+        from reasonrank.pipeline import build_reranker
+
+        rankings = rerank_on_ray(
+            requests, partial(build_reranker, self.settings), self.folder, self.key, self.plan,
+            self.settings.batch_size, self.settings.progress, self.name,
+        )
+        if rankings:
+            self.name = rankings[0].model
+        return rankings
+
+    def close(self) -> None:
+        remove_shard_files(self.folder)
+
+
+def ray_reranker(settings: Any, output: Path, key: Mapping[str, object]) -> RayReranker | None:
+    """The stand-in for the configured reranker, or None when the search reranks nothing."""
+    if not settings.cascade and settings.reranker.lower() == "none":
+        return None
+    return RayReranker(settings, output, key)
 
 
 def remove_shard_files(folder: Path) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from reasonrank.cli.search import embedded_collection
 from reasonrank.cli.search import main as search
 from reasonrank.errors import EXIT_USER_ERROR
+from reasonrank.pipeline import embedded_collection
 
 pytestmark = pytest.mark.slow  # one Ray cluster (two raylets) for the module
 
