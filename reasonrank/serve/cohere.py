@@ -3,7 +3,7 @@ also serve, so that existing clients (the ``cohere`` SDK, LangChain's ``CohereRe
 ``CohereRerank``) call a reasonrank model by changing only their base URL.
 
 Request: ``model`` (optional; when given it must name the served model), ``query``, ``documents`` (strings, or
-objects with ``text`` — or with the fields named in ``rank_fields``), ``top_n``, ``return_documents``,
+objects with ``text``; ``rank_fields`` selects other fields of objects, read as ``field: value`` lines), ``top_n``, ``return_documents``,
 ``max_tokens_per_doc`` (documents cut to that many whitespace-separated tokens: rerankers tokenise differently,
 and each also cuts to its own model's limit). Accepted and ignored: ``max_chunks_per_doc`` (v1) and ``priority`` (v2).
 Unknown fields are ignored, as Cohere-compatible servers do.
@@ -12,7 +12,7 @@ Answer: ``id``, ``results`` best first, each ``index`` (position in ``documents`
 reranker's own score, as ``/rerank`` gives it: not squashed into [0, 1], so compare scores within one answer only)
 and ``document`` (``{"text": ...}``) when ``return_documents`` is true, plus ``meta`` (``api_version``,
 ``billed_units.search_units``, ``warnings``). reasonrank's extension: ``"return_explanations": true`` adds each
-result's ``explanation`` and ``label`` (null for rerankers that write none); from the SDK pass it with
+result's ``explanation`` and ``label`` (absent where the reranker wrote none); from the SDK pass it with
 ``request_options={"additional_body_parameters": {"return_explanations": True}}`` and read ``result.explanation``.
 """
 
