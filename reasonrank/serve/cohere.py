@@ -1,12 +1,12 @@
 """``POST /v1/rerank`` and ``/v2/rerank``: the rerank API as Cohere defines it, which vLLM, Jina, TEI and Infinity
-also serve, so that existing clients (the ``cohere`` SDK, LangChain's ``CohereRerank``, LlamaIndex's
-``CohereRerank``) call a reasonrank model by changing only their base URL.
+also serve, so that existing clients (the ``cohere`` SDK, LangChain's ``CohereRerank``) call a reasonrank model by
+changing only their base URL.
 
 Request: ``model`` (optional; when given it must name the served model), ``query``, ``documents`` (strings, or
-objects with ``text``; ``rank_fields`` selects other fields of objects, read as ``field: value`` lines), ``top_n``, ``return_documents``,
-``max_tokens_per_doc`` (documents cut to that many whitespace-separated tokens: rerankers tokenise differently,
-and each also cuts to its own model's limit). Accepted and ignored: ``max_chunks_per_doc`` (v1) and ``priority`` (v2).
-Unknown fields are ignored, as Cohere-compatible servers do.
+objects with ``text``; ``rank_fields`` selects other fields of objects, read as ``field: value`` lines),
+``top_n``, ``return_documents``, ``max_tokens_per_doc`` (documents cut to that many whitespace-separated tokens:
+rerankers tokenise differently, and each also cuts to its own model's limit). Accepted and ignored:
+``max_chunks_per_doc`` (v1) and ``priority`` (v2). Unknown fields are ignored, as Cohere-compatible servers do.
 
 Answer: ``id``, ``results`` best first, each ``index`` (position in ``documents``), ``relevance_score`` (the
 reranker's own score, as ``/rerank`` gives it: not squashed into [0, 1], so compare scores within one answer only)
