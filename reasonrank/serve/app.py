@@ -206,6 +206,8 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # FastAPI could not decode the body at all (not UTF-8): malformed JSON, as above
+            return _error(422, "the request body is not valid JSON (it must be UTF-8 text): send a JSON object")
         return _error(error.status_code, str(error.detail))
 
     @app.exception_handler(UserError)

@@ -132,16 +132,16 @@ def test_bounds_are_checked():
 
 @pytest.mark.slow
 def test_the_encoder_default_batched_equals_one_at_a_time(dl19_requests):
-    """minilm-hybrid (the default) behind the batcher: 24 concurrent requests, float-for-float the answers of
+    """minilm-hybrid (the default) behind the batcher: 12 concurrent requests, float-for-float the answers of
     reranking each request alone."""
     from reasonrank.rerank.registry import load_reranker
 
     reranker = load_reranker("minilm-hybrid", progress=False)
-    requests = dl19_requests[:24]
+    requests = dl19_requests[:12]
     alone = [reranker.rerank_request(r) for r in requests]
 
     async def batched() -> tuple[list, list[int]]:
-        batcher = DynamicBatcher(reranker, Batching(max_batch_size=8, max_wait_ms=20))
+        batcher = DynamicBatcher(reranker, Batching(max_batch_size=6, max_wait_ms=20))
         rankings = await asyncio.gather(*(batcher.rerank(r) for r in requests))
         sizes = dict(batcher.stats.sizes)
         await batcher.close()
