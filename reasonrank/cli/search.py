@@ -112,6 +112,11 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="reranker/backend option, e.g. batch_size=64, backend=openai, device=cuda (repeatable)",
     )
+    rerank.add_argument(
+        "--backend",
+        choices=["transformers", "vllm", "openai"],
+        help="the generative rerankers' engine (same as --option backend=...; default: the reranker's own)",
+    )
     rerank.add_argument("--batch-size", type=int, default=8, help="queries per reranking step and checkpoint")
     output = parser.add_argument_group("output")
     output.add_argument("--output", help="TREC run file (default: runs/run.<collection>.<reranker>.txt)")
@@ -133,6 +138,8 @@ def build_reranker(args: argparse.Namespace):
     from reasonrank.rerank.registry import load_reranker
 
     options = parse_options(args.option)
+    if args.backend:
+        options["backend"] = args.backend
     if args.cascade:
         return Cascade([(load_reranker(name, **options), depth) for name, depth in parse_cascade(args.cascade)])
     if args.reranker.lower() == "none":

@@ -33,6 +33,8 @@ from tqdm.auto import tqdm
 
 from reasonrank.backends.base import ChatPrompt, GenerationParams
 from reasonrank.errors import UserError
+from reasonrank.prompts.builders import window_prompt
+from reasonrank.prompts.readers import parse_permutation, split_reasoning
 from reasonrank.train.config import run_command
 from reasonrank.train.data import (
     ResumableJsonl,
@@ -78,7 +80,7 @@ class TeacherConfig:
     backend: str = "openai"  # transformers | vllm | openai
     model: str | None = None
     backend_options: dict[str, Any] = field(default_factory=dict)
-    template: str | None = None  # default: pointwise/interank-v1, pairwise/r2r-v1, listwise/dear-v1
+    template: str | None = None  # default: pointwise/interank-v1, pairwise/r2r-v1, listwise/dear-v2
     max_new_tokens: int = 512
     temperature: float = 0.0
     pairs_per_query: int = 4
@@ -345,49 +347,9 @@ def teacher_pairwise(config: TeacherConfig) -> int:
     return out.write(records)
 
 
-def listwise_messages(template: Any, query: str, passages: Sequence[str]) -> ChatPrompt:
-    """RankGPT-style turns from a listwise template: prefix, one user/assistant turn per passage, suffix."""
-    from reasonrank.prompts.builders import cut_passage
-
-    messages: list[dict[str, str]] = []
-    if template.has("system"):
-        messages.append({"role": "system", "content": template.render("system")})
-    values = {"query": query, "num": len(passages)}
-    prefix = template.render("prefix", **values)
-    if template.has("prefix_reply"):
-        reply = template.render("prefix_reply")
-        messages += [{"role": "user", "content": prefix}, {"role": "assistant", "content": reply}]
-        body: list[str] = []
-    else:
-        body = [prefix]
-    for rank, passage in enumerate(passages, start=1):
-        text = template.render("passage", rank=rank, passage=cut_passage(passage, template))
-        if template.has("passage_reply"):
-            messages += [{"role": "user", "content": text},
-                         {"role": "assistant", "content": template.render("passage_reply", rank=rank)}]
-        else:
-            body.append(text)
-    body.append(template.render("suffix", **values))
-    messages.append({"role": "user", "content": "\n".join(body)})
-    return ChatPrompt(tuple(messages))
-
-
-def parse_permutation(text: str, size: int) -> list[int] | None:
-    """``[3] > [1] > [2]`` (after any reasoning) as 0-based indices, repaired: repeats dropped, missing appended."""
-    answer = text.split("</think>")[-1]
-    seen: list[int] = []
-    for number in re.findall(r"\[(\d+)\]", answer):
-        index = int(number) - 1
-        if 0 <= index < size and index not in seen:
-            seen.append(index)
-    if not seen:
-        return None
-    return seen + [i for i in range(size) if i not in seen]
-
-
 def teacher_listwise(config: TeacherConfig) -> int:
     requests, _ = _requests(config, with_positives=False)
-    template = _template(config, "listwise/dear-v1")
+    template = _template(config, "listwise/dear-v2")
     backend = _backend(config)
     out = ResumableJsonl(Path(config.output), ("qid", "start"))
     jobs = []
@@ -396,20 +358,25 @@ def teacher_listwise(config: TeacherConfig) -> int:
         for start in range(last, -1, -config.stride) if last else [0]:
             if (request.query.qid, str(start)) not in out:
                 jobs.append((request, start, request.candidates[start : start + config.window]))
-    prompts = [listwise_messages(template, r.query.text, [c.text for c in window]) for r, _, window in jobs]
-    params = GenerationParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
+    # The listwise reranker's own window builder: the teacher reads what the student will be trained and run on.
+    tokenizer = getattr(backend, "tokenizer", None)
+    prompts = [window_prompt(template, r.query.text, [c.text for c in window], tokenizer=tokenizer)
+               for r, _, window in jobs]
+    params = GenerationParams(
+        max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=template.setting("top_p", 1.0)
+    )
     generations = backend.generate(prompts, params, desc="teacher listwise") if prompts else []
     records = []
     for (request, start, window), generation in zip(jobs, generations, strict=True):
-        order = parse_permutation(generation.text, len(window))
-        if order is None:
+        permutation = parse_permutation(generation.text, len(window))
+        if permutation.missing == len(window):
             log.warning("no permutation for %s window %d: skipped", request.query.qid, start)
             continue
-        reasoning, _, _ = generation.text.rpartition("</think>")
+        reasoning, _ = split_reasoning(generation.text)
         records.append({
             "qid": request.query.qid, "start": start, "query": request.query.text,
             "docids": [c.docid for c in window], "passages": [c.text for c in window],
-            "reasoning": reasoning.replace("<think>", "").strip(), "permutation": order, "teacher": config.model,
+            "reasoning": reasoning, "permutation": list(permutation.order), "teacher": config.model,
         })
     return out.write(records)
 
