@@ -30,6 +30,7 @@ from reasonrank.backends.base import (
     Generation,
     GenerationParams,
     TokenLogprobs,
+    option_token_id,
     render_prompt,
 )
 from reasonrank.errors import UserError
@@ -255,20 +256,13 @@ class TransformersBackend(Backend):
     # ---- next-token scoring --------------------------------------------------------------------
 
     def option_token_id(self, option: str) -> int:
-        """The single token id that spells ``option`` exactly, with no space added or removed.
-
-        ``"1"`` and ``" 1"`` are different tokens to most tokenizers: after ``"Relevance:"`` a model
-        usually writes ``" 1"``, after a newline ``"1"``. Pass the variant your prompt calls for (or
-        both, and combine). The option is tokenized after a newline so that SentencePiece tokenizers
-        do not prepend their word-start marker. Raises ``ValueError`` for a multi-token option.
-        """
+        """The single token id that spells ``option`` exactly (see :func:`~reasonrank.backends.base.option_token_id`);
+        pass the variant your prompt calls for (``"1"`` or ``" 1"``), or both, and combine."""
         if option not in self._option_cache:
-            anchor = self.tokenizer("\n", add_special_tokens=False)["input_ids"]
-            ids = self.tokenizer("\n" + option, add_special_tokens=False)["input_ids"]
-            if not option or ids[: len(anchor)] != anchor or len(ids) != len(anchor) + 1:
-                pieces = self.tokenizer.convert_ids_to_tokens(ids[len(anchor) :])
-                raise ValueError(f"option {option!r} is not a single token for {self.model_name} (tokens: {pieces})")
-            self._option_cache[option] = ids[-1]
+            try:
+                self._option_cache[option] = option_token_id(self.tokenizer, option)
+            except ValueError as error:
+                raise ValueError(f"{error} for {self.model_name}") from None
         return self._option_cache[option]
 
     def next_token_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> list[dict[str, float]]:

@@ -15,7 +15,15 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams, TokenLogprobs, render_prompt
+from reasonrank.backends.base import (
+    Backend,
+    ChatPrompt,
+    Generation,
+    GenerationParams,
+    TokenLogprobs,
+    option_token_id,
+    render_prompt,
+)
 from reasonrank.errors import UserError
 from reasonrank.weights import export_hf_folder, locate_model
 
@@ -131,16 +139,24 @@ class VLLMBackend(Backend):
         return results
 
     def next_token_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> list[dict[str, float]]:
-        """One greedy token with the top 20 alternatives; an option outside them gets ``-inf``.
+        """The exact log-probability of each option token as the next one, over the whole vocabulary.
 
-        Options match decoded token text exactly, so ``"1"`` and ``" 1"`` differ.
+        Each option is appended to the prompt and read back from vLLM's prompt log-probabilities (raw, before any
+        sampling setting), so an option outside the top 20 still gets its value, as in the transformers backend.
+        Options are single tokens spelt exactly, so ``"1"`` and ``" 1"`` differ.
         """
-        sampling = self._sampling_params(max_tokens=1, temperature=0.0, logprobs=MAX_TOP_LOGPROBS)
+        option_ids = [option_token_id(self.tokenizer, o) for o in options]
+        requests = [
+            {"prompt_token_ids": [*self._encode(p)["prompt_token_ids"], o]} for p in prompts for o in option_ids
+        ]
+        sampling = self._sampling_params(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outputs = self.llm.generate(requests, sampling, lora_request=self._lora, use_tqdm=False)
         results = []
-        for output in self._run(prompts, sampling):
-            steps = output.outputs[0].logprobs or [{}]
-            top = {entry.decoded_token: entry.logprob for entry in steps[0].values()}
-            results.append({o: top.get(o, -math.inf) for o in options})
+        for start in range(0, len(outputs), len(options)):
+            row = outputs[start : start + len(options)]
+            results.append(
+                {o: r.prompt_logprobs[-1][i].logprob for o, i, r in zip(options, option_ids, row, strict=True)}
+            )
         return results
 
     def close(self) -> None:

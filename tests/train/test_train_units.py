@@ -26,7 +26,6 @@ from reasonrank.train.teacher import (
     TeacherConfig,
     evidence_explanation,
     generate_teacher_data,
-    parse_permutation,
     rationale_explanation,
 )
 
@@ -210,9 +209,13 @@ def test_pointwise_sft_completion_is_what_the_reranker_parses():
     assert [m["role"] for m in example["prompt"]] == ["user"]
 
 
-def test_permutation_parsing_repairs_repeats_and_gaps():
-    assert parse_permutation("<think>[1] is off topic</think>[3] > [1] > [3]", 4) == [2, 0, 1, 3]
-    assert parse_permutation("no ranking", 3) is None
+def test_teacher_reads_permutations_with_the_rerankers_reader():
+    """One reader for the teacher and the listwise reranker: repeats dropped, gaps appended, nothing found = all
+    missing (the teacher skips that window)."""
+    from reasonrank.prompts.readers import parse_permutation
+
+    assert parse_permutation("<think>[1] is off topic</think>[3] > [1] > [3]", 4).order == (2, 0, 1, 3)
+    assert parse_permutation("no ranking", 3).missing == 3
 
 
 def test_rewards():
