@@ -6,9 +6,10 @@ Run in the vLLM environment (``make setup-vllm``)::
 
 Prompts are InteRank pointwise prompts (``pointwise/interank-v2``) for DL19 queries of the bundled mini collection
 with one judged passage each. Both backends get identical token ids (same chat template rendering). Reported:
-how many greedy outputs are identical token for token, where the others first differ, and generated tokens per
-second of each backend on the whole batch (one call each, after a one-prompt warm-up), side by side in one process.
-vLLM runs in bfloat16 (its CPU default here) and, to separate the engine from the precision, in float32.
+how many greedy outputs are identical (same text, hence the same tokens), where the others first differ, and
+generated tokens per second of each backend on the whole batch (one call each, after a one-prompt warm-up), side
+by side in one process. vLLM runs in bfloat16 (its CPU default here) and, to separate the engine from the
+precision, in float32.
 """
 
 from __future__ import annotations
@@ -53,14 +54,19 @@ def timed(backend, batch, params):
 
 
 def compare(reference, other) -> tuple[int, list[int]]:
+    """Identical greedy outputs, and the token where each other one first differs.
+
+    vLLM lists the EOS token among the generated tokens, transformers does not (both count it): a list that is a
+    prefix of the other with the same text is the same output.
+    """
     same, first_differences = 0, []
     for a, b in zip(reference, other, strict=True):
-        ta, tb = [t.token for t in a.tokens], [t.token for t in b.tokens]
-        if ta == tb:
+        if a.text == b.text:
             same += 1
-        else:
-            pairs = enumerate(zip(ta, tb, strict=False))  # one may stop (EOS) before the other
-            first_differences.append(next((i for i, (x, y) in pairs if x != y), min(len(ta), len(tb))))
+            continue
+        ta, tb = [t.token for t in a.tokens], [t.token for t in b.tokens]
+        pairs = enumerate(zip(ta, tb, strict=False))  # one may stop (EOS) before the other
+        first_differences.append(next((i for i, (x, y) in pairs if x != y), min(len(ta), len(tb))))
     return same, first_differences
 
 

@@ -359,7 +359,7 @@ def teacher_listwise(config: TeacherConfig) -> int:
             if (request.query.qid, str(start)) not in out:
                 jobs.append((request, start, request.candidates[start : start + config.window]))
     # The listwise reranker's own window builder: the teacher reads what the student will be trained and run on.
-    tokenizer = getattr(backend, "tokenizer", None)
+    tokenizer = getattr(backend.get(), "tokenizer", None) if template.setting("max_passage_tokens") and jobs else None
     prompts = [window_prompt(template, r.query.text, [c.text for c in window], tokenizer=tokenizer)
                for r, _, window in jobs]
     params = GenerationParams(

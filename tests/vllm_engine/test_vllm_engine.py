@@ -126,9 +126,13 @@ def test_search_command_with_vllm_backend(model_folder, engine_settings, tmp_pat
         "--explanations", str(explanations), "--quiet",
     ]
     env = {**os.environ, **engine_env, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = run.read_text().splitlines()
-    assert len(lines) == 3 * len(requests_dl19)
+    lines = [line.split() for line in run.read_text().splitlines()]
+    assert len(lines) == 3 * len(requests_dl19) and {line[5] for line in lines} == {model_folder.name}
     records = [json.loads(line) for line in explanations.read_text().splitlines()]
-    assert len(records) == 2 * len(requests_dl19) and all(r.get("explanation") for r in records)
+    assert len(records) == len(lines)
+    reranked = [r for r in records if r["rank"] <= 2]
+    # The reranked head carries the model's labels (read from its label tokens); the tail keeps BM25's order.
+    assert any(r["label"] is not None for r in reranked)
+    assert all(r["label"] is None and r["explanation"] is None for r in records if r["rank"] == 3)
