@@ -139,18 +139,29 @@ class VLLMBackend(Backend):
         return results
 
     def next_token_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> list[dict[str, float]]:
-        """The exact log-probability of each option token as the next one, over the whole vocabulary.
+        """The log-probability of each option token as the next one.
 
-        Each option is appended to the prompt and read back from vLLM's prompt log-probabilities (raw, before any
-        sampling setting), so an option outside the top 20 still gets its value, as in the transformers backend.
-        Options are single tokens spelt exactly, so ``"1"`` and ``" 1"`` differ.
+        Without an adapter, exact over the whole vocabulary: each option is appended to the prompt and read back
+        from vLLM's prompt log-probabilities (raw, before any sampling setting), as the transformers backend reads
+        its full distribution. With a LoRA adapter, from the top 20 alternatives of one greedy token (an option
+        outside them gets ``-inf``): vLLM 0.32's CPU LoRA logits layer fails on prompt log-probabilities (its
+        punica kernel is sized for one row per request). Options are single tokens spelt exactly (``"1"`` and
+        ``" 1"`` differ).
         """
+        if self._lora is not None:
+            sampling = self._sampling_params(max_tokens=1, temperature=0.0, logprobs=MAX_TOP_LOGPROBS)
+            results = []
+            for output in self._run(prompts, sampling):
+                steps = output.outputs[0].logprobs or [{}]
+                top = {entry.decoded_token: entry.logprob for entry in steps[0].values()}
+                results.append({o: top.get(o, -math.inf) for o in options})
+            return results
         option_ids = [option_token_id(self.tokenizer, o) for o in options]
         requests = [
             {"prompt_token_ids": [*self._encode(p)["prompt_token_ids"], o]} for p in prompts for o in option_ids
         ]
         sampling = self._sampling_params(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        outputs = self.llm.generate(requests, sampling, lora_request=self._lora, use_tqdm=False)
+        outputs = self.llm.generate(requests, sampling, use_tqdm=False)
         results = []
         for start in range(0, len(outputs), len(options)):
             row = outputs[start : start + len(options)]
