@@ -49,7 +49,10 @@ class VLLMBackend(Backend):
     process. Serve replicas with ``vllm serve --data-parallel-size N`` and use
     :class:`~reasonrank.backends.openai.OpenAICompatibleBackend` instead.
     ``adapter`` is a local LoRA folder applied to every request through a ``LoRARequest``.
-    Other keyword options go to ``vllm.LLM`` as they are (``enforce_eager=True``, ``max_num_seqs``, ``seed``...).
+    ``enforce_eager``, ``distributed_executor_backend`` (``"uni"`` with ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` keeps
+    the engine in this process: no spawned engine core, no ``__main__`` guard), ``max_num_seqs`` and ``seed`` are
+    vLLM's own settings (the command line's ``--option``); from Python any other ``vllm.LLM`` keyword passes through.
+    Engines in one process share vLLM's global parallel state: closing one in-process engine breaks the others.
     """
 
     name = "vllm"
@@ -63,6 +66,10 @@ class VLLMBackend(Backend):
         gpu_memory_utilization: float = 0.9,
         max_model_len: int | None = None,
         adapter: str | None = None,
+        enforce_eager: bool = False,
+        distributed_executor_backend: str | None = None,
+        max_num_seqs: int | None = None,
+        seed: int | None = None,
         **engine_options,
     ) -> None:
         vllm = _import_vllm()
@@ -88,8 +95,13 @@ class VLLMBackend(Backend):
             from vllm.lora.request import LoRARequest
 
             self._lora = LoRARequest("adapter", 1, str(Path(adapter).resolve()))
+        chosen = {
+            "distributed_executor_backend": distributed_executor_backend, "max_num_seqs": max_num_seqs, "seed": seed
+        }
+        engine_options.update({k: v for k, v in chosen.items() if v is not None})
         self.llm = vllm.LLM(
             model=path,
+            enforce_eager=enforce_eager,
             tensor_parallel_size=tensor_parallel_size,
             dtype=dtype,
             gpu_memory_utilization=gpu_memory_utilization,

@@ -68,22 +68,27 @@ def adapter(model_folder, shared_data, tmp_path_factory) -> Path:
     return folder / "adapter"
 
 
-def test_lora_adapter_served_by_vllm_matches_transformers(model_folder, adapter, shared_data, engine, reference,
+def test_lora_adapter_served_by_vllm_matches_transformers(model_folder, adapter, shared_data, engine,
                                                           engine_settings):
     """vLLM applies the adapter (LoRARequest) as transformers does (merged weights), and it changes the model."""
     from reasonrank.backends.transformers import TransformersBackend
-    from reasonrank.backends.vllm import VLLMBackend
 
     _, prompts = _label_prompts(shared_data)
-    _, options = engine_settings
-    served = VLLMBackend(str(model_folder), adapter=str(adapter), **options)
-    try:
-        with_lora = served.next_token_logprobs(prompts, LABELS)
-    finally:
-        served.close()
+    engine_env, options = engine_settings
+    base = engine.next_token_logprobs(prompts, LABELS)
+    job = {
+        "model": str(model_folder), "adapter": str(adapter), "engine": options, "labels": LABELS,
+        "prompts": [{"messages": list(p.messages), "assistant_prefix": p.assistant_prefix} for p in prompts],
+    }
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("lora_probe.py"))], input=json.dumps(job),
+        capture_output=True, text=True, timeout=1500,
+        env={**os.environ, **engine_env, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    with_lora = json.loads(done.stdout.strip().splitlines()[-1])
     merged = TransformersBackend(str(model_folder), adapter=str(adapter))
     expected = merged.next_token_logprobs(prompts, LABELS)
-    base = engine.next_token_logprobs(prompts, LABELS)
     moved = 0.0
     for ours, theirs, before in zip(with_lora, expected, base, strict=True):
         # Under LoRA the vLLM backend reads the top 20 alternatives: the likeliest label is always among them.
