@@ -17,6 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from reasonrank.errors import UserError, report_error
+from reasonrank.io.text import check_writable
 from reasonrank.rerank.base import Reranker
 from reasonrank.types import RankedCandidate, Ranking, Request
 
@@ -187,6 +188,10 @@ def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> in
     if args.hits < 1 or args.rerank_depth < 1 or args.batch_size < 1:
         raise UserError("--hits, --rerank-depth and --batch-size must be at least 1")
     output = Path(args.output) if args.output else default_output(args, index)
+    # Refuse unwritable outputs now, not after the first stage and the reranker have done their work.
+    check_writable(output, "--output")
+    if args.explanations:
+        check_writable(args.explanations, "--explanations")
 
     queries = load_topics(topics, query_field=args.query_field)
     if args.shard:
@@ -213,16 +218,20 @@ def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> in
         if args.no_resume:
             checkpoint.remove()
         done = checkpoint.load({q.qid: q for q in queries})
-        pending = [r for r in requests if r.query.qid not in done]
+        # Steps are cut from the whole request list, not from what is left: a resumed run batches every query
+        # with the same neighbours as an uninterrupted one (batch padding can move scores in the last bits), and
+        # a step that a kill left part-written is reranked whole.
+        steps = [requests[start : start + args.batch_size] for start in range(0, len(requests), args.batch_size)]
+        steps = [step for step in steps if any(r.query.qid not in done for r in step)]
         with tqdm(
             total=len(requests),
-            initial=len(done),
+            initial=len(requests) - sum(len(step) for step in steps),
             desc=f"reranking ({reranker.name})",
             unit="query",
             disable=args.quiet,
         ) as progress:
-            for start in range(0, len(pending), args.batch_size):
-                chunk = reranker.rerank_many(pending[start : start + args.batch_size])
+            for step in steps:
+                chunk = reranker.rerank_many(step)
                 checkpoint.append(chunk)
                 done.update((ranking.query.qid, ranking) for ranking in chunk)
                 progress.update(len(chunk))

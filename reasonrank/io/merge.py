@@ -12,6 +12,7 @@ from pathlib import Path
 
 from reasonrank.errors import UserError
 from reasonrank.io.runs import atomic_write
+from reasonrank.io.text import numbered_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,23 +47,21 @@ def group_lines(paths: Sequence[str | Path], qid_of: Callable[[str, str], str], 
     for path in map(Path, paths):
         if not path.is_file():
             raise UserError(f"{kind} file {path} does not exist: pass the files written by each shard")
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                qid = qid_of(line, f"{path}:{number}")
-                if sources.setdefault(qid, path) != path:
-                    raise UserError(f"{path}:{number}: query {qid} is also in {sources[qid]}: each shard must hold "
-                                    "different queries (were two files given twice or from the same --shard?)")
-                # A last line without its newline would otherwise be glued to the next file's first line.
-                lines.setdefault(qid, []).append(line if line.endswith("\n") else line + "\n")
+        for number, line in numbered_lines(path, f"{kind} file"):
+            if not line.strip():
+                continue
+            qid = qid_of(line, f"{path}:{number}")
+            if sources.setdefault(qid, path) != path:
+                raise UserError(f"{path}:{number}: query {qid} is also in {sources[qid]}: each shard must hold "
+                                "different queries (were two files given twice or from the same --shard?)")
+            lines.setdefault(qid, []).append(line + "\n")
     if not lines:
         raise UserError(f"the {kind} files {', '.join(map(str, paths))} are empty")
     return Merged(lines, sources)
 
 
 def ordered(merged: Merged, order: Sequence[str] | None, kind: str) -> list[str]:
-    """Qids in topic order when ``order`` is given (queries without lines are skipped), else as they came."""
+    """Qids in topic order when ``order`` is given (every topic must have lines), else as they came."""
     if order is None:
         return list(merged.lines)
     rank = {qid: position for position, qid in enumerate(order)}
@@ -70,6 +69,10 @@ def ordered(merged: Merged, order: Sequence[str] | None, kind: str) -> list[str]
     if stray:
         raise UserError(f"query {stray[0]} of {merged.sources[stray[0]]} is not in --topics: pass the topics the "
                         f"{kind} files were made from")
+    missing = [qid for qid in order if qid not in merged.lines]
+    if missing:
+        raise UserError(f"{len(missing)} of the {len(order)} queries of --topics (first: {missing[0]}) are in "
+                        f"no {kind} file: pass every shard's file (one missing?) or drop --topics to merge them")
     return sorted(merged.lines, key=rank.__getitem__)
 
 
@@ -100,6 +103,10 @@ def merge(
         if unknown:
             raise UserError(f"query {unknown[0]} of {notes.sources[unknown[0]]} is in no run: pass the explanation "
                             "files of the same shards as --runs")
+        unexplained = [qid for qid in qids if qid not in notes.lines]
+        if unexplained:
+            raise UserError(f"query {unexplained[0]} of {merged.sources[unexplained[0]]} has no explanations: pass "
+                            "the explanation files of the same shards as --runs")
         write_lines(explanations_output, notes, [qid for qid in qids if qid in notes.lines])
     write_lines(output, merged, qids)
     return len(qids)
