@@ -18,6 +18,11 @@ BOM = "\ufeff"
 log = logging.getLogger("reasonrank")
 
 
+def is_run_token(identifier: str) -> bool:
+    """Whether an id survives a TREC run line (split on whitespace) unchanged and visible."""
+    return bool(identifier) and identifier.isprintable() and identifier.split() == [identifier]
+
+
 def numbered_lines(path: str | Path, kind: str) -> Iterator[tuple[int, str]]:
     """``(line number, line without its end)`` for every line of a UTF-8 file; ``kind`` names it in errors."""
     path = Path(path)

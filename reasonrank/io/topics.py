@@ -19,7 +19,7 @@ from typing import Any
 
 from reasonrank.errors import UserError
 from reasonrank.io.jsonl import parse_object
-from reasonrank.io.text import numbered_lines
+from reasonrank.io.text import is_run_token, numbered_lines
 from reasonrank.retrieval.java import import_pyserini_search
 from reasonrank.types import Query
 
@@ -158,6 +158,9 @@ class _QueryCollector:
         at = f"{self.source}:{where}" if where is not None else f"{self.source}"
         if not qid:
             raise UserError(f"{at}: empty query id")
+        if not is_run_token(qid):
+            raise UserError(f"{at}: query id {qid!r} holds whitespace or an invisible mark: a TREC run line "
+                            "needs ids of one visible word")
         if qid in self.first_seen:
             first = self.first_seen[qid]
             raise UserError(f"{at}: duplicate query id {qid!r}" + (f" (first on line {first})" if first else ""))
