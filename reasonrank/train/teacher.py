@@ -32,8 +32,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from reasonrank.backends.base import ChatPrompt, GenerationParams
-from reasonrank.errors import UserError
-from reasonrank.train.config import run_command
+from reasonrank.errors import UserError, command
+from reasonrank.train.config import TRAIN_LOGGING, config_command
 from reasonrank.train.data import (
     ResumableJsonl,
     content_word_list,
@@ -423,9 +423,13 @@ def generate_teacher_data(config: TeacherConfig) -> int:
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(argv, "Write teacher data (scores, explanations, pairs, permutations) as JSONL.",
-                       TeacherConfig, generate_teacher_data)
+build_parser, run = config_command(
+    "python -m reasonrank.train.teacher",
+    "Write teacher data (scores, explanations, pairs, permutations) as JSONL.",
+    TeacherConfig,
+    generate_teacher_data,
+)
+main = command(build_parser, run, **TRAIN_LOGGING)
 
 
 if __name__ == "__main__":

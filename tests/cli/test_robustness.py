@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from reasonrank.cli import evaluate, merge, report, search
-from reasonrank.cli.search import embedded_collection
 from reasonrank.errors import UserError
 from reasonrank.io.runs import read_run
 from reasonrank.io.topics import load_topics
+from reasonrank.pipeline import embedded_collection
 from reasonrank.report import load_explanations
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -126,11 +126,11 @@ def test_bm25_then_minilm_in_a_pyterrier_experiment():
     which must agree with reasonrank's pytrec_eval numbers for the same rankings."""
     import pyterrier as pt
 
-    from reasonrank.cli.search import embedded_collection, first_stage_ranking
     from reasonrank.evaluation import evaluate
     from reasonrank.integrations.pyterrier import ReasonRankTransformer
     from reasonrank.io.runs import rankings_to_run
     from reasonrank.io.topics import load_qrels, load_topics
+    from reasonrank.pipeline import embedded_collection, first_stage_ranking
     from reasonrank.retrieval.bm25 import Bm25FirstStage
 
     embedded = embedded_collection()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 import pytest
 
-from reasonrank.cli.search import define_search_args, embedded_collection, run_search
 from reasonrank.io.checkpoints import Checkpoint
+from reasonrank.pipeline import SearchSettings, embedded_collection, run_search
 from reasonrank.rerank.base import Reranker
 from reasonrank.types import Candidate, Query, RankedCandidate, Ranking, Request
 
@@ -31,11 +30,9 @@ class Reversing(Reranker):
         return Ranking(request.query, items, self.name)
 
 
-def search_args(tmp_path: Path, name: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    define_search_args(parser)
-    return parser.parse_args(["--hits", "20", "--batch-size", "4", "--quiet", "--output", str(tmp_path / f"{name}.txt"),
-                              "--explanations", str(tmp_path / f"{name}.jsonl")])
+def search_settings(tmp_path: Path, name: str) -> SearchSettings:
+    return SearchSettings(hits=20, batch_size=4, progress=False, output=str(tmp_path / f"{name}.txt"),
+                          explanations=str(tmp_path / f"{name}.jsonl"))
 
 
 def test_interrupted_run_on_the_bundled_collection_resumes_to_the_same_bytes(tmp_path):
@@ -44,9 +41,9 @@ def test_interrupted_run_on_the_bundled_collection_resumes_to_the_same_bytes(tmp
     topics = [line.split("\t")[0] for line in embedded_collection().topics.read_text().strip().split("\n")]
     assert topics.index("1114819") < 40 and topics.index("1103812") < 40
 
-    assert run_search(search_args(tmp_path, "full"), reranker=Reversing()) == 0
+    run_search(search_settings(tmp_path, "full"), reranker=Reversing())
 
-    interrupted = search_args(tmp_path, "resumed")
+    interrupted = search_settings(tmp_path, "resumed")
     with pytest.raises(KeyboardInterrupt):
         run_search(interrupted, reranker=Reversing(stop_at=topics[40]))
     checkpoint = next(tmp_path.glob(".resumed.txt.*.partial.jsonl"))
@@ -54,7 +51,7 @@ def test_interrupted_run_on_the_bundled_collection_resumes_to_the_same_bytes(tmp
     assert not (tmp_path / "resumed.txt").exists()
 
     rest = Reversing()
-    assert run_search(interrupted, reranker=rest) == 0
+    run_search(interrupted, reranker=rest)
     assert rest.reranked == topics[40:]  # only the unfinished step is redone
     assert (tmp_path / "resumed.txt").read_bytes() == (tmp_path / "full.txt").read_bytes()
     assert (tmp_path / "resumed.jsonl").read_bytes() == (tmp_path / "full.jsonl").read_bytes()
