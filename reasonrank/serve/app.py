@@ -203,7 +203,7 @@ def create_app(reranker: Reranker | None, limits: ServiceLimits = ServiceLimits(
         response_model=RerankOut,
         responses={413: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
     )
-    async def rerank(body: RerankIn) -> RerankOut | JSONResponse:
+    async def rerank(body: RerankIn, http: Request) -> RerankOut | JSONResponse:
         if reranker is None:
             return _error(503, "no model is loaded: start the service with --reranker NAME")
         if len(body.candidates) > limits.max_candidates:
@@ -217,7 +217,12 @@ def create_app(reranker: Reranker | None, limits: ServiceLimits = ServiceLimits(
             Query(qid, body.query), tuple(Candidate(c.docid, c.text, c.score) for c in body.candidates)
         )
         if request.candidates:
-            ranking = await anyio.to_thread.run_sync(reranker.rerank_request, request, limiter=model_slot)
+            async with model_slot:
+                if await http.is_disconnected():
+                    # The client gave up while queued: its answer would go nowhere, so the model skips it
+                    # (499, nginx's "client closed request"; nobody reads it).
+                    return _error(499, "the client closed the connection before its turn")
+                ranking = await anyio.to_thread.run_sync(reranker.rerank_request, request)
             items = ranking.items[: body.top_k]
         else:
             items = ()
