@@ -123,7 +123,7 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     """
     from reasonrank.evaluation import evaluate
     from reasonrank.io.checkpoints import Checkpoint
-    from reasonrank.io.runs import rankings_to_run, write_explanations, write_run
+    from reasonrank.io.runs import rankings_to_run, write_run_and_explanations
     from reasonrank.io.topics import load_qrels, load_topics
     from reasonrank.retrieval.base import load_first_stage
 
@@ -171,13 +171,7 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
         final = _rerank(reranker, requests, checkpoint, settings.batch_size, settings.progress)
         if owns_reranker:
             reranker.close()
-    write_run(output, final)
-    if settings.explanations:
-        try:
-            write_explanations(settings.explanations, final)
-        except UserError:
-            output.unlink(missing_ok=True)  # both outputs or neither; the checkpoint still holds the work
-            raise
+    write_run_and_explanations(output, settings.explanations, final)  # both or neither; the checkpoint keeps the work
     if reranker is not None:
         checkpoint.remove()
         for ranking in final:

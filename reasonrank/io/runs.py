@@ -7,7 +7,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from reasonrank.errors import UserError
@@ -62,6 +62,18 @@ def write_run(path: str | Path, rankings: Iterable[Ranking], tag: str | None = N
             out.writelines(run_lines(ranking, tag))
 
 
+def write_run_and_explanations(run: str | Path, explanations: str | Path | None, rankings: Iterable[Ranking]) -> None:
+    """The run and its explanations, both written in full before either is renamed into place (explanations
+    first, then the run), so a kill or a full disk leaves both files or neither, never a run without its notes."""
+    with ExitStack() as stack:
+        run_out = stack.enter_context(atomic_write(run))
+        notes_out = stack.enter_context(atomic_write(explanations)) if explanations else None
+        for ranking in rankings:
+            run_out.writelines(run_lines(ranking))
+            if notes_out is not None:
+                notes_out.writelines(explanation_lines(ranking))
+
+
 def explanation_records(ranking: Ranking) -> Iterator[dict]:
     for item in ranking.items:
         yield {
@@ -75,12 +87,16 @@ def explanation_records(ranking: Ranking) -> Iterator[dict]:
         }
 
 
-def write_explanations(path: str | Path, rankings: Iterable[Ranking]) -> None:
+def explanation_lines(ranking: Ranking) -> Iterator[str]:
     """One JSON line per (qid, docid), in run order, so it aligns line by line with the run file."""
+    for record in explanation_records(ranking):
+        yield json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def write_explanations(path: str | Path, rankings: Iterable[Ranking]) -> None:
     with atomic_write(path) as out:
         for ranking in rankings:
-            for record in explanation_records(ranking):
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.writelines(explanation_lines(ranking))
 
 
 def read_run(path: str | Path) -> Run:

@@ -75,6 +75,14 @@ def test_search_on_a_full_disk_keeps_no_partial_run(tmp_path, capsys):
     assert len(errors) == 1 and "cannot write full/run.txt" in errors[0] and "Traceback" not in done.stderr
     assert list((tmp_path / "full").iterdir()) == []
 
+    # A run that fits and explanations that do not: both or neither, never a run without its explanations.
+    done = limited_run(["reasonrank.search", "--reranker", "none", "--hits", "5", "--quiet", "--topics",
+                        str(embedded.topics), "--output", "half/run.txt", "--explanations", "half/notes.jsonl"],
+                       16 * 1024, tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "cannot write half/notes.jsonl" in done.stderr and "Traceback" not in done.stderr
+    assert list((tmp_path / "half").iterdir()) == []
+
 
 @pytest.mark.parametrize("content", [b"q1 Q0 d1 1 nan t\n", b"q1 Q0 d1 1 inf t\n", b"q1 Q0 d\xe9 1 1.0 t\n"])
 def test_run_with_non_finite_score_or_latin1_bytes_is_refused(tmp_path, content):
