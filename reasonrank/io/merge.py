@@ -6,6 +6,7 @@ Lines are copied as they are (never re-formatted), so merged shards equal the un
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 from reasonrank.errors import UserError
 from reasonrank.io.runs import atomic_write
 from reasonrank.io.text import numbered_lines
+
+log = logging.getLogger("reasonrank")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,8 @@ def group_lines(paths: Sequence[str | Path], qid_of: Callable[[str, str], str], 
 
 
 def ordered(merged: Merged, order: Sequence[str] | None, kind: str) -> list[str]:
-    """Qids in topic order when ``order`` is given (every topic must have lines), else as they came."""
+    """Qids in topic order when ``order`` is given, else as they came; topics without lines get a warning line
+    (a shard left out would otherwise vanish from the merged run without a word)."""
     if order is None:
         return list(merged.lines)
     rank = {qid: position for position, qid in enumerate(order)}
@@ -71,8 +75,8 @@ def ordered(merged: Merged, order: Sequence[str] | None, kind: str) -> list[str]
                         f"{kind} files were made from")
     missing = [qid for qid in order if qid not in merged.lines]
     if missing:
-        raise UserError(f"{len(missing)} of the {len(order)} queries of --topics (first: {missing[0]}) are in "
-                        f"no {kind} file: pass every shard's file (one missing?) or drop --topics to merge them")
+        log.warning("%d of the %d queries of --topics (first: %s) are in no %s file: merged without them; "
+                    "pass every shard's file if one is missing", len(missing), len(order), missing[0], kind)
     return sorted(merged.lines, key=rank.__getitem__)
 
 

@@ -107,14 +107,14 @@ def test_byte_order_mark_is_dropped_with_a_note(tmp_path, caplog):
     assert any("byte-order mark" in record.getMessage() for record in caplog.records)
 
 
-def test_merge_refuses_a_missing_shard(tmp_path, capsys):
+def test_merge_says_when_a_shard_is_missing(tmp_path, caplog):
     (tmp_path / "topics.tsv").write_text("q1\tx\nq2\ty\nq3\tz\n")
     (tmp_path / "shard0.txt").write_text("q1 Q0 d1 1 1.0 t\nq3 Q0 d1 1 1.0 t\n")
     argv = ["--runs", str(tmp_path / "shard0.txt"), "--topics", str(tmp_path / "topics.tsv"),
             "--output", str(tmp_path / "merged.txt")]
-    assert merge.main(argv) == 2
-    one_error_line(capsys, "1 of the 3 queries", "q2")
-    assert not (tmp_path / "merged.txt").exists()
+    assert merge.main(argv) == 0
+    notes = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(notes) == 1 and "1 of the 3 queries" in notes[0] and "q2" in notes[0]
 
 
 def test_report_refuses_a_baseline_over_other_queries(tmp_path, capsys):
