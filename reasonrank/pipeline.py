@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from reasonrank.errors import UserError
 from reasonrank.evaluation import Evaluation
+from reasonrank.io.text import check_writable
 from reasonrank.rerank.base import Reranker
 from reasonrank.retrieval.base import FirstStageSettings
 from reasonrank.types import RankedCandidate, Ranking, Request
@@ -126,7 +127,7 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     """
     from reasonrank.evaluation import evaluate
     from reasonrank.io.checkpoints import Checkpoint
-    from reasonrank.io.runs import rankings_to_run, write_explanations, write_run
+    from reasonrank.io.runs import rankings_to_run, write_run_and_explanations
     from reasonrank.io.topics import load_qrels, load_topics
     from reasonrank.retrieval.base import load_first_stage
 
@@ -139,6 +140,10 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     if settings.hits < 1 or settings.rerank_depth < 1 or settings.batch_size < 1:
         raise UserError("--hits, --rerank-depth and --batch-size must be at least 1")
     output = Path(settings.output) if settings.output else default_output(settings, index)
+    # Refuse unwritable outputs now, not after the first stage and the reranker have done their work.
+    check_writable(output, "--output")
+    if settings.explanations:
+        check_writable(settings.explanations, "--explanations")
 
     queries = load_topics(topics, query_field=settings.query_field)
     if settings.shard:
@@ -177,9 +182,7 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
         final = _rerank(reranker, requests, checkpoint, step, settings.progress)
         if owns_reranker:
             reranker.close()
-    write_run(output, final)
-    if settings.explanations:
-        write_explanations(settings.explanations, final)
+    write_run_and_explanations(output, settings.explanations, final)  # both or neither; the checkpoint keeps the work
     if reranker is not None:
         checkpoint.remove()
         for ranking in final:
@@ -197,14 +200,21 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
 
 
 def _rerank(reranker: Reranker, requests: list[Request], checkpoint, batch_size: int, progress: bool) -> list[Ranking]:
-    """Rerank in steps of ``batch_size`` queries, each step checkpointed; queries already checkpointed are reused."""
+    """Rerank in steps of ``batch_size`` queries, each step checkpointed; queries already checkpointed are reused.
+
+    Steps are cut from the whole request list, not from what is left: a resumed run batches every query with the
+    same neighbours as an uninterrupted one (batch padding can move scores in their last bits), and a step that a
+    kill left part-written is reranked whole.
+    """
     done = checkpoint.load({r.query.qid: r.query for r in requests})
-    pending = [r for r in requests if r.query.qid not in done]
+    steps = [requests[start : start + batch_size] for start in range(0, len(requests), batch_size)]
+    steps = [step for step in steps if any(r.query.qid not in done for r in step)]
+    finished = len(requests) - sum(len(step) for step in steps)
     with tqdm(
-        total=len(requests), initial=len(done), desc=f"reranking ({reranker.name})", unit="query", disable=not progress
+        total=len(requests), initial=finished, desc=f"reranking ({reranker.name})", unit="query", disable=not progress
     ) as bar:
-        for start in range(0, len(pending), batch_size):
-            chunk = reranker.rerank_many(pending[start : start + batch_size])
+        for step in steps:
+            chunk = reranker.rerank_many(step)
             checkpoint.append(chunk)
             done.update((ranking.query.qid, ranking) for ranking in chunk)
             bar.update(len(chunk))

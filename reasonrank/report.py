@@ -17,6 +17,7 @@ from reasonrank.errors import UserError
 from reasonrank.evaluation import METRICS, Evaluation, Qrels, evaluate
 from reasonrank.io.jsonl import parse_object
 from reasonrank.io.runs import read_run
+from reasonrank.io.text import numbered_lines
 from reasonrank.types import Query
 
 PLOT_METRIC = "nDCG@10"
@@ -47,8 +48,7 @@ class Note:
 
 def load_run(path: str | Path) -> RunFile:
     run = read_run(path)
-    with Path(path).open(encoding="utf-8") as lines:
-        tag = next(line.split()[5] for line in lines if line.strip())
+    tag = next(line.split()[5] for _, line in numbered_lines(path, "run file") if line.strip())
     # sorted() is stable: equal scores keep the file's order.
     ranked = {qid: sorted(docs.items(), key=lambda pair: -pair[1]) for qid, docs in run.items()}
     return RunFile(Path(path), tag, ranked)
@@ -59,17 +59,19 @@ def load_explanations(path: str | Path) -> dict[tuple[str, str], Note]:
     if not path.is_file():
         raise UserError(f"explanations file {path} does not exist: pass the JSONL written by --explanations")
     notes: dict[tuple[str, str], Note] = {}
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            record = parse_object(line, f"{path}:{number}")
-            if "qid" not in record or "docid" not in record:
-                raise UserError(f"{path}:{number}: an explanation line is a JSON object with 'qid' and 'docid' keys")
-            label = record.get("label")
-            notes[(str(record["qid"]), str(record["docid"]))] = Note(
-                record.get("explanation"), label if isinstance(label, int) else None, str(record.get("model", ""))
-            )
+    for number, line in numbered_lines(path, "explanations file"):
+        if not line.strip():
+            continue
+        record = parse_object(line, f"{path}:{number}")
+        if "qid" not in record or "docid" not in record:
+            raise UserError(f"{path}:{number}: an explanation line is a JSON object with 'qid' and 'docid' keys")
+        label = record.get("label")
+        explanation = record.get("explanation")
+        notes[(str(record["qid"]), str(record["docid"]))] = Note(
+            explanation if isinstance(explanation, str) else None,
+            label if isinstance(label, int) and not isinstance(label, bool) else None,
+            str(record.get("model", "")),
+        )
     return notes
 
 
@@ -322,6 +324,11 @@ def render_report(
     ranked_pairs = {(qid, docid) for qid, docs in run.ranked.items() for docid, _ in docs}
     if notes and ranked_pairs.isdisjoint(notes):
         raise UserError(f"no explanation matches a (query, document) of {run.path}: pass the explanations of that run")
+    if baseline and set(baseline.ranked) != set(run.ranked):
+        # Mean metrics over different query sets would compare nothing: refuse rather than mislead.
+        common = len(set(baseline.ranked) & set(run.ranked))
+        raise UserError(f"{run.path} covers {len(run.ranked)} queries and the baseline {baseline.path} "
+                        f"{len(baseline.ranked)}, {common} in common: pass a baseline over the same topics")
     inputs = Inputs(run, baseline, notes, qrels, {q.qid: q for q in queries}, depth)
     qids = query_order(inputs)
     run_eval, base_eval = evaluations(inputs)

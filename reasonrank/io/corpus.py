@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from reasonrank.errors import UserError
 from reasonrank.io.jsonl import parse_object
+from reasonrank.io.text import is_run_token
 from reasonrank.types import Document
 
 JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
@@ -96,6 +97,9 @@ def _document_from_json(record: dict, where: str) -> Document:
     docid = record.get("id", record.get("_id", record.get("docid")))
     if docid is None or not str(docid).strip():
         raise UserError(f"{where}: document has no id (expected `id` as in Pyserini JSONL or `_id` as in BEIR)")
+    if not is_run_token(str(docid)):
+        raise UserError(f"{where}: document id {str(docid)!r} holds whitespace or an invisible mark: a TREC run "
+                        "line needs ids of one visible word")
     if "contents" in record:
         contents = str(record["contents"])
     elif "content" in record:  # BRIGHT's document files

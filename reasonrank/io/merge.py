@@ -6,12 +6,16 @@ Lines are copied as they are (never re-formatted), so merged shards equal the un
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from reasonrank.errors import UserError
 from reasonrank.io.runs import atomic_write
+from reasonrank.io.text import numbered_lines
+
+log = logging.getLogger("reasonrank")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,23 +50,22 @@ def group_lines(paths: Sequence[str | Path], qid_of: Callable[[str, str], str], 
     for path in map(Path, paths):
         if not path.is_file():
             raise UserError(f"{kind} file {path} does not exist: pass the files written by each shard")
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                qid = qid_of(line, f"{path}:{number}")
-                if sources.setdefault(qid, path) != path:
-                    raise UserError(f"{path}:{number}: query {qid} is also in {sources[qid]}: each shard must hold "
-                                    "different queries (were two files given twice or from the same --shard?)")
-                # A last line without its newline would otherwise be glued to the next file's first line.
-                lines.setdefault(qid, []).append(line if line.endswith("\n") else line + "\n")
+        for number, line in numbered_lines(path, f"{kind} file"):
+            if not line.strip():
+                continue
+            qid = qid_of(line, f"{path}:{number}")
+            if sources.setdefault(qid, path) != path:
+                raise UserError(f"{path}:{number}: query {qid} is also in {sources[qid]}: each shard must hold "
+                                "different queries (were two files given twice or from the same --shard?)")
+            lines.setdefault(qid, []).append(line + "\n")
     if not lines:
         raise UserError(f"the {kind} files {', '.join(map(str, paths))} are empty")
     return Merged(lines, sources)
 
 
 def ordered(merged: Merged, order: Sequence[str] | None, kind: str) -> list[str]:
-    """Qids in topic order when ``order`` is given (queries without lines are skipped), else as they came."""
+    """Qids in topic order when ``order`` is given, else as they came; topics without lines get a warning line
+    (a shard left out would otherwise vanish from the merged run without a word)."""
     if order is None:
         return list(merged.lines)
     rank = {qid: position for position, qid in enumerate(order)}
@@ -70,6 +73,10 @@ def ordered(merged: Merged, order: Sequence[str] | None, kind: str) -> list[str]
     if stray:
         raise UserError(f"query {stray[0]} of {merged.sources[stray[0]]} is not in --topics: pass the topics the "
                         f"{kind} files were made from")
+    missing = [qid for qid in order if qid not in merged.lines]
+    if missing:
+        log.warning("%d of the %d queries of --topics (first: %s) are in no %s file: merged without them; "
+                    "pass every shard's file if one is missing", len(missing), len(order), missing[0], kind)
     return sorted(merged.lines, key=rank.__getitem__)
 
 
@@ -100,6 +107,10 @@ def merge(
         if unknown:
             raise UserError(f"query {unknown[0]} of {notes.sources[unknown[0]]} is in no run: pass the explanation "
                             "files of the same shards as --runs")
+        unexplained = [qid for qid in qids if qid not in notes.lines]
+        if unexplained:
+            raise UserError(f"query {unexplained[0]} of {merged.sources[unexplained[0]]} has no explanations: pass "
+                            "the explanation files of the same shards as --runs")
         write_lines(explanations_output, notes, [qid for qid in qids if qid in notes.lines])
     write_lines(output, merged, qids)
     return len(qids)

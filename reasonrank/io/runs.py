@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from reasonrank.errors import UserError
+from reasonrank.io.text import numbered_lines
 from reasonrank.types import Ranking
 
 Run = dict[str, dict[str, float]]  # qid -> docid -> score
@@ -17,17 +19,27 @@ Run = dict[str, dict[str, float]]  # qid -> docid -> score
 
 @contextmanager
 def atomic_write(path: str | Path) -> Iterator:
-    """Write to a temporary file beside ``path`` and rename it into place only on success."""
+    """Write to a temporary file beside ``path`` and rename it into place only on success.
+
+    A full disk, a read-only folder or a size limit is one ``UserError`` line, and no file is left behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             yield handle
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes the file owner-only; give it a normal file's mode
         os.replace(temporary, path)
+    except OSError as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        reason = error.strerror or str(error)
+        raise UserError(f"cannot write {path} ({reason}): free space or pass a writable path") from None
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
         raise
 
 
@@ -50,6 +62,18 @@ def write_run(path: str | Path, rankings: Iterable[Ranking], tag: str | None = N
             out.writelines(run_lines(ranking, tag))
 
 
+def write_run_and_explanations(run: str | Path, explanations: str | Path | None, rankings: Iterable[Ranking]) -> None:
+    """The run and its explanations, both written in full before either is renamed into place (explanations
+    first, then the run), so a kill or a full disk leaves both files or neither, never a run without its notes."""
+    with ExitStack() as stack:
+        run_out = stack.enter_context(atomic_write(run))
+        notes_out = stack.enter_context(atomic_write(explanations)) if explanations else None
+        for ranking in rankings:
+            run_out.writelines(run_lines(ranking))
+            if notes_out is not None:
+                notes_out.writelines(explanation_lines(ranking))
+
+
 def explanation_records(ranking: Ranking) -> Iterator[dict]:
     for item in ranking.items:
         yield {
@@ -63,12 +87,16 @@ def explanation_records(ranking: Ranking) -> Iterator[dict]:
         }
 
 
-def write_explanations(path: str | Path, rankings: Iterable[Ranking]) -> None:
+def explanation_lines(ranking: Ranking) -> Iterator[str]:
     """One JSON line per (qid, docid), in run order, so it aligns line by line with the run file."""
+    for record in explanation_records(ranking):
+        yield json.dumps(record, ensure_ascii=False) + "\n"
+
+
+def write_explanations(path: str | Path, rankings: Iterable[Ranking]) -> None:
     with atomic_write(path) as out:
         for ranking in rankings:
-            for record in explanation_records(ranking):
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.writelines(explanation_lines(ranking))
 
 
 def read_run(path: str | Path) -> Run:
@@ -76,21 +104,23 @@ def read_run(path: str | Path) -> Run:
     if not path.is_file():
         raise UserError(f"run file {path} does not exist: pass the path of a TREC run (qid Q0 docid rank score tag)")
     run: Run = {}
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 6:
-                raise UserError(f"{path}:{number}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}")
-            qid, _, docid, _, score, _ = fields
-            try:
-                value = float(score)
-            except ValueError:
-                raise UserError(f"{path}:{number}: score {score!r} is not a number") from None
-            if docid in run.setdefault(qid, {}):
-                raise UserError(f"{path}:{number}: document {docid} appears twice for query {qid}")
-            run[qid][docid] = value
+    for number, line in numbered_lines(path, "run file"):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 6:
+            raise UserError(f"{path}:{number}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}")
+        qid, _, docid, _, score, _ = fields
+        try:
+            value = float(score)
+        except ValueError:
+            raise UserError(f"{path}:{number}: score {score!r} is not a number") from None
+        if not math.isfinite(value):
+            # trec_eval would order NaN and infinite scores arbitrarily: a metric computed over them means nothing.
+            raise UserError(f"{path}:{number}: score {score!r} is not a finite number: fix the run that wrote it")
+        if docid in run.setdefault(qid, {}):
+            raise UserError(f"{path}:{number}: document {docid} appears twice for query {qid}")
+        run[qid][docid] = value
     if not run:
         raise UserError(f"run file {path} is empty")
     return run

@@ -19,6 +19,7 @@ from typing import Any
 
 from reasonrank.errors import UserError
 from reasonrank.io.jsonl import parse_object
+from reasonrank.io.text import is_run_token, numbered_lines
 from reasonrank.retrieval.java import import_pyserini_search
 from reasonrank.types import Query
 
@@ -87,14 +88,7 @@ def _looks_like_path(spec: str) -> bool:
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """Non-blank lines with 1-based line numbers, so every error can name ``file:line``."""
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                line = line.rstrip("\r\n")
-                if line.strip():
-                    yield number, line
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path}: not UTF-8 text ({error.reason}): pass a TSV or jsonl topics file") from None
+    return ((number, line) for number, line in numbered_lines(path, "topics or qrels file") if line.strip())
 
 
 def _file_topics(path: Path, query_field: str) -> list[Query]:
@@ -164,6 +158,9 @@ class _QueryCollector:
         at = f"{self.source}:{where}" if where is not None else f"{self.source}"
         if not qid:
             raise UserError(f"{at}: empty query id")
+        if not is_run_token(qid):
+            raise UserError(f"{at}: query id {qid!r} holds whitespace or an invisible mark: a TREC run line "
+                            "needs ids of one visible word")
         if qid in self.first_seen:
             first = self.first_seen[qid]
             raise UserError(f"{at}: duplicate query id {qid!r}" + (f" (first on line {first})" if first else ""))

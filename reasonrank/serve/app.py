@@ -54,7 +54,9 @@ class CandidateIn(BaseModel):
 
     docid: str = Field(min_length=1, description="Document id, unique within the request")
     text: str = Field(description="The passage text the reranker reads")
-    score: float = Field(0.0, description="First-stage score (rerankers that fuse scores may use it)")
+    score: float = Field(
+        0.0, allow_inf_nan=False, description="First-stage score, finite (rerankers that fuse scores may use it)"
+    )
 
 
 class RerankIn(BaseModel):

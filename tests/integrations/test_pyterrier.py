@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import sys
 from collections.abc import Sequence
 
 import pandas as pd
@@ -13,8 +13,6 @@ from reasonrank.errors import UserError
 from reasonrank.integrations.pyterrier import FIRST_RANK, frame_to_requests, rankings_to_frame, rerank_frame
 from reasonrank.rerank.base import ScoringReranker
 from reasonrank.types import Judgment, Request
-
-HAS_PYTERRIER = importlib.util.find_spec("pyterrier") is not None
 
 
 class WordOverlap(ScoringReranker):
@@ -99,15 +97,15 @@ def test_missing_text_column_says_how_to_add_it(results):
         frame_to_requests(results.drop(columns=["text"]))
 
 
-@pytest.mark.skipif(HAS_PYTERRIER, reason="PyTerrier is installed: the missing-dependency message cannot show")
-def test_transformer_without_pyterrier_names_the_package():
+def test_transformer_without_pyterrier_names_the_package(monkeypatch):
     import reasonrank.integrations.pyterrier as module
 
+    monkeypatch.setitem(sys.modules, "pyterrier", None)  # what `import pyterrier` meets where it is not installed
+    monkeypatch.delitem(module.__dict__, "ReasonRankTransformer", raising=False)
     with pytest.raises(ImportError, match="pip install python-terrier"):
         module.ReasonRankTransformer  # noqa: B018 - the attribute access is what is tested
 
 
-@pytest.mark.skipif(not HAS_PYTERRIER, reason="python-terrier is not installed (optional; it needs Java and network)")
 def test_transformer_in_a_pyterrier_pipeline(results):
     import pyterrier as pt
 
@@ -120,3 +118,40 @@ def test_transformer_in_a_pyterrier_pipeline(results):
     assert set(reranked["docno"]) == set(results["docno"])
     top3 = (transformer % 3).transform(results)  # PyTerrier's rank cutoff reads our rank column
     assert top3.groupby("qid").size().tolist() == [3, 3]
+
+
+@pytest.mark.slow
+def test_bm25_then_minilm_in_a_pyterrier_experiment():
+    """reasonrank's BM25 results >> a real reasonrank reranker, scored by PyTerrier's own Experiment (ir_measures),
+    which must agree with reasonrank's pytrec_eval numbers for the same rankings."""
+    import pyterrier as pt
+
+    from reasonrank.evaluation import evaluate
+    from reasonrank.integrations.pyterrier import ReasonRankTransformer
+    from reasonrank.io.runs import rankings_to_run
+    from reasonrank.io.topics import load_qrels, load_topics
+    from reasonrank.pipeline import embedded_collection, first_stage_ranking
+    from reasonrank.retrieval.bm25 import Bm25FirstStage
+
+    embedded = embedded_collection()
+    queries = load_topics(str(embedded.topics))[:12]
+    qrels = load_qrels(str(embedded.qrels))
+    requests = Bm25FirstStage(str(embedded.corpus)).search(queries, hits=20, progress=False)
+    bm25 = pt.Transformer.from_df(rankings_to_frame([first_stage_ranking(r, "bm25") for r in requests]))
+    reranker = ReasonRankTransformer("minilm-bi", batch_size=4)
+    topics = pd.DataFrame({"qid": [q.qid for q in queries], "query": [q.text for q in queries]})
+    judged = pd.DataFrame([(qid, docid, grade) for qid in topics["qid"] for docid, grade in qrels[qid].items()],
+                          columns=["qid", "docno", "label"])
+
+    table = pt.Experiment([bm25, bm25 >> reranker], topics, judged, eval_metrics=["ndcg_cut_10"],
+                          names=["bm25", "bm25 >> minilm-bi"]).set_index("name")["ndcg_cut_10"]
+
+    ours = reranker.reranker.rerank_many(requests)
+    expected = {
+        "bm25": evaluate(rankings_to_run(first_stage_ranking(r, "bm25") for r in requests), qrels),
+        "bm25 >> minilm-bi": evaluate(rankings_to_run(ours), qrels),
+    }
+    for name, evaluation in expected.items():
+        assert evaluation.queries == len(queries)
+        assert table[name] == pytest.approx(evaluation.mean["nDCG@10"], abs=1e-6)
+    assert table["bm25 >> minilm-bi"] != pytest.approx(table["bm25"], abs=1e-3)  # the reranker changed the order
