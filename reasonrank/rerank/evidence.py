@@ -1,0 +1,150 @@
+"""Evidence: the sentences of a passage that carry its score, found by the model that scored the passage.
+
+A passage is split into sentences (``sentencex``, with character offsets into the passage text) and the
+scoring reranker itself judges every sentence against the query through its own ``judge`` entry point, so
+evidence uses the same weights, truncation, caching and batching as the ranking. Three ways of asking are
+implemented and were compared on SciFact's human rationales (``benchmarks/rationales.py``, docs/evidence.md):
+
+- ``sentence``: each sentence alone, scored as if it were the passage;
+- ``window``: each sentence with its neighbours (one on each side), scored as a passage, credited to the middle;
+- ``leave-one-out``: the score lost when the sentence is removed from the passage.
+
+Generative rerankers write their own explanations; :func:`quoted_spans` checks which of their quotes really
+occur in the passage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reasonrank.errors import UserError
+from reasonrank.rerank.base import ScoringReranker
+from reasonrank.types import Candidate, Query, Request
+
+METHODS = ("sentence", "window", "leave-one-out")
+DEFAULT_METHOD = "sentence"
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A span of the passage text, ``text[start:end]``, and the score the model gave it."""
+
+    start: int
+    end: int
+    score: float
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` character offsets of the sentences of ``text``, surrounding whitespace excluded.
+
+    A text with no sentence boundary is one sentence; an empty or blank text has none.
+    """
+    from sentencex import get_sentence_boundaries
+
+    spans = []
+    for boundary in get_sentence_boundaries("en", text):
+        start, end = int(boundary["start_index"]), int(boundary["end_index"])
+        piece = text[start:end]
+        stripped = piece.strip()
+        if stripped:
+            start += len(piece) - len(piece.lstrip())
+            spans.append((start, start + len(stripped)))
+    return spans
+
+
+def _probes(text: str, spans: Sequence[tuple[int, int]], method: str) -> list[str]:
+    """The texts the model scores for each sentence under ``method``."""
+    if method == "sentence":
+        return [text[start:end] for start, end in spans]
+    if method == "window":
+        last = len(spans) - 1
+        return [text[spans[max(i - 1, 0)][0] : spans[min(i + 1, last)][1]] for i in range(len(spans))]
+    # leave-one-out: the passage without the sentence (the whole passage is scored alongside, for the drop)
+    return [text[:start] + text[end:] for start, end in spans]
+
+
+class EvidenceFinder:
+    """Scores every sentence of a query's passages with ``scorer``; see the module docstring for ``method``."""
+
+    def __init__(self, scorer: ScoringReranker, method: str = DEFAULT_METHOD) -> None:
+        if method not in METHODS:
+            raise UserError(f"evidence method {method!r} is not one of {', '.join(METHODS)}")
+        if not isinstance(scorer, ScoringReranker):
+            raise UserError(f"{scorer.name} does not score passages one by one, so it cannot score sentences")
+        self.scorer, self.method = scorer, method
+
+    def score(self, query: Query, candidates: Sequence[Candidate]) -> list[list[Evidence]]:
+        """Every sentence of every candidate with its score, in text order (one list per candidate).
+
+        All probes of one query go to the scorer as one request, so it batches them as it batches passages.
+        """
+        spans = [sentence_spans(candidate.text) for candidate in candidates]
+        probes: list[Candidate] = []
+        for number, (candidate, sentences) in enumerate(zip(candidates, spans, strict=True)):
+            if self.method == "leave-one-out" and sentences:
+                probes.append(Candidate(f"{number}", candidate.text))
+            probes.extend(
+                Candidate(f"{number}:{i}", probe) for i, probe in enumerate(_probes(candidate.text, sentences, self.method))
+            )
+        if not probes:
+            return [[] for _ in candidates]
+        (judgments,) = self.scorer.judge([Request(query, tuple(probes))])
+        scores = iter(judgment.score for judgment in judgments)
+        found = []
+        for sentences in spans:
+            whole = next(scores) if self.method == "leave-one-out" and sentences else 0.0
+            found.append([
+                Evidence(start, end, whole - next(scores) if self.method == "leave-one-out" else next(scores))
+                for start, end in sentences
+            ])
+        return found
+
+
+def best(evidence: Sequence[Evidence], count: int) -> list[Evidence]:
+    """The ``count`` highest-scoring spans, in text order (ties: the earlier span)."""
+    ranked = sorted(range(len(evidence)), key=lambda i: (-evidence[i].score, i))[:count]
+    return [evidence[i] for i in sorted(ranked)]
+
+
+# --- generative explanations ------------------------------------------------------------------------------
+
+# Text between straight or curly double quotes; single quotes are apostrophes too often to mean quotation.
+_QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”")
+MIN_QUOTE_WORDS = 3  # shorter quotes are terms ("yes", a title word), not claims about the passage
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A quotation from an explanation; ``start``/``end`` locate it in the passage, None when it is not there."""
+
+    text: str
+    start: int | None = None
+    end: int | None = None
+
+    @property
+    def grounded(self) -> bool:
+        return self.start is not None
+
+
+def _find_loosely(quote: str, passage: str) -> tuple[int, int] | None:
+    """Where ``quote`` occurs in ``passage``, ignoring case, whitespace runs and a trailing ellipsis or stop."""
+    words = quote.strip().rstrip(".…").split()
+    if not words:
+        return None
+    pattern = r"\s+".join(re.escape(word) for word in words)
+    match = re.search(pattern, passage, flags=re.IGNORECASE)
+    return (match.start(), match.end()) if match else None
+
+
+def quoted_spans(explanation: str | None, passage: str) -> list[Quote]:
+    """Each quotation of at least three words in ``explanation``, located in ``passage`` where it occurs."""
+    quotes = []
+    for match in _QUOTED.finditer(explanation or ""):
+        quoted = " ".join((match.group(1) or match.group(2)).split())
+        if len(quoted.split()) < MIN_QUOTE_WORDS:
+            continue
+        where = _find_loosely(quoted, passage)
+        quotes.append(Quote(quoted, *where) if where else Quote(quoted))
+    return quotes
