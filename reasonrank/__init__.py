@@ -20,13 +20,13 @@ _MODULE_BY_SYMBOL = {
     "UserError": "reasonrank.errors",
     "Reranker": "reasonrank.rerank.base",
     "Cascade": "reasonrank.rerank.cascade",
-    "load_reranker": "reasonrank.registry",
-    "load_topics": "reasonrank.topics",
-    "load_qrels": "reasonrank.topics",
-    "Bm25FirstStage": "reasonrank.first_stage",
-    "evaluate": "reasonrank.evaluate",
-    "write_run": "reasonrank.runs",
-    "read_run": "reasonrank.runs",
+    "load_reranker": "reasonrank.rerank.registry",
+    "load_topics": "reasonrank.io.topics",
+    "load_qrels": "reasonrank.io.topics",
+    "Bm25FirstStage": "reasonrank.retrieval.bm25",
+    "evaluate": "reasonrank.evaluation",
+    "write_run": "reasonrank.io.runs",
+    "read_run": "reasonrank.io.runs",
 }
 
 __all__ = sorted([*_MODULE_BY_SYMBOL, "LuceneSearcher"])
@@ -34,7 +34,7 @@ __all__ = sorted([*_MODULE_BY_SYMBOL, "LuceneSearcher"])
 
 def __getattr__(name: str) -> Any:
     if name == "LuceneSearcher":  # Pyserini's searcher, with Java found and its JVM options fixed first
-        from reasonrank.java import import_pyserini_search
+        from reasonrank.retrieval.java import import_pyserini_search
 
         return import_pyserini_search().LuceneSearcher
     if name not in _MODULE_BY_SYMBOL:

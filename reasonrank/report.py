@@ -1,4 +1,4 @@
-"""``python -m reasonrank.report``: one self-contained HTML page comparing a reranked run with its baseline.
+"""One self-contained HTML page comparing a reranked run with its baseline (command: ``reasonrank.report``).
 
 Per query: both lists side by side with relevance grades, rank movements, the reranker's explanations
 (collapsible) and the nDCG@10 change; above them the mean metrics and a wins/losses plot. The page needs no
@@ -7,18 +7,16 @@ script, stylesheet or font from anywhere: the plot is inline SVG and every piece
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
 from reasonrank import __version__
-from reasonrank.errors import UserError, report_error
-from reasonrank.evaluate import METRICS, Evaluation, Qrels, evaluate
-from reasonrank.jsonl import parse_object
-from reasonrank.runs import atomic_write, read_run
+from reasonrank.errors import UserError
+from reasonrank.evaluation import METRICS, Evaluation, Qrels, evaluate
+from reasonrank.io.jsonl import parse_object
+from reasonrank.io.runs import read_run
 from reasonrank.types import Query
 
 PLOT_METRIC = "nDCG@10"
@@ -348,41 +346,9 @@ def render_report(
             f"<body>{''.join(body)}</body></html>\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m reasonrank.report", description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="the reranked TREC run")
-    parser.add_argument("--baseline", help="the run it reranked (e.g. the BM25 run), shown beside it")
-    parser.add_argument("--explanations", help="the JSONL written by reasonrank.search --explanations")
-    parser.add_argument("--qrels", help="TREC qrels file or Pyserini qrels name: relevance marks and metrics")
-    parser.add_argument("--topics", help="topics file or name: query texts and topic order (BRIGHT: excluded_ids)")
-    parser.add_argument("--depth", type=int, default=10, help="documents shown per list (default 10)")
-    parser.add_argument("--out", required=True, help="the HTML file to write")
-    return parser
+if __name__ == "__main__":  # ``python -m reasonrank.report``, kept as documented; the command is reasonrank.cli.report
+    import sys
 
+    from reasonrank.cli.report import main
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        from reasonrank.topics import load_qrels, load_topics
-
-        page = render_report(
-            load_run(args.run),
-            load_run(args.baseline) if args.baseline else None,
-            load_explanations(args.explanations) if args.explanations else None,
-            load_qrels(args.qrels) if args.qrels else None,
-            load_topics(args.topics) if args.topics else (),
-            args.depth,
-        )
-        try:
-            with atomic_write(args.out) as out:
-                out.write(page)
-        except OSError as error:
-            raise UserError(f"cannot write {args.out} ({error.strerror}): pass a writable --out path") from None
-    except UserError as error:
-        return report_error(error)
-    print(f"wrote {args.out}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -10,6 +10,14 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
+class Document:
+    """One passage of a corpus as read from disk (before any first stage)."""
+
+    docid: str
+    contents: str
+
+
+@dataclass(frozen=True, slots=True)
 class Query:
     """A topic. ``excluded_ids`` are documents that must never be returned (BRIGHT's evaluation rule)."""
 

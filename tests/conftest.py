@@ -27,7 +27,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def smollm():
     """SmolLM2-135M-Instruct (GGUF, offline) behind the transformers backend, loaded once for the whole session."""
-    from reasonrank.backends.hf import TransformersBackend
+    from reasonrank.backends.transformers import TransformersBackend
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_HUB_OFFLINE", "1")

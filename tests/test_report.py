@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from reasonrank.evaluate import evaluate
-from reasonrank.report import main as report_main
-from reasonrank.runs import read_run
-from reasonrank.search import main as search_main
-from reasonrank.topics import load_qrels
+from reasonrank.cli.report import main as report_main
+from reasonrank.cli.search import main as search_main
+from reasonrank.evaluation import evaluate
+from reasonrank.io.runs import read_run
+from reasonrank.io.topics import load_qrels
 
 TOPICS = 6
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -21,7 +21,7 @@ BACKENDS: dict[str, str] = {
 def load_backend(kind: str, model: str, **options: Any) -> Backend:
     """Build a backend by kind; ``options`` go to its constructor (e.g. ``batch_size``, ``base_urls``)."""
     if kind == "transformers":
-        from reasonrank.backends.hf import TransformersBackend
+        from reasonrank.backends.transformers import TransformersBackend
 
         return TransformersBackend(model, **options)
     if kind == "vllm":
@@ -29,7 +29,7 @@ def load_backend(kind: str, model: str, **options: Any) -> Backend:
 
         return VLLMBackend(model, **options)
     if kind == "openai":
-        from reasonrank.backends.openai_http import OpenAICompatibleBackend
+        from reasonrank.backends.openai import OpenAICompatibleBackend
 
         if "base_urls" not in options:
             raise UserError("the openai backend needs base_urls (e.g. http://127.0.0.1:8000/v1)")

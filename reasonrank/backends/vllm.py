@@ -1,7 +1,7 @@
 """vLLM's offline engine (``vllm.LLM``) as a Backend, for GPUs.
 
 Prompts are rendered with the tokenizer's chat template plus ``assistant_prefix`` exactly as
-:class:`~reasonrank.backends.hf.TransformersBackend` renders them, then passed as token ids, so both
+:class:`~reasonrank.backends.transformers.TransformersBackend` renders them, then passed as token ids, so both
 backends see the same input. vLLM schedules all prompts of a call itself (continuous batching).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams, TokenLogprobs, render_prompt
 from reasonrank.errors import UserError
-from reasonrank.models import locate_model
+from reasonrank.weights import locate_model
 
 MISSING = "vLLM is not installed: pip install reasonrank[vllm]; needs a GPU"
 # vLLM's default --max-logprobs: the most alternatives one request may ask for.
@@ -34,7 +34,7 @@ class VLLMBackend(Backend):
 
     ``data_parallel_size`` > 1 is refused: vLLM's offline engine does not support it in one
     process. Serve replicas with ``vllm serve --data-parallel-size N`` and use
-    :class:`~reasonrank.backends.openai_http.OpenAICompatibleBackend` instead.
+    :class:`~reasonrank.backends.openai.OpenAICompatibleBackend` instead.
     ``adapter`` is a local LoRA folder applied to every request through a ``LoRARequest``.
     """
 

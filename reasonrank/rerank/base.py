@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from reasonrank.documents import as_request
+from reasonrank.retrieval.documents import as_request
 from reasonrank.types import Judgment, Query, Ranking, Request
 
 

@@ -28,9 +28,9 @@ from transformers import (
 )
 
 from reasonrank.errors import UserError
-from reasonrank.models import locate_model, offline_hint
 from reasonrank.rerank.base import ScoringReranker
 from reasonrank.types import Judgment, Request
+from reasonrank.weights import locate_model, offline_hint
 
 # Module names a sequence-classification head has in transformers (BERT-likes: classifier, decoder LMs: score).
 _HEAD_NAMES = ("classifier", "score")

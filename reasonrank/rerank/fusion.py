@@ -58,6 +58,6 @@ class ScoreFusion(Reranker):
 
 def build_fusion(model: str, weight: float = 0.8, **options: Any) -> ScoreFusion:
     """Fuse the reranker named ``model`` (a registry name, hub id or folder) with the first-stage scores."""
-    from reasonrank.registry import load_reranker
+    from reasonrank.rerank.registry import load_reranker
 
     return ScoreFusion(load_reranker(model, **options), float(weight))

@@ -7,54 +7,20 @@ front (see :func:`reasonrank.rerank.schedule.sliding_windows`); all queries' k-t
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from reasonrank.backends.base import Backend, ChatPrompt, GenerationParams
 from reasonrank.errors import UserError
-from reasonrank.models import check_adapter_template
 from reasonrank.prompts import Template, load_template
+from reasonrank.prompts.builders import window_prompt
+from reasonrank.prompts.readers import parse_permutation, split_reasoning
 from reasonrank.rerank.base import Reranker
-from reasonrank.rerank.permutation import parse_permutation, split_reasoning
-from reasonrank.rerank.pointwise import LazyBackend, cut_passage, positive
+from reasonrank.rerank.generation import LazyBackend, positive
 from reasonrank.rerank.schedule import sliding_windows
 from reasonrank.types import Candidate, Ranking, Request
-
-_BRACKETED_NUMBER = re.compile(r"\[(\d+)\]")
-
-
-def replace_number(text: str) -> str:
-    """``[3]`` in a passage or query becomes ``(3)`` so it cannot be taken for a passage identifier (rank_llm)."""
-    return _BRACKETED_NUMBER.sub(r"(\1)", text)
-
-
-def window_prompt(
-    template: Template, query: str, passages: Sequence[str], max_passage_words: int | None = None
-) -> ChatPrompt:
-    """The chat for one window, as the template's reference code lays it out.
-
-    One user turn (prefix, passages, suffix) or, when the template has ``prefix_reply``/``passage_reply``, the
-    RankGPT conversation: each passage its own user turn, acknowledged by the assistant.
-    """
-    query = replace_number(query.strip())
-    num = len(passages)
-    texts = [replace_number(cut_passage(p, template, max_passage_words)) for p in passages]
-    messages = [{"role": "system", "content": template.render("system")}] if template.has("system") else []
-    prefix = template.render("prefix", query=query, num=num)
-    suffix = template.render("suffix", query=query, num=num)
-    if template.has("prefix_reply"):
-        messages.append({"role": "user", "content": prefix})
-        messages.append({"role": "assistant", "content": template.render("prefix_reply")})
-        for rank, text in enumerate(texts, start=1):
-            messages.append({"role": "user", "content": template.render("passage", rank=rank, passage=text)})
-            messages.append({"role": "assistant", "content": template.render("passage_reply", rank=rank)})
-        messages.append({"role": "user", "content": suffix})
-    else:
-        body = "".join(template.render("passage", rank=rank, passage=text) for rank, text in enumerate(texts, start=1))
-        messages.append({"role": "user", "content": prefix + body + suffix})
-    return ChatPrompt(tuple(messages), template.setting("assistant_prefix", ""))
+from reasonrank.weights import check_adapter_template
 
 
 class ListwiseReranker(Reranker):

@@ -18,16 +18,10 @@ from typing import Any
 from reasonrank.backends.base import Backend, ChatPrompt, Generation
 from reasonrank.errors import UserError
 from reasonrank.prompts import Template, load_template
+from reasonrank.prompts.builders import cut_passage
+from reasonrank.prompts.readers import answer_token, explanation_before, option_distribution
 from reasonrank.rerank.base import Reranker
-from reasonrank.rerank.pointwise import (
-    LazyBackend,
-    answer_token,
-    cut_passage,
-    explanation_before,
-    marker_params,
-    option_distribution,
-    positive,
-)
+from reasonrank.rerank.generation import LazyBackend, marker_params, positive
 from reasonrank.types import Ranking, Request
 
 logger = logging.getLogger(__name__)

@@ -7,9 +7,6 @@
   is its first token and the explanation follows, so the score never waits on (or goes missing in) the reasoning.
 * :class:`Rank1Reranker` — rank1: reasoning until ``</think>``, score p(true) / (p(true) + p(false)) at the token
   after it, as in rank1's reference code (``orionw/rank1``, ``rank1.py``).
-
-The helpers at the top (lazy backend, batched generation, passage cutting, answer-token lookup) are shared with
-the listwise and pairwise rerankers.
 """
 
 from __future__ import annotations
@@ -22,123 +19,17 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams, TokenLogprobs
+from reasonrank.backends.base import Backend, ChatPrompt, Generation
 from reasonrank.errors import UserError
-from reasonrank.models import check_adapter_template
 from reasonrank.prompts import Template, load_template
+from reasonrank.prompts.builders import cut_passage
+from reasonrank.prompts.readers import answer_token, explanation_before, option_distribution
 from reasonrank.rerank.base import ScoringReranker
+from reasonrank.rerank.generation import LazyBackend, marker_params
 from reasonrank.types import Judgment, Ranking, Request
+from reasonrank.weights import check_adapter_template
 
 logger = logging.getLogger(__name__)
-
-# Prompts handed to the backend per call: large enough for its own batching, small enough for a live progress bar.
-CHUNK_SIZE = 64
-
-
-class LazyBackend:
-    """A backend given as an instance, or built from a kind string on first use.
-
-    Building a reranker (e.g. while listing the registry) must not load a model; the first prompt does.
-    """
-
-    def __init__(self, backend: Backend | str, model: str, options: dict[str, Any]):
-        if not isinstance(backend, Backend | str):
-            raise UserError(
-                f"backend must be a Backend or one of transformers/vllm/openai, got {type(backend).__name__}"
-            )
-        self._backend = backend if isinstance(backend, Backend) else None
-        self._kind = backend if isinstance(backend, str) else None
-        self._model = model
-        self._options = options
-
-    def get(self) -> Backend:
-        if self._backend is None:
-            from reasonrank.backends import load_backend  # imported late: engines are heavy optional dependencies
-
-            self._backend = load_backend(self._kind, self._model, **self._options)
-        return self._backend
-
-    def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams, desc: str) -> list[Generation]:
-        """Generate in chunks so that long runs show progress."""
-        backend = self.get()
-        results: list[Generation] = []
-        with tqdm(total=len(prompts), desc=desc, unit="prompt", disable=len(prompts) <= CHUNK_SIZE) as bar:
-            for start in range(0, len(prompts), CHUNK_SIZE):
-                chunk = prompts[start : start + CHUNK_SIZE]
-                results.extend(backend.generate(chunk, params))
-                bar.update(len(chunk))
-        return results
-
-    def close(self) -> None:
-        if self._backend is not None:
-            self._backend.close()
-
-
-def positive(name: str, value: int) -> int:
-    if not isinstance(value, int) or value < 1:
-        raise UserError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def marker_params(template: Template, max_new_tokens: int, top_logprobs: int, temperature: float = 0.0):
-    """Generation settings for an answer read at a marker (label, verdict): the template's stops, with logprobs."""
-    return GenerationParams(
-        max_new_tokens=positive("max_new_tokens", max_new_tokens),
-        temperature=temperature,
-        stop=tuple(template.setting("stop", ())),
-        top_logprobs=positive("top_logprobs", top_logprobs),
-    )
-
-
-def cut_passage(text: str, template: Template, max_words: int | None = None) -> str:
-    """The passage as the reference code feeds it: whitespace collapsed, cut to the template's length."""
-    max_chars = template.setting("max_passage_chars")
-    if max_chars:
-        text = text[:max_chars]
-    max_words = max_words or template.setting("max_passage_words")
-    words = text.split()
-    return " ".join(words[:max_words] if max_words else words)
-
-
-def answer_token(tokens: Sequence[TokenLogprobs], marker: str) -> TokenLogprobs | None:
-    """The first generated token with text after the last ``marker`` (case-insensitive), if any."""
-    joined = "".join(t.token for t in tokens)
-    found = joined.lower().rfind(marker.lower())
-    if found < 0:
-        return None
-    end = found + len(marker)
-    position = 0
-    for token in tokens:
-        start, position = position, position + len(token.token)
-        if position > end and token.token[max(0, end - start) :].strip():
-            return token
-    return None
-
-
-def option_distribution(token: TokenLogprobs | None, options: Sequence[str]) -> dict[str, float] | None:
-    """Probabilities of the option strings among a token's alternatives, renormalised over the options.
-
-    Spelling variants of one option (``" 2"`` and ``"2"``) add up. None when no option is among the alternatives.
-    """
-    if token is None:
-        return None
-    probabilities: Counter[str] = Counter()
-    for text, logprob in token.top.items():
-        key = text.strip()
-        if key in options:
-            probabilities[key] += math.exp(logprob)
-    total = sum(probabilities.values())
-    if total <= 0:
-        return None
-    return {option: probabilities[option] / total for option in options}
-
-
-def explanation_before(text: str, marker: str) -> str:
-    """The reasoning a model wrote before its verdict, without the stop symbol."""
-    found = text.lower().rfind(marker.lower())
-    return (text[:found] if found >= 0 else text).replace("##", "").strip()
 
 
 class _GenerativeScorer(ScoringReranker):

@@ -1,6 +1,6 @@
 """Training inputs (corpus texts, topics, qrels, first-stage candidates) and resumable JSONL outputs.
 
-Topics and qrels go through :mod:`reasonrank.topics` and documents through :mod:`reasonrank.corpus`, so training
+Topics and qrels go through :mod:`reasonrank.io.topics` and documents through :mod:`reasonrank.io.corpus`, so training
 accepts exactly the specs that search does.
 """
 
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reasonrank.corpus import iter_documents
 from reasonrank.errors import UserError
-from reasonrank.runs import read_run
-from reasonrank.topics import load_qrels, load_topics
+from reasonrank.io.corpus import iter_documents
+from reasonrank.io.runs import read_run
+from reasonrank.io.topics import load_qrels, load_topics
 from reasonrank.types import Query
 
 __all__ = [

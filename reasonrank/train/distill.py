@@ -32,11 +32,11 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from reasonrank.errors import UserError
-from reasonrank.models import locate_model
 from reasonrank.rerank.encoder import pooled_embeddings
 from reasonrank.train.config import run_command
 from reasonrank.train.data import load_candidates, load_corpus, load_qrels, read_jsonl, topics_by_id
 from reasonrank.train.losses import MAIN_LOSSES, distillation_loss
+from reasonrank.weights import locate_model
 
 log = logging.getLogger(__name__)
 

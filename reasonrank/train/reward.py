@@ -31,7 +31,6 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from reasonrank.errors import UserError
-from reasonrank.models import check_adapter_template
 from reasonrank.train.config import run_command
 from reasonrank.train.data import ResumableJsonl, content_words, read_jsonl
 from reasonrank.train.sft import (
@@ -42,6 +41,7 @@ from reasonrank.train.sft import (
     pointwise_examples,
     save_adapter,
 )
+from reasonrank.weights import check_adapter_template
 
 log = logging.getLogger(__name__)
 METHODS = ("weighted", "grpo")
@@ -217,7 +217,7 @@ def sample_outputs(config: RewardConfig, examples: Sequence[dict[str, Any]], tem
     with other training settings) reads the samples already saved and samples only the rest.
     """
     from reasonrank.backends.base import ChatPrompt, GenerationParams
-    from reasonrank.backends.hf import TransformersBackend
+    from reasonrank.backends.transformers import TransformersBackend
 
     settings = sampling_settings(config)
     store = ResumableJsonl(samples_path(config), ("index",))

@@ -89,7 +89,8 @@ def pointwise_examples(
     records: Sequence[dict[str, Any]], template: Any, max_passage_words: int | None = None
 ) -> list[dict[str, Any]]:
     """Conversational prompt-completion examples from ``teacher --mode pointwise`` records."""
-    from reasonrank.rerank.pointwise import LazyBackend, PointwiseReranker
+    from reasonrank.rerank.generation import LazyBackend
+    from reasonrank.rerank.pointwise import PointwiseReranker
 
     # Lazy: loads no model. The reranker cuts passages, so training sees what inference with the same
     # max_passage_words will see.
@@ -145,7 +146,7 @@ def load_tokenizer(model: str):
     """The model's tokenizer, with a pad token for batching."""
     from transformers import AutoTokenizer
 
-    from reasonrank.models import locate_model
+    from reasonrank.weights import locate_model
 
     location = locate_model(model)
     tokenizer = AutoTokenizer.from_pretrained(location.path, gguf_file=location.gguf_file)
@@ -158,7 +159,7 @@ def load_causal_lm(model: str):
     """Model and tokenizer (GGUF weights dequantised to float32), with a pad token for batching."""
     from transformers import AutoModelForCausalLM
 
-    from reasonrank.models import locate_model
+    from reasonrank.weights import locate_model
 
     location = locate_model(model)
     tokenizer = load_tokenizer(model)

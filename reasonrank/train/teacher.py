@@ -104,7 +104,7 @@ def _requests(config: TeacherConfig, with_positives: bool) -> tuple[list[Request
     """Each query's top ``hits`` candidates (with run scores), its easy negatives, and its judged positives if asked."""
     topics = topics_by_id(config.topics)
     qrels = load_qrels(config.qrels) if config.qrels else {}
-    from reasonrank.runs import read_run
+    from reasonrank.io.runs import read_run
 
     run = read_run(config.candidates)
     ranked = ranked_docids(run, max(config.hits, config.easy_depth))
@@ -146,7 +146,7 @@ def _scorer(spec: dict[str, Any]):
         return lambda requests: [[c.score for c in r.candidates] for r in requests]
     if "reranker" not in spec:
         raise UserError(f"scorer {spec}: give `reranker` (name, folder or pkg: model) or `first_stage: true`")
-    from reasonrank.registry import load_reranker
+    from reasonrank.rerank.registry import load_reranker
 
     reranker = load_reranker(spec["reranker"], spec.get("family"), **spec.get("options", {}))
     return lambda requests: [[j.score for j in js] for js in reranker.judge(requests)]
@@ -179,7 +179,7 @@ def teacher_scores(config: TeacherConfig) -> int:
 def _backend(config: TeacherConfig):
     if not config.model:
         raise UserError(f"mode {config.mode} with a backend needs `model` (the teacher LLM)")
-    from reasonrank.rerank.pointwise import LazyBackend
+    from reasonrank.rerank.generation import LazyBackend
 
     return LazyBackend(config.backend, config.model, dict(config.backend_options))
 
@@ -317,7 +317,8 @@ def teacher_pairwise(config: TeacherConfig) -> int:
             a, b = (positive, negative) if rng.random() < 0.5 else (negative, positive)
             if (request.query.qid, a.docid, b.docid) not in out:
                 jobs.append((request, a, b))
-    from reasonrank.rerank.pointwise import cut_passage, explanation_before
+    from reasonrank.prompts.builders import cut_passage
+    from reasonrank.prompts.readers import explanation_before
 
     prompts = [
         ChatPrompt.of(
@@ -346,7 +347,7 @@ def teacher_pairwise(config: TeacherConfig) -> int:
 
 def listwise_messages(template: Any, query: str, passages: Sequence[str]) -> ChatPrompt:
     """RankGPT-style turns from a listwise template: prefix, one user/assistant turn per passage, suffix."""
-    from reasonrank.rerank.pointwise import cut_passage
+    from reasonrank.prompts.builders import cut_passage
 
     messages: list[dict[str, str]] = []
     if template.has("system"):

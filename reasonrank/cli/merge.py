@@ -1,0 +1,44 @@
+"""``python -m reasonrank.merge``: join the shard runs of ``reasonrank.search --shard I/N`` into one run.
+
+The command around :mod:`reasonrank.io.merge`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from reasonrank.errors import UserError, report_error
+from reasonrank.io.merge import merge
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m reasonrank.merge", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", required=True, nargs="+", metavar="RUN", help="the shard run files")
+    parser.add_argument("--output", required=True, help="the merged TREC run file")
+    parser.add_argument("--topics", help="the topics of the unsharded run: queries come out in their order "
+                        "(default: the order the queries appear in --runs)")
+    parser.add_argument("--explanations", nargs="+", default=[], metavar="JSONL",
+                        help="the shards' explanation files, merged in the same query order")
+    parser.add_argument("--explanations-output", help="the merged explanations file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        order = None
+        if args.topics:
+            from reasonrank.io.topics import load_topics
+
+            order = [query.qid for query in load_topics(args.topics)]
+        count = merge(args.runs, args.output, order, args.explanations, args.explanations_output)
+    except UserError as error:
+        return report_error(error)
+    print(f"wrote {args.output} ({count} queries from {len(args.runs)} runs)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

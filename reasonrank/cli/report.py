@@ -1,0 +1,54 @@
+"""``python -m reasonrank.report``: one self-contained HTML page comparing a reranked run with its baseline.
+
+The command around :mod:`reasonrank.report`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from reasonrank.errors import UserError, report_error
+from reasonrank.io.runs import atomic_write
+from reasonrank.report import load_explanations, load_run, render_report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m reasonrank.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="the reranked TREC run")
+    parser.add_argument("--baseline", help="the run it reranked (e.g. the BM25 run), shown beside it")
+    parser.add_argument("--explanations", help="the JSONL written by reasonrank.search --explanations")
+    parser.add_argument("--qrels", help="TREC qrels file or Pyserini qrels name: relevance marks and metrics")
+    parser.add_argument("--topics", help="topics file or name: query texts and topic order (BRIGHT: excluded_ids)")
+    parser.add_argument("--depth", type=int, default=10, help="documents shown per list (default 10)")
+    parser.add_argument("--out", required=True, help="the HTML file to write")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from reasonrank.io.topics import load_qrels, load_topics
+
+        page = render_report(
+            load_run(args.run),
+            load_run(args.baseline) if args.baseline else None,
+            load_explanations(args.explanations) if args.explanations else None,
+            load_qrels(args.qrels) if args.qrels else None,
+            load_topics(args.topics) if args.topics else (),
+            args.depth,
+        )
+        try:
+            with atomic_write(args.out) as out:
+                out.write(page)
+        except OSError as error:
+            raise UserError(f"cannot write {args.out} ({error.strerror}): pass a writable --out path") from None
+    except UserError as error:
+        return report_error(error)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

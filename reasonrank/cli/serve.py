@@ -1,0 +1,66 @@
+"""``python -m reasonrank.serve``: one reranker behind HTTP, for Anserini (Java) and other non-Python callers.
+
+The command around :mod:`reasonrank.serve.app`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from reasonrank.errors import UserError, report_error
+from reasonrank.serve.app import (
+    DEFAULT_MAX_CANDIDATES,
+    DEFAULT_MAX_REQUEST_BYTES,
+    ServiceLimits,
+    create_app,
+    write_openapi,
+)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m reasonrank.serve", description=__doc__.splitlines()[0])
+    parser.add_argument("--reranker", help="registry name, local model folder or hub id (see reasonrank.registry)")
+    parser.add_argument("--reranker-family", default=None, help="family for a hub id or an ambiguous folder")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-candidates", type=_positive, default=DEFAULT_MAX_CANDIDATES)
+    parser.add_argument("--max-request-bytes", type=_positive, default=DEFAULT_MAX_REQUEST_BYTES)
+    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    parser.add_argument(
+        "--write-openapi", metavar="PATH", help="write the OpenAPI schema to PATH and exit (no model is loaded)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.write_openapi:
+            write_openapi(args.write_openapi)
+            return 0
+        if not args.reranker:
+            raise UserError("--reranker is required: pass a registry name such as minilm-bi")
+        import uvicorn
+
+        from reasonrank.rerank.registry import load_reranker
+
+        reranker = load_reranker(args.reranker, args.reranker_family)
+        app = create_app(reranker, ServiceLimits(args.max_candidates, args.max_request_bytes))
+        # One process, one event loop: the model lives here once; uvicorn workers would each load a copy.
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    except UserError as error:
+        return report_error(error)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Other toolkits driving reasonrank: PyTerrier transformers and the Anserini (Java) client."""

@@ -1,0 +1,1 @@
+"""Reading and writing what flows between stages: JSONL, corpora, topics and qrels, runs, explanations, checkpoints."""

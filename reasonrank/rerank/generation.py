@@ -1,0 +1,71 @@
+"""Shared by the generative rerankers (pointwise, rank1, listwise, pairwise): a backend built on first use,
+batched generation with progress, and the checks and generation settings they all apply."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams
+from reasonrank.errors import UserError
+from reasonrank.prompts import Template
+
+# Prompts handed to the backend per call: large enough for its own batching, small enough for a live progress bar.
+CHUNK_SIZE = 64
+
+
+class LazyBackend:
+    """A backend given as an instance, or built from a kind string on first use.
+
+    Building a reranker (e.g. while listing the registry) must not load a model; the first prompt does.
+    """
+
+    def __init__(self, backend: Backend | str, model: str, options: dict[str, Any]):
+        if not isinstance(backend, Backend | str):
+            raise UserError(
+                f"backend must be a Backend or one of transformers/vllm/openai, got {type(backend).__name__}"
+            )
+        self._backend = backend if isinstance(backend, Backend) else None
+        self._kind = backend if isinstance(backend, str) else None
+        self._model = model
+        self._options = options
+
+    def get(self) -> Backend:
+        if self._backend is None:
+            from reasonrank.backends import load_backend  # imported late: engines are heavy optional dependencies
+
+            self._backend = load_backend(self._kind, self._model, **self._options)
+        return self._backend
+
+    def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams, desc: str) -> list[Generation]:
+        """Generate in chunks so that long runs show progress."""
+        backend = self.get()
+        results: list[Generation] = []
+        with tqdm(total=len(prompts), desc=desc, unit="prompt", disable=len(prompts) <= CHUNK_SIZE) as bar:
+            for start in range(0, len(prompts), CHUNK_SIZE):
+                chunk = prompts[start : start + CHUNK_SIZE]
+                results.extend(backend.generate(chunk, params))
+                bar.update(len(chunk))
+        return results
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+
+
+def positive(name: str, value: int) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise UserError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def marker_params(template: Template, max_new_tokens: int, top_logprobs: int, temperature: float = 0.0):
+    """Generation settings for an answer read at a marker (label, verdict): the template's stops, with logprobs."""
+    return GenerationParams(
+        max_new_tokens=positive("max_new_tokens", max_new_tokens),
+        temperature=temperature,
+        stop=tuple(template.setting("stop", ())),
+        top_logprobs=positive("top_logprobs", top_logprobs),
+    )

@@ -1,0 +1,167 @@
+"""BM25 first stage: Pyserini's LuceneSearcher over a prebuilt index, a local index or a corpus we index.
+
+Java hits (``JScoredDoc``) are turned into :class:`Candidate` here and nowhere else, so later stages only
+see Python values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from reasonrank.errors import UserError
+from reasonrank.io.corpus import corpus_files, is_corpus_file
+from reasonrank.retrieval.documents import text_from_raw
+from reasonrank.retrieval.index import ensure_index, is_lucene_index
+from reasonrank.retrieval.java import import_pyserini_search
+from reasonrank.types import Candidate, Query, Request
+
+QUERIES_PER_BATCH = 256  # batch_search holds every hit of a batch in Java memory; also the progress step
+
+
+class Bm25FirstStage:
+    """BM25 retrieval with Pyserini's defaults (k1=0.9, b=0.4).
+
+    ``index`` is a Pyserini prebuilt index name (``msmarco-v1-passage``, ``bright-biology``,
+    ``beir-v1.0.0-scifact.flat``), a local Lucene index folder, or a corpus file or folder, which is indexed
+    once and cached (see :func:`reasonrank.retrieval.index.ensure_index`).
+    """
+
+    def __init__(self, index: str, k1: float = 0.9, b: float = 0.4) -> None:
+        self.index = str(index)
+        self.k1 = k1
+        self.b = b
+        self._searcher = _open_searcher(self.index)
+        self._searcher.set_bm25(float(k1), float(b))
+
+    @property
+    def index_dir(self) -> Path:
+        """The Lucene index folder searched (for prebuilt indexes, Pyserini's download cache)."""
+        return Path(self._searcher.index_dir)
+
+    def search(
+        self,
+        queries: Sequence[Query],
+        hits: int = 100,
+        threads: int = 1,
+        remove_query: bool = False,
+        progress: bool = True,
+        text_depth: int | None = None,
+    ) -> list[Request]:
+        """The top ``hits`` candidates of each query in Lucene's order, text taken from the stored raw document.
+
+        A query's ``excluded_ids`` (BRIGHT) are dropped from its hits, and with ``remove_query`` a hit whose docid
+        is the qid (Pyserini's ``--remove-query``); Lucene is asked for that many more hits, so each query still
+        gets ``hits`` candidates when the index has them.
+
+        Only the first ``text_depth`` candidates of each query get their text (None: all of them, 0: none); the
+        deeper ones carry ``""``. Fetching and decoding a stored document costs more than finding it, and only
+        the candidates a reranker will read need their passage: pass the deepest depth any reranker reads.
+        """
+        if hits < 1:
+            raise UserError(f"hits must be at least 1, got {hits}")
+        if text_depth is not None and text_depth < 0:
+            raise UserError(f"text_depth must be 0 or more (or None for all hits), got {text_depth}")
+        with_text = hits if text_depth is None else min(text_depth, hits)
+        seen: set[str] = set()
+        for query in queries:
+            if query.qid in seen:
+                raise UserError(f"duplicate query id {query.qid!r}: every query needs its own id")
+            seen.add(query.qid)
+        # Lucene's top k is not always a prefix of its top k+n when scores tie at the cut, so queries are grouped
+        # by the depth they need: a query with nothing to drop is searched at exactly `hits`, as Pyserini's CLI does.
+        groups: dict[int, list[Query]] = {}
+        for query in queries:
+            depth = hits + len(query.excluded_ids) + (1 if remove_query else 0)
+            groups.setdefault(depth, []).append(query)
+        found: dict[str, tuple[Candidate, ...]] = {}
+        with tqdm(total=len(queries), desc="BM25", unit=" queries", disable=not progress or len(queries) < 2) as bar:
+            for depth, group in groups.items():
+                for start in range(0, len(group), QUERIES_PER_BATCH):
+                    batch = group[start : start + QUERIES_PER_BATCH]
+                    results = self._searcher.batch_search(
+                        [q.text for q in batch], [q.qid for q in batch], k=depth, threads=threads
+                    )
+                    for query in batch:
+                        found[query.qid] = self._candidates(
+                            query, results.get(query.qid, []), hits, with_text, remove_query
+                        )
+                    bar.update(len(batch))
+        return [Request(query, found[query.qid]) for query in queries]
+
+    def _candidates(
+        self, query: Query, java_hits, hits: int, with_text: int, remove_query: bool
+    ) -> tuple[Candidate, ...]:
+        candidates: list[Candidate] = []
+        excluded = query.excluded_ids
+        for hit in java_hits:
+            docid = hit.docid.strip()  # each attribute of a Java hit is a JNI call: read each one once
+            if docid in excluded or (remove_query and docid == query.qid):
+                continue
+            text = self._text(hit, docid) if len(candidates) < with_text else ""
+            candidates.append(Candidate(docid, text, hit.score))
+            if len(candidates) == hits:
+                break
+        return tuple(candidates)
+
+    def _text(self, hit, docid: str) -> str:
+        document = hit.lucene_document
+        raw = document.get("raw") if document is not None else None
+        if raw is None:
+            raise UserError(
+                f"index {self.index} stores no raw text (document {docid}): rerankers need the passages; "
+                "use an index built with -storeRaw (e.g. msmarco-v1-passage, not -slim) or pass the corpus"
+            )
+        return text_from_raw(raw)
+
+    def close(self) -> None:
+        self._searcher.close()
+        self._searcher.index_reader.reader.close()  # LuceneSearcher.close() leaves its own reader open
+
+    def __enter__(self) -> Bm25FirstStage:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def prebuilt_index_names() -> list[str]:
+    """Pyserini's prebuilt inverted (BM25) indexes."""
+    import_pyserini_search()
+    from pyserini.prebuilt_index_info import TF_INDEX_INFO
+
+    return sorted(TF_INDEX_INFO)
+
+
+def _open_searcher(index: str):
+    lucene = import_pyserini_search()
+    path = Path(index).expanduser()
+    if path.exists():
+        if is_lucene_index(path):
+            return lucene.LuceneSearcher(str(path))
+        corpus_files(path)  # a clear error for a folder that is neither an index nor a corpus
+        return lucene.LuceneSearcher(str(ensure_index(path)))
+    if index in prebuilt_index_names():
+        return _prebuilt_searcher(lucene, index)
+    if "/" in index or "\\" in index or is_corpus_file(path):
+        raise UserError(f"index or corpus not found: {index}")
+    raise UserError(
+        f"unknown index {index!r}: not a local Lucene index, not a corpus file or folder, and not a Pyserini "
+        "prebuilt index name (e.g. msmarco-v1-passage, bright-biology, beir-v1.0.0-scifact.flat)"
+    )
+
+
+def _prebuilt_searcher(lucene, name: str):
+    failure = "the download failed"
+    try:
+        searcher = lucene.LuceneSearcher.from_prebuilt_index(name)  # prints and returns None when all URLs fail
+    except Exception as error:  # checksum, disk and network errors all mean the same to the user
+        searcher, failure = None, f"the download failed ({type(error).__name__}: {str(error)[:100]})"
+    if searcher is None:
+        raise UserError(
+            f"cannot open Pyserini prebuilt index {name!r}: {failure} (offline?); "
+            "pass a local Lucene index folder or a corpus file instead"
+        )
+    return searcher

@@ -1,0 +1,149 @@
+"""Sliding windows, permutation repair and listwise reranking on real DL19 passages with a sorting fake model."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from fakes import FakeBackend, SortingModel, generation, load_dl19
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reasonrank.errors import UserError
+from reasonrank.prompts import load_template
+from reasonrank.prompts.builders import cut_passage, replace_number
+from reasonrank.prompts.readers import parse_permutation, split_reasoning
+from reasonrank.rerank.listwise import build_listwise
+from reasonrank.rerank.schedule import sliding_windows
+from reasonrank.types import Candidate, Query, Request
+
+
+def test_windows_for_100_candidates_run_back_to_front():
+    assert sliding_windows(100) == [
+        (80, 100),
+        (70, 90),
+        (60, 80),
+        (50, 70),
+        (40, 60),
+        (30, 50),
+        (20, 40),
+        (10, 30),
+        (0, 20),
+    ]
+
+
+def test_windows_for_25_candidates_and_shallow_depths():
+    assert sliding_windows(25) == [(5, 25), (0, 15)]
+    assert sliding_windows(100, depth=10) == [(0, 10)]
+    assert sliding_windows(7) == [(0, 7)]
+    assert sliding_windows(20) == [(0, 20)]
+    assert sliding_windows(0) == []
+    assert sliding_windows(50, window_size=4, stride=2, depth=8) == [(4, 8), (2, 6), (0, 4)]
+
+
+@pytest.mark.parametrize("bad", [{"window_size": 0}, {"stride": -1}, {"depth": 0}])
+def test_bad_window_settings_are_user_errors(bad):
+    with pytest.raises(UserError, match=next(iter(bad))):
+        sliding_windows(10, **bad)
+
+
+def test_permutation_repairs_are_counted():
+    assert parse_permutation("[2] > [1] > [3]", 3).order == (1, 0, 2)
+    parsed = parse_permutation("<think>maybe [3] > [1]</think>\n[3] > [3] > [9] > [0]", 4)
+    assert parsed.order == (2, 0, 1, 3) and (parsed.missing, parsed.duplicate, parsed.out_of_range) == (3, 1, 2)
+    assert parse_permutation("<answer>[2] > [1]</answer>", 2).order == (1, 0)
+    assert parse_permutation("2 > 1", 2).order == (1, 0)  # bare numbers when no brackets
+    cut = parse_permutation("<think>[2] > [1] is what I would say but", 2)
+    assert cut.order == (0, 1) and cut.missing == 2  # an unfinished thought holds no answer
+    assert split_reasoning("<think> why </think> <answer>[1]</answer>") == ("why", "[1]")
+
+
+@given(st.text(), st.integers(min_value=0, max_value=30))
+def test_parser_never_raises_and_returns_a_permutation(text, n):
+    parsed = parse_permutation(text, n)
+    assert sorted(parsed.order) == list(range(n))
+    assert parsed.missing <= n
+
+
+@given(st.permutations(list(range(1, 21))), st.lists(st.integers(0, 40), max_size=10), st.randoms())
+def test_parser_keeps_the_first_mention_of_each_id(ids, noise, rnd):
+    mentioned = list(ids[: rnd.randint(0, 20)]) + noise
+    parsed = parse_permutation(" > ".join(f"[{i}]" for i in mentioned), 20)
+    first_valid = list(dict.fromkeys(i - 1 for i in mentioned if 1 <= i <= 20))
+    assert list(parsed.order[: len(first_valid)]) == first_valid
+    assert parsed.out_of_range == sum(not 1 <= i <= 20 for i in mentioned)
+    assert parsed.missing == 20 - len(first_valid)
+
+
+@pytest.fixture(scope="module")
+def dl19(shared_data):
+    return load_dl19(shared_data)
+
+
+def _request(dl19, qid, n, seed=0):
+    topics, qrels, corpus = dl19
+    judged = sorted(d for d in qrels[qid] if d in corpus)
+    random.Random(seed).shuffle(judged)
+    return Request(Query(qid, topics[qid]), tuple(Candidate(d, corpus[d]) for d in judged[:n]))
+
+
+def _relevance(dl19, qid, template="listwise/rankzephyr-v1"):
+    """Hidden relevance keyed by the passage text as the prompt shows it."""
+    _, qrels, corpus = dl19
+    loaded = load_template(template)
+    return {replace_number(cut_passage(corpus[d], loaded)): g for d, g in qrels[qid].items() if d in corpus}
+
+
+def _busiest_query(dl19):
+    _, qrels, corpus = dl19
+    return max(qrels, key=lambda q: (sum(d in corpus for d in qrels[q]), q))
+
+
+def test_sliding_windows_bring_the_best_ten_to_the_top(dl19):
+    qid = _busiest_query(dl19)
+    request = _request(dl19, qid, 100)
+    assert len(request.candidates) == 100
+    backend = FakeBackend(SortingModel(_relevance(dl19, qid)))
+    ranking = build_listwise("fake", backend=backend).rerank_request(request)
+    _, qrels, _ = dl19
+    grades = [qrels[qid][d] for d in ranking.docids]
+    all_grades = sorted((qrels[qid][c.docid] for c in request.candidates), reverse=True)
+    assert grades[:10] == all_grades[:10]
+    assert sorted(ranking.docids) == sorted(c.docid for c in request.candidates)
+    assert ranking.stats == {"windows": 9}
+    assert [len(call) for call in backend.calls] == [1] * 9
+    assert [item.rank for item in ranking] == list(range(1, 101))
+    assert all(ranking[i].score > ranking[i + 1].score for i in range(99))
+
+
+def test_candidates_below_depth_keep_their_order_and_queries_are_batched(dl19):
+    _, qrels, _ = dl19
+    qids = sorted(qrels)[:2]
+    requests = [_request(dl19, qid, 40) for qid in qids]
+    relevance = {**_relevance(dl19, qids[0]), **_relevance(dl19, qids[1])}
+    backend = FakeBackend(SortingModel(relevance))
+    rankings = build_listwise("fake", backend=backend, depth=20).rerank_many(requests)
+    assert [len(call) for call in backend.calls] == [2]  # one window per query, both in one call
+    for request, ranking in zip(requests, rankings, strict=True):
+        assert ranking.docids[20:] == [c.docid for c in request.candidates[20:]]
+        head = [qrels[request.query.qid][d] for d in ranking.docids[:20]]
+        assert head == sorted(head, reverse=True)
+
+
+def test_reasoning_becomes_the_explanation_and_repairs_reach_stats(dl19):
+    qid = _busiest_query(dl19)
+    request = _request(dl19, qid, 25)
+    model = SortingModel(_relevance(dl19, qid, "listwise/reasonrank-v1"), reasoning=True)
+    ranking = build_listwise("fake", backend=FakeBackend(model), template="listwise/reasonrank-v1").rerank_request(
+        request
+    )
+    assert ranking.stats == {"windows": 2}
+    top = {item.docid: item.explanation for item in ranking}
+    assert all(text in ("window of 20", "window of 15") for text in top.values())
+    assert sum(text == "window of 15" for text in top.values()) == 15  # the last window shown explains
+
+    sloppy = FakeBackend(lambda prompt, params: generation("[3] > [3] > [42] > [1]"))
+    ranking = build_listwise("fake", backend=sloppy, window_size=5, stride=5, depth=5).rerank_request(request)
+    assert ranking.stats == {"windows": 1, "repair_missing": 3, "repair_duplicate": 1, "repair_out_of_range": 1}
+    assert ranking.docids[:5] == [request.candidates[i].docid for i in (2, 0, 1, 3, 4)]
+    assert ranking[0].explanation is None

