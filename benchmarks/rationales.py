@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DATA = Path(os.environ.get("REASONRANK_SHARED_DATA", ROOT.parent / "shared" / "data")) / "scifact"
 
-from reasonrank.documents import text_from_raw  # noqa: E402
+from reasonrank.retrieval.documents import text_from_raw  # noqa: E402
 from reasonrank.rerank.evidence import METHODS, Evidence, EvidenceFinder, best, sentence_spans  # noqa: E402
 from reasonrank.types import Candidate, Query  # noqa: E402
 
@@ -111,7 +111,7 @@ def evaluate(pairs: Sequence[Pair], pick: Picker, n: int) -> tuple[float, float,
 
 
 def lexical_picker() -> Picker:
-    from reasonrank.java import configure_jvm
+    from reasonrank.retrieval.java import configure_jvm
 
     configure_jvm()
     from pyserini.analysis import Analyzer, get_lucene_analyzer

@@ -115,7 +115,25 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
     rerank.add_argument("--batch-size", type=int, default=8, help="queries per reranking step and checkpoint")
     output = parser.add_argument_group("output")
     output.add_argument("--output", help="TREC run file (default: runs/run.<collection>.<reranker>.txt)")
-    output.add_argument("--explanations", help="JSONL with each (qid, docid)'s explanation, label and score")
+    output.add_argument(
+        "--explanations",
+        help="JSONL with the explanation, evidence, label and score of each query's top documents "
+        "(default for a reranked run: beside --output, RUN.explanations.jsonl)",
+    )
+    output.add_argument(
+        "--explanations-depth",
+        type=int,
+        default=10,
+        help="explain the top K documents of each query (default 10, as many as the report shows): evidence "
+        "sentences for scoring rerankers, and K lines per query in --explanations",
+    )
+    output.add_argument(
+        "--evidence-method",
+        default="sentence",
+        choices=["sentence", "window", "leave-one-out"],
+        help="how a scoring reranker's model finds evidence (docs/evidence.md; default sentence)",
+    )
+    output.add_argument("--no-evidence", action="store_true", help="no evidence sentences (faster)")
     output.add_argument("--qrels", help="TREC qrels file or Pyserini qrels name: print metrics")
     output.add_argument("--shard", help="I/N: only every N-th topic, starting at I (merge with reasonrank.merge)")
     output.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left by an interrupted run")
@@ -156,6 +174,20 @@ def text_depth(reranker: Reranker | None) -> int | None:
     return None
 
 
+def with_evidence(reranker: Reranker | None, args: argparse.Namespace) -> Reranker | None:
+    """``reranker`` with evidence for the top ``--explanations-depth`` documents, where its model can score
+    sentences (encoders, fusion, cascades ending in one); generative rerankers explain themselves."""
+    if reranker is None or args.no_evidence or reranker.evidence_scorer() is None:
+        return reranker
+    from reasonrank.rerank.evidence import EvidenceReranker
+
+    return EvidenceReranker(reranker, args.explanations_depth, args.evidence_method)
+
+
+def explanations_beside(output: Path) -> Path:
+    return output.with_name(f"{output.stem}.explanations.jsonl")
+
+
 def build_first_stage(args: argparse.Namespace, index: str):
     if args.first_stage == "dense":
         from reasonrank.retrieval.dense import DenseFirstStage
@@ -184,8 +216,8 @@ def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> in
     index = args.index or str(embedded.corpus)
     topics = args.topics or str(embedded.topics)
     qrels_spec = args.qrels or (str(embedded.qrels) if args.index is None and args.topics is None else None)
-    if args.hits < 1 or args.rerank_depth < 1 or args.batch_size < 1:
-        raise UserError("--hits, --rerank-depth and --batch-size must be at least 1")
+    if min(args.hits, args.rerank_depth, args.batch_size, args.explanations_depth) < 1:
+        raise UserError("--hits, --rerank-depth, --batch-size and --explanations-depth must be at least 1")
     output = Path(args.output) if args.output else default_output(args, index)
 
     queries = load_topics(topics, query_field=args.query_field)
@@ -204,6 +236,7 @@ def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> in
         text_depth=text_depth(reranker),
     )
     baseline = [first_stage_ranking(r, args.first_stage) for r in requests]
+    explained = with_evidence(reranker, args)
 
     if reranker is None:
         final = baseline
@@ -222,7 +255,7 @@ def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> in
             disable=args.quiet,
         ) as progress:
             for start in range(0, len(pending), args.batch_size):
-                chunk = reranker.rerank_many(pending[start : start + args.batch_size])
+                chunk = explained.rerank_many(pending[start : start + args.batch_size])
                 checkpoint.append(chunk)
                 done.update((ranking.query.qid, ranking) for ranking in chunk)
                 progress.update(len(chunk))
@@ -231,8 +264,9 @@ def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> in
             reranker.close()
 
     write_run(output, final)
-    if args.explanations:
-        write_explanations(args.explanations, final)
+    explanations = args.explanations or (explanations_beside(output) if reranker is not None else None)
+    if explanations:
+        write_explanations(explanations, final, args.explanations_depth)
     if reranker is not None:
         checkpoint.remove()
         repairs = {}
@@ -241,7 +275,7 @@ def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> in
                 repairs[key] = repairs.get(key, 0) + value
         if repairs:
             print("reranker events: " + ", ".join(f"{k}={v}" for k, v in sorted(repairs.items())), file=sys.stderr)
-    print(f"wrote {output} ({len(final)} queries)", file=sys.stderr)
+    print(f"wrote {output} ({len(final)} queries)" + (f" and {explanations}" if explanations else ""), file=sys.stderr)
 
     if qrels is not None:
         excluded = {q.qid: q.excluded_ids for q in queries if q.excluded_ids}

@@ -50,8 +50,17 @@ def write_run(path: str | Path, rankings: Iterable[Ranking], tag: str | None = N
             out.writelines(run_lines(ranking, tag))
 
 
-def explanation_records(ranking: Ranking) -> Iterator[dict]:
-    for item in ranking.items:
+def explanation_records(ranking: Ranking, depth: int | None = None) -> Iterator[dict]:
+    """The first ``depth`` documents' records (all when None).
+
+    ``evidence``: character offsets into the passage text with the model's score, best first (scoring
+    rerankers). ``grounded`` / ``ungrounded``: the quotations of a written explanation (generative rerankers)
+    that occur in the passage, with their offsets, and those that do not.
+    """
+    from reasonrank.rerank.evidence import quoted_spans
+
+    for item in ranking.items[:depth]:
+        quotes = quoted_spans(item.explanation, item.text) if item.explanation and not item.evidence else []
         yield {
             "qid": ranking.query.qid,
             "docid": item.docid,
@@ -59,15 +68,19 @@ def explanation_records(ranking: Ranking) -> Iterator[dict]:
             "score": item.score,
             "label": item.label,
             "explanation": item.explanation,
+            "evidence": [{"start": span.start, "end": span.end, "score": span.score} for span in item.evidence],
+            "grounded": [{"text": q.text, "start": q.start, "end": q.end} for q in quotes if q.grounded],
+            "ungrounded": [q.text for q in quotes if not q.grounded],
             "model": ranking.model,
         }
 
 
-def write_explanations(path: str | Path, rankings: Iterable[Ranking]) -> None:
-    """One JSON line per (qid, docid), in run order, so it aligns line by line with the run file."""
+def write_explanations(path: str | Path, rankings: Iterable[Ranking], depth: int | None = None) -> None:
+    """One JSON line per (qid, docid) of the first ``depth`` ranks of each query (all when None), in run order,
+    so each query's lines align with the head of its run lines."""
     with atomic_write(path) as out:
         for ranking in rankings:
-            for record in explanation_records(ranking):
+            for record in explanation_records(ranking, depth):
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 

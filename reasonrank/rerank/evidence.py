@@ -17,23 +17,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from reasonrank.errors import UserError
-from reasonrank.rerank.base import ScoringReranker
-from reasonrank.types import Candidate, Query, Request
+from reasonrank.rerank.base import Reranker, ScoringReranker
+from reasonrank.types import Candidate, Evidence, Judgment, Query, Ranking, Request
 
 METHODS = ("sentence", "window", "leave-one-out")
 DEFAULT_METHOD = "sentence"
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """A span of the passage text, ``text[start:end]``, and the score the model gave it."""
-
-    start: int
-    end: int
-    score: float
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -103,9 +95,98 @@ class EvidenceFinder:
 
 
 def best(evidence: Sequence[Evidence], count: int) -> list[Evidence]:
-    """The ``count`` highest-scoring spans, in text order (ties: the earlier span)."""
-    ranked = sorted(range(len(evidence)), key=lambda i: (-evidence[i].score, i))[:count]
-    return [evidence[i] for i in sorted(ranked)]
+    """The ``count`` highest-scoring spans, best first (ties: the earlier span)."""
+    return sorted(evidence, key=lambda span: (-span.score, span.start))[:count]
+
+
+def describe(text: str, evidence: Sequence[Evidence], model: str) -> str:
+    """The explanation a scoring reranker gets: its best sentences, quoted, with the scores ``model`` gave them."""
+    if not evidence:
+        return f"{model}: the passage has no sentence to quote"
+    quotes = "; ".join(f'"{text[span.start : span.end]}" ({span.score:.3f})' for span in evidence)
+    return f"Evidence by {model} (sentence score): {quotes}"
+
+
+class EvidenceReranker(Reranker):
+    """``inner``'s ranking with evidence for its top ``depth`` documents: the best ``sentences`` spans each,
+    scored by the model that scored the passages, quoted in the explanation.
+
+    A document that already has an explanation (a generative stage wrote one) keeps it and gets no evidence.
+    """
+
+    def __init__(self, inner: Reranker, depth: int = 10, method: str = DEFAULT_METHOD, sentences: int = 1) -> None:
+        scorer = inner.evidence_scorer()
+        if scorer is None:
+            raise UserError(f"{inner.name} has no model that scores single passages, so it cannot find evidence: "
+                            "pass --explanations-depth 0 or another reranker")
+        if depth < 1 or sentences < 1:
+            raise UserError(f"evidence needs depth and sentences of at least 1, got {depth} and {sentences}")
+        self.inner, self.depth, self.sentences = inner, depth, sentences
+        self.finder = EvidenceFinder(scorer, method)
+        self.name = inner.name
+
+    def rerank_request(self, request: Request) -> Ranking:
+        return self.rerank_many([request])[0]
+
+    def rerank_many(self, requests: Sequence[Request]) -> list[Ranking]:
+        return [self.explain(ranking) for ranking in self.inner.rerank_many(requests)]
+
+    def explain(self, ranking: Ranking) -> Ranking:
+        head = [item for item in ranking.items[: self.depth] if not item.explanation]
+        found = self.finder.score(ranking.query, [item.candidate for item in head])
+        model = self.finder.scorer.name
+        chosen = {item.docid: best(spans, self.sentences) for item, spans in zip(head, found, strict=True)}
+        items = tuple(
+            replace(item, evidence=tuple(chosen[item.docid]), explanation=describe(item.text, chosen[item.docid], model))
+            if item.docid in chosen else item
+            for item in ranking.items
+        )
+        return replace(ranking, items=items)
+
+    def evidence_scorer(self) -> ScoringReranker | None:
+        return self.finder.scorer
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class MaxPReranker(ScoringReranker):
+    """Evidence-aware scores: ``(1 − w)·passage + w·best sentence``, both from ``inner`` (MaxP, Dai & Callan 2019,
+    interpolated with the whole passage's score)."""
+
+    def __init__(self, inner: ScoringReranker, weight: float = 0.5, method: str = DEFAULT_METHOD) -> None:
+        if not 0.0 <= weight <= 1.0:
+            raise UserError(f"maxp weight must lie in [0, 1], got {weight}")
+        self.inner, self.weight = inner, weight
+        self.finder = EvidenceFinder(inner, method)
+        self.name = f"{inner.name}+maxp@{weight:g}"
+
+    def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
+        judged = []
+        for request, judgments in zip(requests, self.inner.judge(requests), strict=True):
+            found = self.finder.score(request.query, request.candidates)
+            judged.append([
+                replace(judgment, score=(1 - self.weight) * judgment.score
+                        + self.weight * max((span.score for span in spans), default=judgment.score))
+                for judgment, spans in zip(judgments, found, strict=True)
+            ])
+        return judged
+
+    def evidence_scorer(self) -> ScoringReranker:
+        return self.inner
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def build_maxp(model: str, weight: float = 0.5, method: str = DEFAULT_METHOD, **options: Any) -> MaxPReranker:
+    """MaxP over the scoring reranker named ``model`` (a registry name, hub id or folder)."""
+    from reasonrank.rerank.registry import load_reranker
+
+    inner = load_reranker(model, **options)
+    if not isinstance(inner, ScoringReranker) or inner.evidence_scorer() is not inner:
+        raise UserError(f"maxp needs an encoder reranker that scores passages one by one, not {model!r}")
+    return MaxPReranker(inner, float(weight), method)
 
 
 # --- generative explanations ------------------------------------------------------------------------------
