@@ -77,9 +77,8 @@ class EvidenceFinder:
         for number, (candidate, sentences) in enumerate(zip(candidates, spans, strict=True)):
             if self.method == "leave-one-out" and sentences:
                 probes.append(Candidate(f"{number}", candidate.text))
-            probes.extend(
-                Candidate(f"{number}:{i}", probe) for i, probe in enumerate(_probes(candidate.text, sentences, self.method))
-            )
+            texts = _probes(candidate.text, sentences, self.method)
+            probes.extend(Candidate(f"{number}:{i}", text) for i, text in enumerate(texts))
         if not probes:
             return [[] for _ in candidates]
         (judgments,) = self.scorer.judge([Request(query, tuple(probes))])
@@ -137,8 +136,8 @@ class EvidenceReranker(Reranker):
         model = self.finder.scorer.name
         chosen = {item.docid: best(spans, self.sentences) for item, spans in zip(head, found, strict=True)}
         items = tuple(
-            replace(item, evidence=tuple(chosen[item.docid]), explanation=describe(item.text, chosen[item.docid], model))
-            if item.docid in chosen else item
+            replace(item, evidence=tuple(spans), explanation=describe(item.text, spans, model))
+            if (spans := chosen.get(item.docid)) is not None else item
             for item in ranking.items
         )
         return replace(ranking, items=items)
