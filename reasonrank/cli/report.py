@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from reasonrank.errors import UserError, report_error
 from reasonrank.io.runs import atomic_write
-from reasonrank.report import load_explanations, load_run, render_report
+from reasonrank.report import load_explanations, load_passages, load_run, render_report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--qrels", help="TREC qrels file or Pyserini qrels name: relevance marks and metrics")
     parser.add_argument("--topics", help="topics file or name: query texts and topic order (BRIGHT: excluded_ids)")
     parser.add_argument("--depth", type=int, default=10, help="documents shown per list (default 10)")
+    parser.add_argument("--corpus", help="the corpus file or folder the runs were made from: show passage texts "
+                        "with their evidence highlighted")
     parser.add_argument("--out", required=True, help="the HTML file to write")
     return parser
 
@@ -31,13 +33,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from reasonrank.io.topics import load_qrels, load_topics
 
+        run = load_run(args.run)
+        baseline = load_run(args.baseline) if args.baseline else None
+        shown = {docid for listed in (run, baseline) if listed for docs in listed.ranked.values()
+                 for docid, _ in docs[: args.depth]}
         page = render_report(
-            load_run(args.run),
-            load_run(args.baseline) if args.baseline else None,
+            run,
+            baseline,
             load_explanations(args.explanations) if args.explanations else None,
             load_qrels(args.qrels) if args.qrels else None,
             load_topics(args.topics) if args.topics else (),
             args.depth,
+            load_passages(args.corpus, shown) if args.corpus else None,
         )
         try:
             with atomic_write(args.out) as out:
