@@ -8,7 +8,7 @@ STAMP := $(VENV)/.reasonrank-installed
 # The CPU build of torch lies on local disk on our machines; elsewhere pip takes it from the index.
 WHEELS := $(wildcard /opt/wheels)
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check $(if $(WHEELS),--find-links $(WHEELS))
-EXTRAS := serve,train,bench,notebook,dev
+EXTRAS := serve,train,bench,notebook,report,dev
 
 .PHONY: setup demo test lint clean
 
