@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
 
-    from reasonrank.registry import load_reranker
+    from reasonrank.rerank.registry import load_reranker
 
     pairs = load_pairs()[:: args.every]
     claims = len({pair.query.qid for pair in pairs})

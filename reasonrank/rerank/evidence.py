@@ -124,6 +124,10 @@ class EvidenceReranker(Reranker):
         self.finder = EvidenceFinder(scorer, method)
         self.name = inner.name
 
+    @property
+    def text_depth(self) -> int | None:
+        return self.inner.text_depth
+
     def rerank_request(self, request: Request) -> Ranking:
         return self.rerank_many([request])[0]
 
