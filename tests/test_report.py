@@ -175,6 +175,8 @@ def test_report_renders_in_headless_chromium(dl19_runs, tmp_path):
     assert "nDCG@10" in page.all_text and "MAP@100" in page.all_text and "wins" in page.all_text
     assert "answers <b>the question</b> & more." in page.all_text
     assert sum(t == "rect" for t, _ in page.tags) == TOPICS  # the browser parsed the inline SVG plot
+    assert sum(t == "mark" for t, _ in page.tags) >= 10 * TOPICS  # evidence highlighted in the passages
+    assert "p (paired t)" in page.all_text
     shot = tmp_path / "report.png"
     subprocess.run([*flags, "--hide-scrollbars", "--window-size=1280,1000", f"--screenshot={shot}",
                     report.as_uri()], capture_output=True, timeout=180, check=True)
