@@ -57,7 +57,7 @@ def explanation_records(ranking: Ranking, depth: int | None = None) -> Iterator[
     rerankers). ``grounded`` / ``ungrounded``: the quotations of a written explanation (generative rerankers)
     that occur in the passage, with their offsets, and those that do not.
     """
-    from reasonrank.rerank.evidence import quoted_spans
+    from reasonrank.prompts.readers import quoted_spans
 
     for item in ranking.items[:depth]:
         quotes = quoted_spans(item.explanation, item.text) if item.explanation and not item.evidence else []

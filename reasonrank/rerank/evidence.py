@@ -9,13 +9,12 @@ implemented and were compared on SciFact's human rationales (``benchmarks/ration
 - ``window``: each sentence with its neighbours (one on each side), scored as a passage, credited to the middle;
 - ``leave-one-out``: the score lost when the sentence is removed from the passage.
 
-Generative rerankers write their own explanations; :func:`quoted_spans` checks which of their quotes really
-occur in the passage.
+Generative rerankers write their own explanations; ``reasonrank.prompts.readers.quoted_spans`` checks which of
+their quotes really occur in the passage.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -190,45 +189,3 @@ def build_maxp(model: str, weight: float = 0.5, method: str = DEFAULT_METHOD, **
     if not isinstance(inner, ScoringReranker) or inner.evidence_scorer() is not inner:
         raise UserError(f"maxp needs an encoder reranker that scores passages one by one, not {model!r}")
     return MaxPReranker(inner, float(weight), method)
-
-
-# --- generative explanations ------------------------------------------------------------------------------
-
-# Text between straight or curly double quotes; single quotes are apostrophes too often to mean quotation.
-_QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”")
-MIN_QUOTE_WORDS = 3  # shorter quotes are terms ("yes", a title word), not claims about the passage
-
-
-@dataclass(frozen=True, slots=True)
-class Quote:
-    """A quotation from an explanation; ``start``/``end`` locate it in the passage, None when it is not there."""
-
-    text: str
-    start: int | None = None
-    end: int | None = None
-
-    @property
-    def grounded(self) -> bool:
-        return self.start is not None
-
-
-def _find_loosely(quote: str, passage: str) -> tuple[int, int] | None:
-    """Where ``quote`` occurs in ``passage``, ignoring case, whitespace runs and a trailing ellipsis or stop."""
-    words = quote.strip().rstrip(".…").split()
-    if not words:
-        return None
-    pattern = r"\s+".join(re.escape(word) for word in words)
-    match = re.search(pattern, passage, flags=re.IGNORECASE)
-    return (match.start(), match.end()) if match else None
-
-
-def quoted_spans(explanation: str | None, passage: str) -> list[Quote]:
-    """Each quotation of at least three words in ``explanation``, located in ``passage`` where it occurs."""
-    quotes = []
-    for match in _QUOTED.finditer(explanation or ""):
-        quoted = " ".join((match.group(1) or match.group(2)).split())
-        if len(quoted.split()) < MIN_QUOTE_WORDS:
-            continue
-        where = _find_loosely(quoted, passage)
-        quotes.append(Quote(quoted, *where) if where else Quote(quoted))
-    return quotes

@@ -10,6 +10,7 @@ from fakes import load_dl19
 
 from reasonrank.errors import UserError
 from reasonrank.io.runs import explanation_records
+from reasonrank.prompts.readers import quoted_spans
 from reasonrank.rerank.base import ScoringReranker
 from reasonrank.rerank.cascade import Cascade
 from reasonrank.rerank.evidence import (
@@ -17,7 +18,6 @@ from reasonrank.rerank.evidence import (
     EvidenceReranker,
     MaxPReranker,
     best,
-    quoted_spans,
     sentence_spans,
 )
 from reasonrank.rerank.registry import load_reranker
