@@ -69,7 +69,8 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
     )
     rerank.add_argument(
         "--reranker-family",
-        help="family for a hub id or folder: cross-encoder, bi-encoder, pointwise, rank1, listwise, pairwise, fusion, maxp",
+        help="family for a hub id or folder: cross-encoder, bi-encoder, pointwise, rank1, listwise, pairwise, fusion, "
+        "maxp",
     )
     rerank.add_argument(
         "--cascade",

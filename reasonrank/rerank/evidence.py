@@ -16,7 +16,7 @@ their quotes really occur in the passage.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from reasonrank.errors import UserError
