@@ -21,9 +21,10 @@ def check_explanations(run_path, explanations_path, corpus_path) -> None:
     heads = [(qid, docid) for qid, docs in run.items() for docid in sorted(docs, key=docs.get, reverse=True)[:SHOWN]]
     assert [(r["qid"], r["docid"]) for r in records] == heads  # aligned with the head of each query's run lines
     texts = {d.docid: d.contents for d in iter_documents(corpus_path) if d.docid in {r["docid"] for r in records}}
+    tag = run_path.read_text().split("\n", 1)[0].split()[5]  # the default reranker's name, as the run names it
     for record in records:
         text = texts[record["docid"]]
-        assert record["explanation"] and record["model"] == "minilm-hybrid"
+        assert record["explanation"] and record["model"] == tag and "minilm-bi" in record["explanation"]
         assert record["evidence"], record
         for span in record["evidence"]:
             assert 0 <= span["start"] < span["end"] <= len(text)
