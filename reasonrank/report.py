@@ -1,8 +1,9 @@
 """One self-contained HTML page comparing a reranked run with its baseline (command: ``reasonrank.report``).
 
-Per query: both lists side by side with relevance grades, rank movements, the reranker's explanations
-(collapsible) and the nDCG@10 change; above them the mean metrics and a wins/losses plot. The page needs no
-script, stylesheet or font from anywhere: the plot is inline SVG and every piece of input text is escaped.
+Per query: both lists side by side with relevance grades, rank movements, each passage's text (a few lines,
+unfolding on click) with the reranker's evidence highlighted, its explanations (collapsible) and the nDCG@10
+change; above them the mean metrics with a paired t-test per metric (``ranx``) and a wins/losses plot. The page
+needs no script, stylesheet or font from anywhere: the plot is inline SVG and every piece of input text is escaped.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from reasonrank.io.text import numbered_lines
 from reasonrank.types import Query
 
 PLOT_METRIC = "nDCG@10"
+SIGNIFICANCE = 0.05  # p-values below this are marked
 SUMMARY_CHARS = 60  # explanation characters shown before it is unfolded
 TIE = 1e-9  # per-query differences below this are ties (floating-point noise of identical rankings)
 
@@ -44,6 +46,7 @@ class Note:
     explanation: str | None
     label: int | None
     model: str
+    evidence: tuple[tuple[int, int], ...] = ()  # character offsets into the passage text
 
 
 def load_run(path: str | Path) -> RunFile:
@@ -71,8 +74,26 @@ def load_explanations(path: str | Path) -> dict[tuple[str, str], Note]:
             explanation if isinstance(explanation, str) else None,
             label if isinstance(label, int) and not isinstance(label, bool) else None,
             str(record.get("model", "")),
+            evidence_spans(record.get("evidence") or [], f"{path}:{number}"),
         )
     return notes
+
+
+def evidence_spans(evidence: object, where: str) -> tuple[tuple[int, int], ...]:
+    spans = []
+    for span in evidence if isinstance(evidence, list) else [evidence]:
+        start, end = (span.get("start"), span.get("end")) if isinstance(span, dict) else (None, None)
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end):
+            raise UserError(f"{where}: evidence is a list of {{\"start\": int, \"end\": int}} character offsets")
+        spans.append((start, end))
+    return tuple(sorted(spans))
+
+
+def load_passages(corpus: str | Path, docids: set[str]) -> dict[str, str]:
+    """The texts of ``docids`` as the rerankers read them (the corpus' ``contents``, or title and text joined)."""
+    from reasonrank.io.corpus import iter_documents
+
+    return {document.docid: document.contents for document in iter_documents(corpus) if document.docid in docids}
 
 
 # --- page pieces -----------------------------------------------------------------------------------------
@@ -96,6 +117,11 @@ section{border:1px solid #dfe3e8;border-radius:6px;padding:12px 14px;margin:14px
 .up{color:#1b7e2f;font-weight:600}.down{color:#c62828;font-weight:600}.same,.new{color:#5b6575}
 details summary{cursor:pointer;color:#35517a}td details summary{max-width:34em}
 details p{margin:4px 0 2px;white-space:pre-wrap;max-width:60em}
+details.passage summary{list-style:none;color:#1d2430}details.passage summary::-webkit-details-marker{display:none}
+details.passage summary .text{display:-webkit-box;-webkit-line-clamp:3;-webkit-box-orient:vertical;overflow:hidden}
+details.passage[open] summary .text{display:block}
+.passage{font-size:13px;max-width:46em}mark{background:#fff1a8;padding:0 1px;border-radius:2px}
+.sig{font-weight:600}
 .legend span{margin-right:10px}svg text{font:11px system-ui,sans-serif;fill:#3d4755}
 """
 
@@ -129,17 +155,51 @@ def signed(value: float) -> str:
     return f'<span class="{css}">{value:+.4f}</span>'
 
 
-def note_cell(note: Note | None) -> str:
+def note_html(note: Note | None) -> str:
     if note is None or (not note.explanation and note.label is None):
-        return "<td></td>"
+        return ""
     label = f"label {note.label}" if note.label is not None else ""
     if not note.explanation:
-        return f"<td>{text(label)}</td>"
+        return text(label)
     # The summary shows the label and the explanation's opening words; the full text unfolds on click.
     opening = " ".join(note.explanation.split())
     opening = opening if len(opening) <= SUMMARY_CHARS else opening[: SUMMARY_CHARS - 1].rstrip() + "…"
     summary = f"<b>{text(label)}</b> {text(opening)}" if label else text(opening)
-    return f"<td><details><summary>{summary}</summary><p>{text(note.explanation)}</p></details></td>"
+    return f'<details class="note"><summary>{summary}</summary><p>{text(note.explanation)}</p></details>'
+
+
+def highlighted(passage: str, spans: Sequence[tuple[int, int]], where: str) -> str:
+    """The passage, escaped, with each evidence span in ``<mark>``."""
+    if spans and spans[-1][1] > len(passage):
+        raise UserError(f"evidence of {where} ends at character {spans[-1][1]} of a {len(passage)}-character "
+                        "passage: pass the --corpus the run was made from")
+    parts, position = [], 0
+    for start, end in spans:
+        if start < position:
+            continue  # overlapping spans: the first one is marked
+        parts.append(f"{text(passage[position:start])}<mark>{text(passage[start:end])}</mark>")
+        position = end
+    return "".join(parts) + text(passage[position:])
+
+
+def passage_html(passages: Mapping[str, str], note: Note | None, qid: str, docid: str) -> str:
+    """The passage clamped to three lines (the whole of it on click), evidence highlighted."""
+    if docid not in passages:
+        return ""
+    marked = highlighted(passages[docid], note.evidence if note else (), f"{qid}/{docid}")
+    return f'<details class="passage"><summary><span class="text">{marked}</span></summary></details>'
+
+
+def paired_p_value(before: Sequence[float], after: Sequence[float]) -> float | None:
+    """Two-sided paired t-test (ranx, on pytrec_eval's per-query values); None where it is undefined."""
+    import math
+
+    from ranx.statistical_tests import paired_student_t_test
+
+    if len(before) < 2:
+        return None
+    p_value, _ = paired_student_t_test(list(before), list(after), max_p=SIGNIFICANCE)
+    return None if math.isnan(p_value) else float(p_value)
 
 
 def wins_losses_svg(deltas: Sequence[tuple[int, str, float]], width: int = 760, height: int = 200) -> str:
@@ -181,6 +241,7 @@ class Inputs:
     qrels: Qrels | None
     queries: Mapping[str, Query]
     depth: int
+    passages: Mapping[str, str]
 
 
 def query_order(inputs: Inputs) -> list[str]:
@@ -211,8 +272,9 @@ def summary_section(inputs: Inputs, qids: Sequence[str], run_eval: Evaluation | 
     head = "<tr><th>metric</th>" + (f"<th class=num>baseline <code>{text(inputs.baseline.tag)}</code></th>"
                                      if inputs.baseline and base_eval else "")
     head += f"<th class=num>run <code>{text(inputs.run.tag)}</code></th>"
-    head += "<th class=num>Δ</th></tr>" if base_eval else "</tr>"
+    head += "<th class=num>Δ</th><th class=num>p (paired t)</th></tr>" if base_eval else "</tr>"
     rows = [head]
+    significance = True
     for metric in METRICS:
         row = f"<tr><td>{text(metric)}</td>"
         if base_eval:
@@ -220,10 +282,23 @@ def summary_section(inputs: Inputs, qids: Sequence[str], run_eval: Evaluation | 
         row += f"<td class=num>{run_eval.mean[metric]:.4f}</td>"
         if base_eval:
             row += f"<td class=num>{signed(run_eval.mean[metric] - base_eval.mean[metric])}</td>"
+            both = [qid for qid in run_eval.per_query if qid in base_eval.per_query]
+            try:
+                p_value = paired_p_value([base_eval.per_query[q][metric] for q in both],
+                                         [run_eval.per_query[q][metric] for q in both])
+            except ImportError:
+                p_value, significance = None, False
+            mark = "" if p_value is None else f"{p_value:.3g}" + (" *" if p_value < SIGNIFICANCE else "")
+            row += f'<td class="num{" sig" if mark.endswith("*") else ""}">{mark}</td>'
         rows.append(row + "</tr>")
     rows.append(f"<tr><td>judged queries</td>{f'<td class=num>{base_eval.queries}</td>' if base_eval else ''}"
-                f"<td class=num>{run_eval.queries}</td>{'<td></td>' if base_eval else ''}</tr>")
+                f"<td class=num>{run_eval.queries}</td>{'<td></td><td></td>' if base_eval else ''}</tr>")
     parts.append(f'<table class="metrics">{"".join(rows)}</table>')
+    if base_eval is not None:
+        parts.append(f'<p class="meta">p: two-sided paired t-test over the queries judged in both runs (ranx); '
+                     f"* below {SIGNIFICANCE}.</p>" if significance else
+                     '<p class="meta">No significance test: install ranx (<code>pip install '
+                     "'reasonrank[report]'</code>).</p>")
     if base_eval is not None:
         deltas = [
             (section, qid, run_eval.per_query[qid][PLOT_METRIC] - base_eval.per_query[qid][PLOT_METRIC])
@@ -288,21 +363,25 @@ def query_section(inputs: Inputs, section: int, qid: str, run_eval: Evaluation |
     parts.append(f'<div class="lists{"" if inputs.baseline else " single"}">')
     if inputs.baseline:
         rows = [f"<tr><th class=num>#</th><th>docid</th>{'<th>rel</th>' if marks else ''}"
-                "<th class=num>score</th><th>now</th></tr>"]
+                f"<th class=num>score</th><th>now</th>{'<th>passage</th>' if inputs.passages else ''}</tr>"]
         for rank, (docid, score) in enumerate(base_list[: inputs.depth], start=1):
             now = run_rank.get(docid)
+            passage = passage_html(inputs.passages, inputs.notes.get((qid, docid)), qid, docid)
             rows.append(f"<tr><td class=num>{rank}</td><td><code>{text(docid)}</code></td>"
                         f"{f'<td>{grade(docid)}</td>' if marks else ''}<td class=num>{score:.4f}</td>"
-                        f"<td>{'—' if now is None else f'→ {now}'}</td></tr>")
+                        f"<td>{'—' if now is None else f'→ {now}'}</td>"
+                        f"{f'<td>{passage}</td>' if inputs.passages else ''}</tr>")
         parts.append(f'<div><h3>baseline <code>{text(inputs.baseline.tag)}</code></h3>'
                      f'<table class="baseline">{"".join(rows)}</table></div>')
     rows = [f"<tr><th class=num>#</th>{'<th>move</th>' if inputs.baseline else ''}<th>docid</th>"
-            f"{'<th>rel</th>' if marks else ''}<th class=num>score</th><th>explanation</th></tr>"]
+            f"{'<th>rel</th>' if marks else ''}<th class=num>score</th>"
+            f"<th>{'passage and explanation' if inputs.passages else 'explanation'}</th></tr>"]
     for rank, (docid, score) in enumerate(reranked[: inputs.depth], start=1):
         move = f"<td>{movement(base_rank.get(docid), rank)}</td>" if inputs.baseline else ""
+        note = inputs.notes.get((qid, docid))
         rows.append(f"<tr><td class=num>{rank}</td>{move}<td><code>{text(docid)}</code></td>"
                     f"{f'<td>{grade(docid)}</td>' if marks else ''}<td class=num>{score:.4f}</td>"
-                    f"{note_cell(inputs.notes.get((qid, docid)))}</tr>")
+                    f"<td>{passage_html(inputs.passages, note, qid, docid)}{note_html(note)}</td></tr>")
     parts.append(f'<div><h3>reranked <code>{text(inputs.run.tag)}</code></h3>'
                  f'<table class="reranked">{"".join(rows)}</table></div>')
     parts.append("</div></section>")
@@ -316,6 +395,7 @@ def render_report(
     qrels: Qrels | None = None,
     queries: Sequence[Query] = (),
     depth: int = 10,
+    passages: Mapping[str, str] | None = None,
 ) -> str:
     """The whole page as one HTML string (deterministic: same inputs, same bytes)."""
     if depth < 1:
@@ -329,7 +409,7 @@ def render_report(
         common = len(set(baseline.ranked) & set(run.ranked))
         raise UserError(f"{run.path} covers {len(run.ranked)} queries and the baseline {baseline.path} "
                         f"{len(baseline.ranked)}, {common} in common: pass a baseline over the same topics")
-    inputs = Inputs(run, baseline, notes, qrels, {q.qid: q for q in queries}, depth)
+    inputs = Inputs(run, baseline, notes, qrels, {q.qid: q for q in queries}, depth, passages or {})
     qids = query_order(inputs)
     run_eval, base_eval = evaluations(inputs)
     described = f"run <code>{text(run.path.name)}</code> (tag <code>{text(run.tag)}</code>)"

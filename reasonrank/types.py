@@ -56,12 +56,24 @@ class Judgment:
 
 
 @dataclass(frozen=True, slots=True)
+class Evidence:
+    """A span of a passage, ``text[start:end]`` (character offsets), and the score its model gave that span."""
+
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
 class RankedCandidate:
+    """``evidence``: the passage spans that carry the score, best first (``reasonrank.rerank.evidence``)."""
+
     candidate: Candidate
     score: float
     rank: int
     explanation: str | None = None
     label: int | None = None
+    evidence: tuple[Evidence, ...] = ()
 
     @property
     def docid(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -70,7 +71,8 @@ def dl19_runs(shared_data, tmp_path_factory):
 def build(dl19_runs, out: Path) -> Path:
     folder, topics, qrels = dl19_runs
     argv = ["--run", str(folder / "minilm.txt"), "--baseline", str(folder / "bm25.txt"), "--explanations",
-            str(folder / "explained.jsonl"), "--qrels", str(qrels), "--topics", str(topics), "--out", str(out)]
+            str(folder / "explained.jsonl"), "--qrels", str(qrels), "--topics", str(topics), "--out", str(out),
+            "--corpus", str(qrels.parent / "corpus.jsonl")]
     assert report_main(argv) == 0
     return out
 
@@ -96,6 +98,21 @@ def test_report_shows_every_query_metrics_and_explanations(dl19_runs, tmp_path):
     assert sorted(bars[:TOPICS]) == sorted(f"#q{i}" for i in range(1, TOPICS + 1))
     assert sum(t == "details" for t, _ in page.tags) >= 3 * TOPICS
     assert "answers <b>the question</b> & more." in text and "<b>the question</b>" not in html
+    # Passages are shown (clamped, unfolding on click) with the search's evidence spans marked.
+    passages = {json.loads(line)["_id"]: json.loads(line) for line in (qrels_path.parent / "corpus.jsonl").open()}
+    records = [json.loads(line) for line in (folder / "explained.jsonl").read_text().splitlines()]
+    assert len(records) == 10 * TOPICS and all(r["evidence"] for r in records)
+    for record in records:
+        doc = passages[record["docid"]]
+        passage = " ".join(part for part in (doc["title"], doc["text"]) if part)
+        (span,) = record["evidence"]
+        assert f"<mark>{escape(passage[span['start']:span['end']])}</mark>" in html
+    top = {name: {(q, d) for q, docs in read_run(folder / f"{name}.txt").items()
+                  for d in sorted(docs, key=docs.get, reverse=True)[:10]} for name in ("minilm", "bm25")}
+    assert sum(t == "mark" for t, _ in page.tags) == len(top["minilm"]) + len(top["minilm"] & top["bm25"])
+    assert sum("passage" in (a.get("class") or "").split() for t, a in page.tags if t == "details") == 20 * TOPICS
+    # A paired t-test per metric (ranx), on the per-query values.
+    assert "p (paired t)" in text and "paired t-test over the queries judged in both runs" in text
     # Self-contained: nothing is fetched from anywhere.
     assert not [t for t, _ in page.tags if t in {"script", "link", "img", "iframe"}]
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in html
@@ -158,6 +175,8 @@ def test_report_renders_in_headless_chromium(dl19_runs, tmp_path):
     assert "nDCG@10" in page.all_text and "MAP@100" in page.all_text and "wins" in page.all_text
     assert "answers <b>the question</b> & more." in page.all_text
     assert sum(t == "rect" for t, _ in page.tags) == TOPICS  # the browser parsed the inline SVG plot
+    assert sum(t == "mark" for t, _ in page.tags) >= 10 * TOPICS  # evidence highlighted in the passages
+    assert "p (paired t)" in page.all_text
     shot = tmp_path / "report.png"
     subprocess.run([*flags, "--hide-scrollbars", "--window-size=1280,1000", f"--screenshot={shot}",
                     report.as_uri()], capture_output=True, timeout=180, check=True)

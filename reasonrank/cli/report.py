@@ -12,7 +12,7 @@ import sys
 
 from reasonrank.errors import UserError, command
 from reasonrank.io.runs import atomic_write
-from reasonrank.report import load_explanations, load_run, render_report
+from reasonrank.report import load_explanations, load_passages, load_run, render_report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--qrels", help="TREC qrels file or Pyserini qrels name: relevance marks and metrics")
     parser.add_argument("--topics", help="topics file or name: query texts and topic order (BRIGHT: excluded_ids)")
     parser.add_argument("--depth", type=int, default=10, help="documents shown per list (default 10)")
+    parser.add_argument("--corpus", help="the corpus file or folder the runs were made from: show passage texts "
+                        "with their evidence highlighted")
     parser.add_argument("--out", required=True, help="the HTML file to write")
     return parser
 
@@ -30,13 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from reasonrank.io.topics import load_qrels, load_topics
 
+    run_file = load_run(args.run)
+    baseline = load_run(args.baseline) if args.baseline else None
+    shown = {docid for listed in (run_file, baseline) if listed for docs in listed.ranked.values()
+             for docid, _ in docs[: args.depth]}
     page = render_report(
-        load_run(args.run),
-        load_run(args.baseline) if args.baseline else None,
+        run_file,
+        baseline,
         load_explanations(args.explanations) if args.explanations else None,
         load_qrels(args.qrels) if args.qrels else None,
         load_topics(args.topics) if args.topics else (),
         args.depth,
+        load_passages(args.corpus, shown) if args.corpus else None,
     )
     try:
         with atomic_write(args.out) as out:

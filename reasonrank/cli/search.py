@@ -70,7 +70,8 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
     )
     rerank.add_argument(
         "--reranker-family",
-        help="family for a hub id or folder: cross-encoder, bi-encoder, pointwise, rank1, listwise, pairwise, fusion",
+        help="family for a hub id or folder: cross-encoder, bi-encoder, pointwise, rank1, listwise, pairwise, fusion, "
+        "maxp",
     )
     rerank.add_argument(
         "--cascade",
@@ -92,7 +93,25 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
     rerank.add_argument("--batch-size", type=int, default=8, help="queries per reranking step and checkpoint")
     output = parser.add_argument_group("output")
     output.add_argument("--output", help="TREC run file (default: runs/run.<collection>.<reranker>.txt)")
-    output.add_argument("--explanations", help="JSONL with each (qid, docid)'s explanation, label and score")
+    output.add_argument(
+        "--explanations",
+        help="JSONL with the explanation, evidence, label and score of each query's top documents "
+        "(default for a reranked run: beside --output, RUN.explanations.jsonl)",
+    )
+    output.add_argument(
+        "--explanations-depth",
+        type=int,
+        default=10,
+        help="explain the top K documents of each query (default 10, as many as the report shows): evidence "
+        "sentences for scoring rerankers, and K lines per query in --explanations",
+    )
+    output.add_argument(
+        "--evidence-method",
+        default="sentence",
+        choices=["sentence", "window", "leave-one-out"],
+        help="how a scoring reranker's model finds evidence (docs/evidence.md; default sentence)",
+    )
+    output.add_argument("--no-evidence", action="store_true", help="no evidence sentences (faster)")
     output.add_argument("--qrels", help="TREC qrels file or Pyserini qrels name: print metrics")
     output.add_argument("--shard", help="I/N: only every N-th topic, starting at I (merge with reasonrank.merge)")
     output.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left by an interrupted run")
@@ -115,7 +134,8 @@ def settings_from(args: argparse.Namespace) -> SearchSettings:
         hits=args.hits, k1=args.k1, b=args.b, remove_query=args.remove_query, threads=args.threads,
         reranker=args.reranker, reranker_family=args.reranker_family, cascade=args.cascade,
         rerank_depth=args.rerank_depth, options=options, batch_size=args.batch_size,
-        output=args.output, explanations=args.explanations, qrels=args.qrels, shard=args.shard,
+        output=args.output, explanations=args.explanations, explanations_depth=args.explanations_depth,
+        evidence=not args.no_evidence, evidence_method=args.evidence_method, qrels=args.qrels, shard=args.shard,
         resume=not args.no_resume, progress=not args.quiet, ray=plan_from_args(args),
     )
 
@@ -126,7 +146,8 @@ def report(result: SearchResult) -> None:
 
     if result.events:
         print("reranker events: " + ", ".join(f"{k}={v}" for k, v in sorted(result.events.items())), file=sys.stderr)
-    print(f"wrote {result.output} ({len(result.final)} queries)", file=sys.stderr)
+    notes = f" and {result.explanations}" if result.explanations else ""
+    print(f"wrote {result.output} ({len(result.final)} queries){notes}", file=sys.stderr)
     if result.evaluations:
         print(format_table(result.evaluations))
 

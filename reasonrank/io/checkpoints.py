@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from reasonrank.errors import UserError
-from reasonrank.types import Candidate, Query, RankedCandidate, Ranking
+from reasonrank.types import Candidate, Evidence, Query, RankedCandidate, Ranking
 
 FORMAT = 2  # part of the settings hash: checkpoints of another line format are never read
 log = logging.getLogger("reasonrank")
@@ -30,14 +30,21 @@ def ranking_to_record(ranking: Ranking) -> dict:
         "query": ranking.query.text,
         "model": ranking.model,
         "stats": ranking.stats,
-        "items": [[i.docid, i.text, i.candidate.score, i.score, i.explanation, i.label] for i in ranking.items],
+        "items": [item_record(item) for item in ranking.items],
     }
+
+
+def item_record(item: RankedCandidate) -> list:
+    evidence = [[span.start, span.end, span.score] for span in item.evidence]
+    return [item.docid, item.text, item.candidate.score, item.score, item.explanation, item.label, evidence]
 
 
 def ranking_from_record(record: dict, query: Query) -> Ranking:
     items = tuple(
-        RankedCandidate(Candidate(docid, text, first), score, rank, explanation, label)
-        for rank, (docid, text, first, score, explanation, label) in enumerate(record["items"], start=1)
+        RankedCandidate(
+            Candidate(docid, text, first), score, rank, explanation, label, tuple(Evidence(*e) for e in evidence)
+        )
+        for rank, (docid, text, first, score, explanation, label, evidence) in enumerate(record["items"], start=1)
     )
     return Ranking(query, items, record["model"], dict(record["stats"]))
 

@@ -62,7 +62,9 @@ def write_run(path: str | Path, rankings: Iterable[Ranking], tag: str | None = N
             out.writelines(run_lines(ranking, tag))
 
 
-def write_run_and_explanations(run: str | Path, explanations: str | Path | None, rankings: Iterable[Ranking]) -> None:
+def write_run_and_explanations(
+    run: str | Path, explanations: str | Path | None, rankings: Iterable[Ranking], depth: int | None = None
+) -> None:
     """The run and its explanations, both written in full before either is renamed into place (explanations
     first, then the run), so a kill or a full disk leaves both files or neither, never a run without its notes."""
     with ExitStack() as stack:
@@ -71,11 +73,20 @@ def write_run_and_explanations(run: str | Path, explanations: str | Path | None,
         for ranking in rankings:
             run_out.writelines(run_lines(ranking))
             if notes_out is not None:
-                notes_out.writelines(explanation_lines(ranking))
+                notes_out.writelines(explanation_lines(ranking, depth))
 
 
-def explanation_records(ranking: Ranking) -> Iterator[dict]:
-    for item in ranking.items:
+def explanation_records(ranking: Ranking, depth: int | None = None) -> Iterator[dict]:
+    """The first ``depth`` documents' records (all when None).
+
+    ``evidence``: character offsets into the passage text with the model's score, best first (scoring
+    rerankers). ``grounded`` / ``ungrounded``: the quotations of a written explanation (generative rerankers)
+    that occur in the passage, with their offsets, and those that do not.
+    """
+    from reasonrank.prompts.readers import quoted_spans
+
+    for item in ranking.items[:depth]:
+        quotes = quoted_spans(item.explanation, item.text) if item.explanation and not item.evidence else []
         yield {
             "qid": ranking.query.qid,
             "docid": item.docid,
@@ -83,20 +94,24 @@ def explanation_records(ranking: Ranking) -> Iterator[dict]:
             "score": item.score,
             "label": item.label,
             "explanation": item.explanation,
+            "evidence": [{"start": span.start, "end": span.end, "score": span.score} for span in item.evidence],
+            "grounded": [{"text": q.text, "start": q.start, "end": q.end} for q in quotes if q.grounded],
+            "ungrounded": [q.text for q in quotes if not q.grounded],
             "model": ranking.model,
         }
 
 
-def explanation_lines(ranking: Ranking) -> Iterator[str]:
-    """One JSON line per (qid, docid), in run order, so it aligns line by line with the run file."""
-    for record in explanation_records(ranking):
+def explanation_lines(ranking: Ranking, depth: int | None = None) -> Iterator[str]:
+    """One JSON line per (qid, docid) of the first ``depth`` ranks (all when None), in run order, so each query's
+    lines align with the head of its run lines."""
+    for record in explanation_records(ranking, depth):
         yield json.dumps(record, ensure_ascii=False) + "\n"
 
 
-def write_explanations(path: str | Path, rankings: Iterable[Ranking]) -> None:
+def write_explanations(path: str | Path, rankings: Iterable[Ranking], depth: int | None = None) -> None:
     with atomic_write(path) as out:
         for ranking in rankings:
-            out.writelines(explanation_lines(ranking))
+            out.writelines(explanation_lines(ranking, depth))
 
 
 def read_run(path: str | Path) -> Run:

@@ -1,5 +1,6 @@
 """Reading what a model wrote: a listwise answer (``[2] > [1] > [3]``) into a permutation, repairing what it got
-wrong; the reasoning before ``</think>``; the answer token after a marker (label, verdict) and its distribution.
+wrong; the reasoning before ``</think>``; the answer token after a marker (label, verdict) and its distribution;
+the quotations of an explanation, found in the passage or not.
 
 Models skip passages, repeat them and invent identifiers; the reranker must still return every candidate once.
 Repairs follow RankGPT/rank_llm practice: out-of-range and repeated identifiers are dropped, missing passages are
@@ -116,3 +117,45 @@ def explanation_before(text: str, marker: str) -> str:
     """The reasoning a model wrote before its verdict, without the stop symbol."""
     found = text.lower().rfind(marker.lower())
     return (text[:found] if found >= 0 else text).replace("##", "").strip()
+
+
+# --- quotations in a written explanation ---------------------------------------------------------------
+
+# Text between straight or curly double quotes; single quotes are apostrophes too often to mean quotation.
+_QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”")
+MIN_QUOTE_WORDS = 3  # shorter quotes are terms ("yes", a title word), not claims about the passage
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A quotation from an explanation; ``start``/``end`` locate it in the passage, None when it is not there."""
+
+    text: str
+    start: int | None = None
+    end: int | None = None
+
+    @property
+    def grounded(self) -> bool:
+        return self.start is not None
+
+
+def _find_loosely(quote: str, passage: str) -> tuple[int, int] | None:
+    """Where ``quote`` occurs in ``passage``, ignoring case, whitespace runs and a trailing ellipsis or stop."""
+    words = quote.strip().rstrip(".…").split()
+    if not words:
+        return None
+    pattern = r"\s+".join(re.escape(word) for word in words)
+    match = re.search(pattern, passage, flags=re.IGNORECASE)
+    return (match.start(), match.end()) if match else None
+
+
+def quoted_spans(explanation: str | None, passage: str) -> list[Quote]:
+    """Each quotation of at least three words in ``explanation``, located in ``passage`` where it occurs."""
+    quotes = []
+    for match in _QUOTED.finditer(explanation or ""):
+        quoted = " ".join((match.group(1) or match.group(2)).split())
+        if len(quoted.split()) < MIN_QUOTE_WORDS:
+            continue
+        where = _find_loosely(quoted, passage)
+        quotes.append(Quote(quoted, *where) if where else Quote(quoted))
+    return quotes

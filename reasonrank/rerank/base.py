@@ -40,6 +40,13 @@ class Reranker(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models and backends."""
 
+    def evidence_scorer(self) -> ScoringReranker | None:
+        """The model whose scores for single sentences explain this ranking (``reasonrank.rerank.evidence``).
+
+        None for rerankers that write their own explanations or have no such model.
+        """
+        return None
+
 
 class ScoringReranker(Reranker):
     """A reranker that judges each candidate on its own (encoders, pointwise reasoning)."""

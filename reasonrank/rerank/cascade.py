@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from reasonrank.errors import UserError
-from reasonrank.rerank.base import Reranker
+from reasonrank.rerank.base import Reranker, ScoringReranker
 from reasonrank.types import RankedCandidate, Ranking, Request
 
 
@@ -51,6 +51,9 @@ class HeadReranker(Reranker):
     def rerank_many(self, requests: Sequence[Request]) -> list[Ranking]:
         heads = self.inner.rerank_many([replace(r, candidates=r.candidates[: self.depth]) for r in requests])
         return [attach_tail(head, r, self.depth) for head, r in zip(heads, requests, strict=True)]
+
+    def evidence_scorer(self) -> ScoringReranker | None:
+        return self.inner.evidence_scorer()
 
     def close(self) -> None:
         self.inner.close()
@@ -101,6 +104,10 @@ class Cascade(Reranker):
             )
             merged.append(replace(ranking, items=items, model=self.name, stats=counts))
         return merged
+
+    def evidence_scorer(self) -> ScoringReranker | None:
+        """The last stage's model that has one: it ordered the head, which is what evidence explains."""
+        return next(filter(None, (stage.evidence_scorer() for stage in reversed(self.stages))), None)
 
     def close(self) -> None:
         for stage in self.stages:

@@ -40,6 +40,18 @@ register(ModelSpec(
     "all-MiniLM-L6-v2 bi-encoder fused with the first-stage score, 0.8·z(cosine) + 0.2·z(BM25) (offline default)",
     {"weight": 0.8},
 ))
+# Evidence-aware (MaxP) scoring: not the default unless it beats minilm-hybrid on DL19 mini and SciFact test
+# (docs/evidence.md).
+register(ModelSpec(
+    "minilm-maxp", "maxp", "minilm-bi",
+    "all-MiniLM-L6-v2: 0.5·cosine(passage) + 0.5·best cosine(sentence) (MaxP over sentences, offline)",
+    {"weight": 0.5},
+))
+register(ModelSpec(
+    "minilm-hybrid-maxp", "fusion", "minilm-maxp",
+    "minilm-maxp fused with the first-stage score as minilm-hybrid is, 0.8·z(maxp) + 0.2·z(BM25) (offline)",
+    {"weight": 0.8},
+))
 # Trained here: docs/training-configs/distill-scifact-minilm-bi.yaml; numbers in docs/training.md §5a.
 register(ModelSpec(
     "minilm-scifact-bi", "bi-encoder", "reasonrank:minilm-scifact-bi",

@@ -160,6 +160,9 @@ class CrossEncoderReranker(ScoringReranker):
             for r in requests
         ]
 
+    def evidence_scorer(self) -> ScoringReranker:
+        return self
+
     def close(self) -> None:
         del self.model
         if self.device.type == "cuda":
@@ -188,3 +191,6 @@ class BiEncoderReranker(TextEncoder, ScoringReranker):
             scores = self.encode([c.text for c in request.candidates]) @ query  # unit vectors: dot product = cosine
             judgments.append([Judgment(score) for score in scores.tolist()])
         return judgments
+
+    def evidence_scorer(self) -> ScoringReranker:
+        return self

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reasonrank.errors import UserError
-from reasonrank.rerank.base import Reranker
+from reasonrank.rerank.base import Reranker, ScoringReranker
 from reasonrank.types import Judgment, Ranking, Request
 
 
@@ -55,6 +55,9 @@ class ScoreFusion(Reranker):
             ]
             fused.append(Ranking.from_judgments(request.query, request.candidates, judgments, self.name, ranking.stats))
         return fused
+
+    def evidence_scorer(self) -> ScoringReranker | None:
+        return self.inner.evidence_scorer()
 
     def close(self) -> None:
         self.inner.close()

@@ -30,6 +30,7 @@ FAMILIES: dict[str, str] = {
     "listwise": "reasonrank.rerank.listwise:build_listwise",
     "pairwise": "reasonrank.rerank.pairwise:build_pairwise",
     "fusion": "reasonrank.rerank.fusion:build_fusion",
+    "maxp": "reasonrank.rerank.evidence:build_maxp",
 }
 
 

@@ -142,4 +142,7 @@ def test_killed_run_resumes_to_an_identical_run(tmp_path):
     assert run_cli(args).wait(timeout=600) == 0
     assert resumed.read_text() == full.read_text()
     assert (tmp_path / "resumed.jsonl").read_text() == (tmp_path / "full.jsonl").read_text()
+    # Evidence (offsets and scores) went through the checkpoint too: the top 10 of each of the 43 queries.
+    records = [json.loads(line) for line in (tmp_path / "full.jsonl").read_text().splitlines()]
+    assert len(records) == 43 * 10 and all(record["evidence"] for record in records)
     assert not list(tmp_path.glob(".resumed.txt.*.partial.jsonl"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,8 @@ def test_merged_reranked_shards_equal_the_unsharded_run(dl19):
     full, merged = search_shards(dl19, "minilm-bi")
     assert merged.read_bytes() == full.read_bytes()
     assert merged.with_suffix(".jsonl").read_bytes() == full.with_suffix(".jsonl").read_bytes()
+    records = [json.loads(line) for line in merged.with_suffix(".jsonl").read_text().splitlines()]
+    assert len(records) == TOPICS * 10 and all(record["evidence"] and record["explanation"] for record in records)
 
 
 def write(path, lines: list[str]) -> str:

@@ -1,0 +1,164 @@
+"""Evidence: sentences with offsets, scored by the reranker's own model, on real SciFact rationales and DL19."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from fakes import load_dl19
+
+from reasonrank.errors import UserError
+from reasonrank.io.runs import explanation_records
+from reasonrank.prompts.readers import quoted_spans
+from reasonrank.rerank.base import ScoringReranker
+from reasonrank.rerank.cascade import Cascade
+from reasonrank.rerank.evidence import (
+    EvidenceFinder,
+    EvidenceReranker,
+    MaxPReranker,
+    best,
+    sentence_spans,
+)
+from reasonrank.rerank.registry import load_reranker
+from reasonrank.retrieval.documents import text_from_raw
+from reasonrank.types import Candidate, Evidence, Judgment, Query, RankedCandidate, Ranking, Request
+
+PAIRS = 12  # SciFact (claim, abstract) pairs with human rationales
+
+
+@pytest.fixture(scope="module")
+def bi_encoder():
+    reranker = load_reranker("minilm-bi", progress=False)
+    yield reranker
+    reranker.close()
+
+
+@pytest.fixture(scope="module")
+def dl19_request(shared_data):
+    """The first DL19 query with five of its judged passages (short: three to five sentences each)."""
+    topics, qrels, corpus = load_dl19(shared_data)
+    qid = sorted(qrels)[0]
+    docids = sorted(d for d in qrels[qid] if d in corpus and len(sentence_spans(corpus[d])) > 2)[:5]
+    return Request(Query(qid, topics[qid]), tuple(Candidate(d, corpus[d], 10.0 - i) for i, d in enumerate(docids)))
+
+
+@pytest.fixture(scope="module")
+def rationale_pairs(shared_data):
+    """(claim, passage as a reranker reads it, rationale spans) for the first SciFact train pairs."""
+    folder = shared_data / "scifact"
+    claims = dict(line.split("\t", 1) for line in (folder / "topics.train.tsv").read_text().splitlines())
+    raw = {json.loads(line)["_id"]: line for line in (folder / "corpus.jsonl").read_text().splitlines()}
+    pairs = []
+    for line in (folder / "rationales.train.jsonl").read_text().splitlines()[:PAIRS]:
+        record = json.loads(line)
+        text = text_from_raw(raw[record["docid"]])
+        gold = [(text.index(s.strip()), text.index(s.strip()) + len(s.strip())) for s in record["rationale"]]
+        pairs.append((Query(record["qid"], claims[record["qid"]]), Candidate(record["docid"], text), gold))
+    return pairs
+
+
+def test_sentences_are_offsets_into_the_text_and_reproduce_scifact_rationales(rationale_pairs):
+    for _, passage, gold in rationale_pairs:
+        spans = sentence_spans(passage.text)
+        assert spans == sorted(spans) and all(a < b <= c for (a, b), (c, _) in itertools.pairwise(spans))
+        assert all(passage.text[a:b] == passage.text[a:b].strip() != "" for a, b in spans)
+        assert all(span in spans for span in gold), "each human rationale sentence is one of our sentences"
+    assert sentence_spans("") == [] and sentence_spans("  \n ") == []
+    assert sentence_spans("no full stop here") == [(0, 17)]
+
+
+def test_the_model_finds_the_answering_sentence_among_other_topics_sentences(bi_encoder, shared_data):
+    """The DL19 passage judged most relevant, inside other queries' best passages: the best evidence is in it."""
+    topics, qrels, corpus = load_dl19(shared_data)
+    qids = sorted(qrels)[:4]
+    answers = {qid: max(sorted(d for d in qrels[qid] if d in corpus), key=qrels[qid].get) for qid in qids}
+    for position, qid in enumerate(qids):
+        others = [corpus[answers[other]] for other in qids if other != qid]
+        relevant = corpus[answers[qid]]
+        text = " ".join([*others[:position], relevant, *others[position:]])
+        start = text.index(relevant)
+        (scored,) = EvidenceFinder(bi_encoder).score(Query(qid, topics[qid]), [Candidate(answers[qid], text)])
+        top = best(scored, 1)[0]
+        assert start <= top.start < top.end <= start + len(relevant), (qid, text[top.start : top.end])
+
+
+def test_each_method_scores_through_the_models_own_judge(bi_encoder, dl19_request):
+    query, passage = dl19_request.query, dl19_request.candidates[0]
+    spans = sentence_spans(passage.text)
+    texts = {
+        "sentence": [passage.text[a:b] for a, b in spans],
+        "window": [passage.text[spans[max(i - 1, 0)][0] : spans[min(i + 1, len(spans) - 1)][1]]
+                   for i in range(len(spans))],
+        "leave-one-out": [passage.text[:a] + passage.text[b:] for a, b in spans],
+    }
+    whole = bi_encoder.judge([Request(query, (passage,))])[0][0].score
+    for method, probes in texts.items():
+        direct = [j.score for j in bi_encoder.judge([Request(query, tuple(Candidate("p", t) for t in probes))])[0]]
+        expected = [whole - s for s in direct] if method == "leave-one-out" else direct
+        found = [e.score for e in EvidenceFinder(bi_encoder, method).score(query, [passage])[0]]
+        assert found == pytest.approx(expected, abs=1e-5), method
+    with pytest.raises(UserError, match="evidence method"):
+        EvidenceFinder(bi_encoder, "attention")
+
+
+class Explained(ScoringReranker):
+    """A generative stand-in: it writes an explanation for every candidate, so it has no sentence scorer."""
+
+    name = "writer"
+
+    def judge(self, requests):
+        return [[Judgment(-i, f"about {c.docid}") for i, c in enumerate(r.candidates)] for r in requests]
+
+
+def test_fusion_and_cascades_get_evidence_from_their_encoder_for_the_top_k_only(bi_encoder, dl19_request):
+    hybrid = load_reranker("minilm-hybrid", progress=False)
+    request = dl19_request
+    plain = hybrid.rerank_request(request)
+    explained = EvidenceReranker(hybrid, depth=3, sentences=2).rerank_request(request)
+    assert explained.docids == plain.docids and [i.score for i in explained] == [i.score for i in plain]
+    for item in explained.items[:3]:
+        assert len(item.evidence) == 2 and item.evidence[0].score >= item.evidence[1].score
+        for span in item.evidence:
+            assert 0 <= span.start < span.end <= len(item.text)
+            assert f'"{item.text[span.start : span.end]}"' in item.explanation and "minilm-bi" in item.explanation
+    assert all(not item.evidence and item.explanation is None for item in explained.items[3:])
+
+    # A cascade ending in a writer: the writer's own explanations stay, and carry no evidence.
+    cascade = Cascade([(bi_encoder, 5), (Explained(), 2)])
+    assert cascade.evidence_scorer() is bi_encoder
+    ranked = EvidenceReranker(cascade, depth=4).rerank_request(request)
+    assert [i.explanation.startswith("about") for i in ranked.items[:2]] == [True, True]
+    assert all(not i.evidence for i in ranked.items[:2]) and all(i.evidence for i in ranked.items[2:4])
+    with pytest.raises(UserError, match="cannot find evidence"):
+        EvidenceReranker(Explained())
+
+
+def test_maxp_interpolates_passage_and_best_sentence(bi_encoder, dl19_request):
+    request, query = dl19_request, dl19_request.query
+    passage = [j.score for j in bi_encoder.judge([request])[0]]
+    sentences = [max(e.score for e in spans) for spans in EvidenceFinder(bi_encoder).score(query, request.candidates)]
+    for weight in (0.0, 0.7):
+        scores = [j.score for j in MaxPReranker(bi_encoder, weight).judge([request])[0]]
+        expected = [(1 - weight) * p + weight * s for p, s in zip(passage, sentences, strict=True)]
+        assert scores == pytest.approx(expected, abs=1e-6)
+
+
+def test_quotes_of_a_written_explanation_are_checked_against_the_passage():
+    passage = "Aspirin lowers the risk of stroke.  It was tested in 2,000 adults over five years."
+    explanation = ('The passage says "aspirin lowers the RISK of stroke." and “tested in 2,000   adults”, '
+                   'but not "it cures cancer in mice"; "yes" is too short to count.')
+    quotes = quoted_spans(explanation, passage)
+    assert [(q.text, q.grounded) for q in quotes] == [
+        ("aspirin lowers the RISK of stroke.", True), ("tested in 2,000 adults", True),
+        ("it cures cancer in mice", False)]
+    assert passage[quotes[0].start : quotes[0].end] == "Aspirin lowers the risk of stroke"
+    assert passage[quotes[1].start : quotes[1].end] == "tested in 2,000 adults"
+
+    item = RankedCandidate(Candidate("d1", passage), 1.0, 1, explanation, 2)
+    (record,) = explanation_records(Ranking(Query("q", "aspirin"), (item,), "writer"))
+    assert record["grounded"] == [{"text": q.text, "start": q.start, "end": q.end} for q in quotes[:2]]
+    assert record["ungrounded"] == ["it cures cancer in mice"] and record["evidence"] == []
+    explained = RankedCandidate(Candidate("d1", passage), 1.0, 1, "Evidence …", None, (Evidence(0, 34, 0.5),))
+    (record,) = explanation_records(Ranking(Query("q", "aspirin"), (explained,), "bi"))
+    assert record["evidence"] == [{"start": 0, "end": 34, "score": 0.5}] and record["grounded"] == []
