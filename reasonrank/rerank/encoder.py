@@ -341,13 +341,17 @@ class CrossEncoderReranker(ScoringReranker):
         )
 
     def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
-        # Every pair of the step in one pass (fuller batches); a pair's score does not depend on the others in its
-        # batch (see WIDTH_STEP), so sharded and resumed runs equal uninterrupted ones.
-        scores = self.score_pairs([(r.query.text, c.text) for r in requests for c in r.candidates]).tolist()
-        judgments, start = [], 0
-        for request in requests:
-            judgments.append([Judgment(score) for score in scores[start : start + len(request.candidates)]])
-            start += len(request.candidates)
+        # A score must not depend on which other queries share a step (sharded and resumed runs must equal
+        # uninterrupted ones). The exported graph gives each pair the same result in any batch (see WIDTH_STEP),
+        # so there every pair of the step goes in one pass; torch's CPU kernels do not, so there one query at a time.
+        groups = [list(requests)] if self.runtime == "onnx" else [[request] for request in requests]
+        judgments = []
+        for group in groups:
+            scores = self.score_pairs([(r.query.text, c.text) for r in group for c in r.candidates]).tolist()
+            start = 0
+            for request in group:
+                judgments.append([Judgment(score) for score in scores[start : start + len(request.candidates)]])
+                start += len(request.candidates)
         return judgments
 
     def close(self) -> None:
@@ -469,15 +473,18 @@ class BiEncoderReranker(ScoringReranker):
         return self.encode(texts, self.query_max_length)
 
     def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
-        # All queries of a step in one pass each for queries and documents (fuller batches, one cache look-up);
-        # each text's vector does not depend on the others in its batch, so neither do the scores.
-        queries = self.encode_queries([r.query.text for r in requests])
-        documents = self.encode([c.text for r in requests for c in r.candidates])
-        judgments, start = [], 0
-        for request, query in zip(requests, queries, strict=True):
-            scores = documents[start : start + len(request.candidates)] @ query  # unit vectors: dot = cosine
-            start += len(request.candidates)
-            judgments.append([Judgment(score) for score in scores.tolist()])
+        # As in CrossEncoderReranker.judge: every query of the step in one pass on the exported graph (fuller
+        # batches, one cache look-up), one query at a time on torch; scores independent of the step's other queries.
+        groups = [list(requests)] if self.runtime == "onnx" else [[request] for request in requests]
+        judgments = []
+        for group in groups:
+            queries = self.encode_queries([r.query.text for r in group])
+            documents = self.encode([c.text for r in group for c in r.candidates])
+            start = 0
+            for request, query in zip(group, queries, strict=True):
+                scores = documents[start : start + len(request.candidates)] @ query  # unit vectors: dot = cosine
+                start += len(request.candidates)
+                judgments.append([Judgment(score) for score in scores.tolist()])
         return judgments
 
     def close(self) -> None:

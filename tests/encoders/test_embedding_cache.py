@@ -51,9 +51,8 @@ def test_a_row_that_does_not_hold_its_whole_vector_is_never_read(tmp_path):
     cache = EmbeddingCache(tmp_path / "e.sqlite3")
     cache.put("m", [text_digest("whole")], vector_for("whole")[None])
     with sqlite3.connect(tmp_path / "e.sqlite3") as connection:  # a row cut short, as a torn write would leave it
-        connection.execute(
-            "INSERT INTO vectors VALUES (?, ?, ?, ?)", ("m", text_digest("torn"), 384, vector_for("torn").tobytes()[:100])
-        )
+        torn = ("m", text_digest("torn"), 384, vector_for("torn").tobytes()[:100])
+        connection.execute("INSERT INTO vectors VALUES (?, ?, ?, ?)", torn)
     found = cache.get("m", [text_digest("whole"), text_digest("torn")])
     assert list(found) == [text_digest("whole")]
     recomputed = cache.encode("m", ["torn"], lambda texts: np.stack([vector_for(t) for t in texts]), 384)
@@ -133,5 +132,5 @@ def test_a_file_that_is_not_a_cache_is_one_clear_error(tmp_path):
 
     path = tmp_path / "e.sqlite3"
     path.write_bytes(b"not a database" * 100)
-    with pytest.raises(UserError, match="embedding cache .*delete the file"):
+    with pytest.raises(UserError, match=r"embedding cache .*delete the file"):
         EmbeddingCache(path).count()
