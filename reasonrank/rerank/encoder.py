@@ -281,6 +281,8 @@ class CrossEncoderReranker(ScoringReranker):
             self._forward = exported
         elif precision != "auto":
             raise UserError(f"precision={precision!r} is for runtime='onnx' on CPUs; the torch path keeps its dtype")
+        # int8's activation scale is taken over the whole batch, so only the float graphs are batch-independent.
+        self.batch_independent = isinstance(self._forward, ExportedForward) and self._forward.precision != "int8"
 
     def _head_parameters(self) -> list[torch.nn.Parameter]:
         return [p for name, p in self.model.named_parameters() if name.split(".")[0] in _HEAD_NAMES]
@@ -344,7 +346,7 @@ class CrossEncoderReranker(ScoringReranker):
         # A score must not depend on which other queries share a step (sharded and resumed runs must equal
         # uninterrupted ones). The exported graph gives each pair the same result in any batch (see WIDTH_STEP),
         # so there every pair of the step goes in one pass; torch's CPU kernels do not, so there one query at a time.
-        groups = [list(requests)] if self.runtime == "onnx" else [[request] for request in requests]
+        groups = [list(requests)] if self.batch_independent else [[request] for request in requests]
         judgments = []
         for group in groups:
             scores = self.score_pairs([(r.query.text, c.text) for r in group for c in r.candidates]).tolist()
@@ -428,6 +430,8 @@ class BiEncoderReranker(ScoringReranker):
                 raise UserError(f"precision={precision!r} is for runtime='onnx' on CPUs; torch keeps its dtype")
             self._model = self._load()  # fail early on the torch path, as before
             self.execution = f"torch-{self.device.type}-{str(_dtype(self.device)).removeprefix('torch.')}"
+        # int8's activation scale is taken over the whole batch, so only the float graphs are batch-independent.
+        self.batch_independent = self.runtime == "onnx" and self.execution != "onnxruntime-int8"
         self.cache = EmbeddingCache() if cache and cache_enabled() else None
         self.cache_key = f"{weights}:{self.pooling}:{self.execution}"
 
@@ -475,7 +479,7 @@ class BiEncoderReranker(ScoringReranker):
     def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
         # As in CrossEncoderReranker.judge: every query of the step in one pass on the exported graph (fuller
         # batches, one cache look-up), one query at a time on torch; scores independent of the step's other queries.
-        groups = [list(requests)] if self.runtime == "onnx" else [[request] for request in requests]
+        groups = [list(requests)] if self.batch_independent else [[request] for request in requests]
         judgments = []
         for group in groups:
             queries = self.encode_queries([r.query.text for r in group])
