@@ -48,9 +48,9 @@ def matmul_peak(dtype, seconds: float = 1.5) -> float:
 
 
 def bm25_requests(depth: int):
+    from reasonrank.cli.search import embedded_collection
     from reasonrank.io.topics import load_topics
     from reasonrank.retrieval.bm25 import Bm25FirstStage
-    from reasonrank.cli.search import embedded_collection
 
     collection = embedded_collection()
     with Bm25FirstStage(str(collection.corpus)) as bm25:
@@ -255,7 +255,7 @@ def cross_encoders(requests, threads: int, repeats: int) -> list[str]:
     return lines
 
 
-def growth(requests, threads: int) -> list[str]:
+def growth(requests, shapes: list[tuple[int, int]]) -> list[str]:
     """The default reranker cold (empty embedding cache) and warm (the same run again) by depth and queries."""
     from reasonrank.encoders.cache import EmbeddingCache
     from reasonrank.rerank.registry import load_reranker
@@ -267,7 +267,7 @@ def growth(requests, threads: int) -> list[str]:
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory() as folder:
-        for number, (queries, depth) in enumerate([(10, 10), (10, 50), (10, 100), (10, 200), (1, 100), (43, 100)]):
+        for number, (queries, depth) in enumerate(shapes):
             reranker.inner.cache = EmbeddingCache(Path(folder) / f"{number}.sqlite3")  # an empty cache: cold
             batch = [r.__class__(r.query, r.candidates[:depth]) for r in requests[:queries]]
             start = time.perf_counter()
@@ -291,7 +291,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--cross-queries", type=int, default=3, help="queries for the cross-encoder table (0: skip)")
-    parser.add_argument("--skip-growth", action="store_true")
+    parser.add_argument(
+        "--growth",
+        default="10x10,10x50,10x100,10x200,1x100,43x100",
+        help="QUERIESxDEPTH runs of the default reranker, cold then warm ('' to skip)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -316,9 +320,10 @@ def main() -> None:
         print()
         cross = [r.__class__(r.query, r.candidates[: args.depth]) for r in requests[: args.cross_queries]]
         print("\n".join(cross_encoders(cross, args.threads, args.repeats)))
-    if not args.skip_growth:
+    if args.growth:
         print()
-        print("\n".join(growth(requests, args.threads)))
+        shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.growth.split(",")]
+        print("\n".join(growth(requests, shapes)))
 
 
 if __name__ == "__main__":

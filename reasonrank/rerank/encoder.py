@@ -128,7 +128,8 @@ class _Tokens:
         return inputs
 
 
-# Every input is padded to a multiple of this many tokens, and a batch holds inputs of one padded width only.
+# On batch-independent forwards (the exported float graphs), every input is padded to a multiple of this many
+# tokens, and a batch holds inputs of one padded width only.
 # An input's output then depends on its own tokens alone: CPU kernels give each row the same result whatever the
 # batch size (tested), padding is the only thing a neighbour could change, and it is fixed per input. So results
 # do not depend on batch composition (one query or many, resumed or sharded runs, cached or fresh vectors), at a
@@ -148,23 +149,25 @@ def _forward_sorted(
     device: torch.device,
     progress: bool,
     unit: str,
+    fixed_widths: bool = False,
 ) -> np.ndarray:
-    """``forward`` over length-sorted batches of one padded width each; rows come back in input order."""
+    """``forward`` over length-sorted batches, padded to their longest input or, with ``fixed_widths`` (for
+    batch-independent forwards), each input to :func:`padded_width` with one width per batch; rows come back in
+    input order."""
     if batch_size < 1:
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
     order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))  # longest first: OOM shows at once
+    width_of = (lambda i: padded_width(len(encodings[i].ids))) if fixed_widths else (lambda i: 0)
     batches: list[list[int]] = []
     for index in order:
-        width = padded_width(len(encodings[index].ids))
-        if batches and len(batches[-1]) < batch_size and padded_width(len(encodings[batches[-1][0]].ids)) == width:
+        if batches and len(batches[-1]) < batch_size and width_of(batches[-1][0]) == width_of(index):
             batches[-1].append(index)
         else:
             batches.append([index])
     rows: list[np.ndarray] = [np.empty(0)] * len(encodings)
     with torch.inference_mode(), tqdm(total=len(order), unit=unit, disable=not _show_progress(progress)) as bar:
         for batch in batches:
-            width = padded_width(len(encodings[batch[0]].ids))
-            inputs = tokens.batch([encodings[index] for index in batch], width)
+            inputs = tokens.batch([encodings[index] for index in batch], width_of(batch[0]) or None)
             output = forward({name: tensor.to(device) for name, tensor in inputs.items()}).float().cpu().numpy()
             for row, index in enumerate(batch):
                 rows[index] = output[row]
@@ -339,7 +342,8 @@ class CrossEncoderReranker(ScoringReranker):
         """One relevance score per (query, document) pair, in input order."""
         encodings = self.encode_pairs(pairs)
         return _forward_sorted(
-            self.tokens, encodings, self._forward, self.batch_size, self.device, self.progress, unit="pair"
+            self.tokens, encodings, self._forward, self.batch_size, self.device, self.progress, "pair",
+            self.batch_independent,
         )
 
     def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
@@ -454,7 +458,8 @@ class BiEncoderReranker(ScoringReranker):
     def _compute(self, texts: Sequence[str], max_length: int) -> np.ndarray:
         encodings = self.tokens.singles(texts, max_length)
         embeddings = _forward_sorted(
-            self.tokens, encodings, self._forward, self.batch_size, self.device, self.progress, "text"
+            self.tokens, encodings, self._forward, self.batch_size, self.device, self.progress, "text",
+            self.batch_independent,
         )
         return embeddings.astype(np.float32, copy=False)
 
