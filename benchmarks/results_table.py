@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reasonrank.cli.search import embedded_collection  # noqa: E402
 from reasonrank.evaluation import METRICS, evaluate  # noqa: E402
 from reasonrank.io.runs import read_run  # noqa: E402
 from reasonrank.io.topics import load_qrels, load_topics  # noqa: E402
+from reasonrank.pipeline import embedded_collection  # noqa: E402
 from reasonrank.rerank.catalog import SPECS  # noqa: E402
 
 SCIFACT_QUERIES = 100  # SciFact test queries the encoders rerank

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from reasonrank.cli.search import embedded_collection  # noqa: E402
+from reasonrank.pipeline import embedded_collection  # noqa: E402
 from reasonrank.serve.app import running_service  # noqa: E402
 
 

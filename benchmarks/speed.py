@@ -326,8 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not all(size.isdigit() and int(size) > 0 for size in sizes):
         parser.error(f"--batch-sizes {args.batch_sizes!r} is not a comma-separated list of positive integers")
 
-    from reasonrank.cli.search import embedded_collection
     from reasonrank.io.topics import load_topics
+    from reasonrank.pipeline import embedded_collection
 
     load_before = os.getloadavg()[0]
     measures = startup_and_bm25(Path(args.corpus), Path(args.topics), args.repeats)

@@ -33,10 +33,10 @@ __all__ = sorted([*_MODULE_BY_SYMBOL, "LuceneSearcher"])
 
 
 def __getattr__(name: str) -> Any:
-    if name == "LuceneSearcher":  # Pyserini's searcher, with Java found and its JVM options fixed first
-        from reasonrank.retrieval.java import import_pyserini_search
+    if name == "LuceneSearcher":  # Pyserini's searcher, with Java set up first and a clear error offline
+        from reasonrank.retrieval.bm25 import lucene_searcher_class
 
-        return import_pyserini_search().LuceneSearcher
+        return lucene_searcher_class()
     if name not in _MODULE_BY_SYMBOL:
         raise AttributeError(f"module 'reasonrank' has no attribute {name!r}")
     return getattr(importlib.import_module(_MODULE_BY_SYMBOL[name]), name)

@@ -1,6 +1,8 @@
-"""``python -m reasonrank.bright``: BM25 (+ a reranker) over the 12 BRIGHT tasks and the nDCG@10 table.
+"""A first stage (+ a reranker) over the 12 BRIGHT tasks and the nDCG@10 table.
 
-Each task goes through the search command (first stage, reranking, run file). Online the first stage is Pyserini's
+``python -m reasonrank.bright``.
+
+Each task goes through the search pipeline (first stage, reranking, run file). Online BM25 searches Pyserini's
 prebuilt ``bright-{task}`` index and topics/qrels come from Pyserini; offline pass ``--corpus-dir`` (the BRIGHT
 documents) and ``--topics-dir`` (``topics.bright-{task}-original.jsonl`` and ``qrels.bright-{task}.txt``).
 As in Pyserini's BRIGHT regressions, hits whose docid is the qid are removed (``--remove-query``) and each query's
@@ -10,22 +12,19 @@ As in Pyserini's BRIGHT regressions, hits whose docid is the qid are removed (``
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
-from reasonrank.errors import EXIT_USER_ERROR, UserError, report_error
+from reasonrank.errors import EXIT_USER_ERROR, UserError, command
 
 TASKS = (
     "biology", "earth-science", "economics", "psychology", "robotics", "stackoverflow", "sustainable-living",
     "pony", "leetcode", "aops", "theoremqa-theorems", "theoremqa-questions",
 )
-FIRST_STAGE_ROW = "BM25"
 CORPUS_SUFFIXES = (".jsonl", ".jsonl.gz", ".json")
 
 
@@ -122,16 +121,6 @@ def _slug(text: str) -> str:
     return text.replace("/", "_").replace(":", "-").replace(",", "+")
 
 
-def _search(argv: list[str]) -> None:
-    """One ``reasonrank.cli.search`` run in this process; its metrics table goes to stderr (stdout is our table)."""
-    from reasonrank.cli.search import define_search_args, run_search
-
-    parser = argparse.ArgumentParser(prog="python -m reasonrank.search")
-    define_search_args(parser)
-    with contextlib.redirect_stdout(sys.stderr):
-        run_search(parser.parse_args(argv))
-
-
 def _ndcg(run: Path, qrels: dict[str, dict[str, int]], excluded: dict[str, frozenset[str]]) -> float:
     from reasonrank.evaluation import evaluate
     from reasonrank.io.runs import read_run
@@ -139,9 +128,17 @@ def _ndcg(run: Path, qrels: dict[str, dict[str, int]], excluded: dict[str, froze
     return evaluate(read_run(run), qrels, excluded).mean["nDCG@10"]
 
 
+def first_stage_row(first_stage: str) -> str:
+    """The table row of the first stage alone: ``BM25`` as in BRIGHT's tables, else the first stage's name."""
+    return "BM25" if first_stage == "bm25" else first_stage
+
+
 def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str | None) -> TaskResult:
-    """BM25, then the reranker if any, for one task; a prebuilt index that cannot be downloaded skips the task."""
+    """The first stage, then the reranker if any, for one task; a prebuilt index that cannot be downloaded (or a
+    first stage that needs the corpus itself) skips the task."""
+    from reasonrank.cli.search import parse_options
     from reasonrank.io.topics import load_qrels, load_topics
+    from reasonrank.pipeline import SearchSettings, run_search
     from reasonrank.retrieval.bm25 import Bm25FirstStage, prebuilt_index_names
 
     task, index = sources.task, sources.index
@@ -149,6 +146,10 @@ def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str
         if index not in prebuilt_index_names():
             raise UserError(f"--index-template gives {index!r} for {task}: not a local path and not a Pyserini "
                             "prebuilt index name (e.g. bright-{task})")
+        if args.first_stage != "bm25":
+            return TaskResult(task, {}, skipped=(
+                f"the {args.first_stage} first stage reads the documents, and {index!r} is an index name; pass "
+                f"--corpus-dir DIR with DIR/{task}.jsonl (BRIGHT documents: id, contents)"))
         try:
             with Bm25FirstStage(index) as first_stage:
                 index = str(first_stage.index_dir)  # the downloaded copy, so the runs below reuse it
@@ -164,33 +165,31 @@ def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str
             raise
         raise UserError(f"{error} — or pass --topics-dir DIR with BRIGHT's original topics and qrels") from None
     excluded = {q.qid: q.excluded_ids for q in queries if q.excluded_ids}
-    common = ["--index", index, "--topics", sources.topics, "--query-field", args.query_field,
-              "--hits", str(args.hits), "--remove-query", "--threads", str(args.threads)]
-    if args.quiet:
-        common.append("--quiet")
-    folder = Path(args.output_dir)
-    stages = [(FIRST_STAGE_ROW, "bm25", ["--reranker", "none"])]
+    first_only = SearchSettings(
+        index=index, topics=sources.topics, query_field=args.query_field, first_stage=args.first_stage,
+        hits=args.hits, remove_query=True, threads=args.threads, reranker="none", progress=not args.quiet,
+    )
+    stages = [(first_stage_row(args.first_stage), args.first_stage, first_only)]
     if reranker_label is not None:
-        if args.cascade:
-            rerank = ["--cascade", args.cascade]
-        else:
-            rerank = ["--reranker", args.reranker, "--rerank-depth", str(args.rerank_depth)]
-            if args.reranker_family:
-                rerank += ["--reranker-family", args.reranker_family]
-        rerank += ["--batch-size", str(args.batch_size), *(f"--option={option}" for option in args.option)]
-        stages.append((reranker_label, _slug(reranker_label), rerank))
+        reranked = replace(
+            first_only, reranker=args.reranker, reranker_family=args.reranker_family, cascade=args.cascade,
+            rerank_depth=args.rerank_depth, batch_size=args.batch_size, options=parse_options(args.option),
+        )
+        stages.append((reranker_label, _slug(reranker_label), reranked))
     ndcg: dict[str, float] = {}
     runs = []
-    for row, slug, extra in stages:
-        run = folder / f"run.bright-{task}.{slug}.{args.query_field}.txt"
+    for row, slug, settings in stages:
+        run = Path(args.output_dir) / f"run.bright-{task}.{slug}.{args.query_field}.txt"
         if not (args.reuse_runs and run.is_file()):
-            _search([*common, *extra, "--output", str(run)])
+            run_search(replace(settings, output=str(run)))
         ndcg[row] = _ndcg(run, qrels, excluded)
         runs.append(run)
     return TaskResult(task, ndcg, tuple(runs))
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    from reasonrank.retrieval.base import FIRST_STAGES
+
     parser = argparse.ArgumentParser(prog="python -m reasonrank.bright", description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="all", help=f"'all' or a comma-separated subset of: {', '.join(TASKS)}")
     parser.add_argument("--reranker", default="none", help="registry name, hub id or model folder, or 'none' "
@@ -199,29 +198,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cascade", help="NAME:DEPTH stages, e.g. minilm-bi:100,smollm2-pointwise:20")
     parser.add_argument("--query-field", default="query", choices=["query", "reasoning"],
                         help="the original query, or the topic's reasoning text as the query")
+    parser.add_argument("--first-stage", default="bm25", choices=list(FIRST_STAGES),
+                        help="the first stage (dense and hybrid read the documents: pass --corpus-dir)")
     parser.add_argument("--index-template", default="bright-{task}",
                         help="first-stage index per task: a Pyserini prebuilt name or a path, with {task}")
     parser.add_argument("--corpus-dir", help="offline: folder with {task}.jsonl (id, contents) or {task}/ per task")
     parser.add_argument("--topics-dir", help="folder with topics.bright-{task}-original.jsonl and "
                         "qrels.bright-{task}.txt (default: Pyserini's bright-{task} topics and qrels)")
-    parser.add_argument("--hits", type=int, default=100, help="BM25 candidates per query (default 100)")
+    parser.add_argument("--hits", type=int, default=100, help="first-stage candidates per query (default 100)")
     parser.add_argument("--rerank-depth", type=int, default=100, help="rerank the top K (default 100)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reranker option")
     parser.add_argument("--batch-size", type=int, default=8, help="queries per reranking step")
-    parser.add_argument("--threads", type=int, default=1, help="BM25 search threads")
+    parser.add_argument("--threads", type=int, default=1, help="first-stage search threads")
     parser.add_argument("--output-dir", default="runs/bright", help="per-task runs and the table (runs/bright)")
     parser.add_argument("--reuse-runs", action="store_true",
                         help="evaluate a task's run file if it already exists instead of recomputing it")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser.parse_args(argv)
+    return parser
 
 
-def run_bright(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     tasks = parse_tasks(args.tasks)
     sources = [task_sources(t, args.query_field, args.index_template, args.corpus_dir, args.topics_dir)
                for t in tasks]
     label = args.cascade or (None if args.reranker.lower() == "none" else args.reranker)
-    rows: dict[str, dict[str, float]] = {FIRST_STAGE_ROW: {}, **({label: {}} if label else {})}
+    first_row = first_stage_row(args.first_stage)
+    rows: dict[str, dict[str, float]] = {first_row: {}, **({label: {}} if label else {})}
     for source in tqdm(sources, desc="BRIGHT tasks", unit="task", disable=args.quiet or len(sources) < 2):
         result = run_task(source, args, label)
         if result.skipped:
@@ -232,28 +234,20 @@ def run_bright(args: argparse.Namespace) -> int:
         scores = ", ".join(f"{row} {100 * score:.1f}" for row, score in result.ndcg.items())
         print(f"{result.task}: nDCG@10 {scores}", file=sys.stderr)
     table = format_bright_table(rows)
-    path = Path(args.output_dir) / f"bright.{_slug(label or 'bm25')}.{args.query_field}.md"
+    path = Path(args.output_dir) / f"bright.{_slug(label or args.first_stage)}.{args.query_field}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"BRIGHT nDCG@10 (x100), query field: {args.query_field}, hits {args.hits}"
                     + (f", rerank depth {args.rerank_depth}" if label and not args.cascade else "") + "\n\n"
                     + table + "\n", encoding="utf-8")
     print(table)
     print(f"wrote {path}", file=sys.stderr)
-    return 0 if rows[FIRST_STAGE_ROW] else EXIT_USER_ERROR  # every task skipped: the user must pass --corpus-dir
+    return 0 if rows[first_row] else EXIT_USER_ERROR  # every task skipped: the user must pass --corpus-dir
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run_bright(args)
-    except UserError as error:
-        return report_error(error)
-    except KeyboardInterrupt:
-        print("interrupted: re-run the same command to continue (finished runs are kept with --reuse-runs)",
-              file=sys.stderr)
-        return 130
-
+main = command(
+    build_parser, run,
+    on_interrupt="interrupted: re-run the same command to continue (finished runs are kept with --reuse-runs)",
+)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,6 @@
-"""``python -m reasonrank.docs_cli``: write docs/cli.md from the command-line parsers, so the two never drift.
+"""Write docs/cli.md from the parsers of every command, so the two never drift.
+
+``python -m reasonrank.docs_cli``.
 
 ``--check`` writes nothing and exits 1 when the file is out of date (the test suite runs the same comparison).
 """
@@ -7,46 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from reasonrank.cli import COMMANDS, command_parser
+from reasonrank.errors import command
 
 DEFAULT_OUTPUT = Path("docs") / "cli.md"
 USAGE_WIDTH = 100  # fixed, so the usage lines do not depend on the terminal that generated the file
-
-
-def search_parser() -> argparse.ArgumentParser:
-    from reasonrank.cli import search
-
-    parser = argparse.ArgumentParser(prog="python -m reasonrank.search", description=search.__doc__.splitlines()[0])
-    search.define_search_args(parser)
-    return parser
-
-
-def evaluate_parser() -> argparse.ArgumentParser:
-    from reasonrank.cli.evaluate import build_parser
-
-    return build_parser()
-
-
-def report_parser() -> argparse.ArgumentParser:
-    from reasonrank.cli.report import build_parser
-
-    return build_parser()
-
-
-def merge_parser() -> argparse.ArgumentParser:
-    from reasonrank.cli.merge import build_parser
-
-    return build_parser()
-
-
-# Heading (also the link anchor) -> parser, in the order a run flows through them.
-COMMANDS: dict[str, Callable[[], argparse.ArgumentParser]] = {
-    "search": search_parser,
-    "evaluate": evaluate_parser,
-    "report": report_parser,
-    "merge": merge_parser,
-}
 
 
 def invocation(action: argparse.Action) -> str:
@@ -85,8 +54,12 @@ def prose(value: str) -> str:
 
 
 def command_section(name: str, parser: argparse.ArgumentParser) -> list[str]:
+    module_form, parser.prog = parser.prog, f"reasonrank {name}"
     parser.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=USAGE_WIDTH)
-    lines = [f"## {name}", "", prose(parser.description or ""), "", "```text", parser.format_usage().strip(), "```", ""]
+    lines = [f"## {name}", "", prose(parser.description or ""), ""]
+    if module_form != parser.prog:
+        lines += [f"Also `{module_form}`.", ""]
+    lines += ["```text", parser.format_usage().strip(), "```", ""]
     # argparse keeps its groups private; reading them is the only way to list the options group by group.
     for group in parser._action_groups:
         actions = [a for a in group._group_actions if not isinstance(a, argparse._HelpAction)]
@@ -106,21 +79,25 @@ def render() -> str:
         "# Command-line reference",
         "",
         "Generated from the argument parsers by `python -m reasonrank.docs_cli`; edit the parsers, not this file.",
-        "Every command exits 2 with a one-line `error: ...` on bad input.",
+        "`reasonrank` (or `python -m reasonrank`) with no command lists them; every command exits 2 with a one-line",
+        "`error: ...` on bad input.",
         "",
-        *(f"- [`python -m reasonrank.{name}`](#{name})" for name in COMMANDS),
+        *(f"- [`reasonrank {name}`](#{name})" for name in COMMANDS),
         "",
     ]
-    for name, build in COMMANDS.items():
-        lines += command_section(name, build())
+    for name in COMMANDS:
+        lines += command_section(name, command_parser(name))
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reasonrank.docs_cli", description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=str(DEFAULT_OUTPUT), help="the Markdown file to write")
     parser.add_argument("--check", action="store_true", help="only report whether the file is up to date")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
     text, output = render(), Path(args.output)
     current = output.read_text(encoding="utf-8") if output.is_file() else None
     if args.check:
@@ -134,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {output}", file=sys.stderr)
     return 0
 
+
+main = command(build_parser, run)
 
 if __name__ == "__main__":
     sys.exit(main())

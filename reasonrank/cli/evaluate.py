@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
-from reasonrank.errors import UserError, report_error
+from reasonrank.errors import command
 from reasonrank.evaluation import evaluate, format_table
 from reasonrank.io.runs import read_run
 
@@ -23,20 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     from reasonrank.io.topics import load_qrels, load_topics
 
-    try:
-        qrels = load_qrels(args.qrels)
-        excluded = {q.qid: q.excluded_ids for q in load_topics(args.topics)} if args.topics else None
-        results = {run: evaluate(read_run(run), qrels, excluded) for run in args.run}
-    except UserError as error:
-        return report_error(error)
+    qrels = load_qrels(args.qrels)
+    excluded = {q.qid: q.excluded_ids for q in load_topics(args.topics)} if args.topics else None
+    results = {run: evaluate(read_run(run), qrels, excluded) for run in args.run}
     print(format_table(results))
     if args.per_query:
         for run, evaluation in results.items():
@@ -44,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{run}\t{qid}\t{scores['nDCG@10']:.4f}")
     return 0
 
+
+main = command(build_parser, run)
 
 if __name__ == "__main__":
     sys.exit(main())

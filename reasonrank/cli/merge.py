@@ -1,4 +1,6 @@
-"""``python -m reasonrank.merge``: join the shard runs of ``reasonrank.search --shard I/N`` into one run.
+"""Join the shard runs of ``reasonrank.search --shard I/N`` into one run.
+
+``python -m reasonrank.merge``.
 
 The command around :mod:`reasonrank.io.merge`.
 """
@@ -7,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
-from reasonrank.errors import UserError, report_error
+from reasonrank.errors import command
 from reasonrank.io.merge import merge
 
 
@@ -25,20 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        order = None
-        if args.topics:
-            from reasonrank.io.topics import load_topics
+def run(args: argparse.Namespace) -> int:
+    order = None
+    if args.topics:
+        from reasonrank.io.topics import load_topics
 
-            order = [query.qid for query in load_topics(args.topics)]
-        count = merge(args.runs, args.output, order, args.explanations, args.explanations_output)
-    except UserError as error:
-        return report_error(error)
+        order = [query.qid for query in load_topics(args.topics)]
+    count = merge(args.runs, args.output, order, args.explanations, args.explanations_output)
     print(f"wrote {args.output} ({count} queries from {len(args.runs)} runs)", file=sys.stderr)
     return 0
 
+
+main = command(build_parser, run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,6 @@
-"""``python -m reasonrank.report``: one self-contained HTML page comparing a reranked run with its baseline.
+"""One self-contained HTML page comparing a reranked run with its baseline.
+
+``python -m reasonrank.report``.
 
 The command around :mod:`reasonrank.report`.
 """
@@ -7,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
-from reasonrank.errors import UserError, report_error
+from reasonrank.errors import UserError, command
 from reasonrank.io.runs import atomic_write
 from reasonrank.report import load_explanations, load_run, render_report
 
@@ -26,29 +27,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        from reasonrank.io.topics import load_qrels, load_topics
+def run(args: argparse.Namespace) -> int:
+    from reasonrank.io.topics import load_qrels, load_topics
 
-        page = render_report(
-            load_run(args.run),
-            load_run(args.baseline) if args.baseline else None,
-            load_explanations(args.explanations) if args.explanations else None,
-            load_qrels(args.qrels) if args.qrels else None,
-            load_topics(args.topics) if args.topics else (),
-            args.depth,
-        )
-        try:
-            with atomic_write(args.out) as out:
-                out.write(page)
-        except OSError as error:
-            raise UserError(f"cannot write {args.out} ({error.strerror}): pass a writable --out path") from None
-    except UserError as error:
-        return report_error(error)
+    page = render_report(
+        load_run(args.run),
+        load_run(args.baseline) if args.baseline else None,
+        load_explanations(args.explanations) if args.explanations else None,
+        load_qrels(args.qrels) if args.qrels else None,
+        load_topics(args.topics) if args.topics else (),
+        args.depth,
+    )
+    try:
+        with atomic_write(args.out) as out:
+            out.write(page)
+    except OSError as error:
+        raise UserError(f"cannot write {args.out} ({error.strerror}): pass a writable --out path") from None
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
+
+main = command(build_parser, run)
 
 if __name__ == "__main__":
     sys.exit(main())

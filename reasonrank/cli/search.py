@@ -1,4 +1,6 @@
-"""``python -m reasonrank.search``: first stage → rerankers → TREC run (+ explanations) → metrics.
+"""First stage → rerankers → TREC run (+ explanations) → metrics.
+
+``python -m reasonrank.search``.
 
 With no arguments it runs the embedded default: BM25 over the bundled DL19 mini collection, the default
 reranker, a run under ``runs/`` and the metrics table of the first stage and the final run.
@@ -7,43 +9,12 @@ reranker, a run under ``runs/`` and the metrics table of the first stage and the
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
-from tqdm import tqdm
-
-from reasonrank.errors import UserError, report_error
-from reasonrank.rerank.base import Reranker
-from reasonrank.types import RankedCandidate, Ranking, Request
-
-DEFAULT_RERANKER = "minilm-hybrid"
-EMBEDDED = "msmarco-dl19-mini"
-log = logging.getLogger("reasonrank")
-
-
-@dataclass(frozen=True, slots=True)
-class EmbeddedCollection:
-    corpus: Path
-    topics: Path
-    qrels: Path
-
-
-def embedded_collection() -> EmbeddedCollection:
-    folder = Path(str(resources.files("reasonrank") / "data" / EMBEDDED))
-    return EmbeddedCollection(
-        folder / "corpus.jsonl", folder / "topics.dl19-passage.tsv", folder / "qrels.dl19-passage.txt"
-    )
-
-
-def parse_shard(spec: str) -> tuple[int, int]:
-    index, sep, count = spec.partition("/")
-    if not sep or not index.isdigit() or not count.isdigit() or not 0 <= int(index) < int(count):
-        raise UserError(f"--shard {spec!r} is not I/N with 0 <= I < N (e.g. --shard 0/4)")
-    return int(index), int(count)
+from reasonrank.errors import UserError, command
+from reasonrank.pipeline import DEFAULT_RERANKER, SearchResult, SearchSettings, run_search
+from reasonrank.retrieval.base import FIRST_STAGES
 
 
 def parse_options(pairs: Sequence[str]) -> dict[str, object]:
@@ -82,8 +53,8 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
     first.add_argument(
         "--first-stage",
         default="bm25",
-        choices=["bm25", "dense"],
-        help="BM25 (Lucene) or dense retrieval with the MiniLM bi-encoder (faiss)",
+        choices=list(FIRST_STAGES),
+        help="BM25 (Lucene), dense retrieval with the MiniLM bi-encoder (faiss), or both fused by RRF (hybrid)",
     )
     first.add_argument("--hits", type=int, default=100, help="candidates per query from the first stage")
     first.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (Pyserini's default)")
@@ -122,149 +93,42 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def first_stage_ranking(request: Request, model: str) -> Ranking:
-    items = tuple(RankedCandidate(c, c.score, rank) for rank, c in enumerate(request.candidates, start=1))
-    return Ranking(request.query, items, model)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m reasonrank.search", description=__doc__.splitlines()[0])
+    define_search_args(parser)
+    return parser
 
 
-def build_reranker(args: argparse.Namespace):
-    """The configured reranker wrapped to its depth, or None for ``--reranker none``."""
-    from reasonrank.rerank.cascade import Cascade, HeadReranker, parse_cascade
-    from reasonrank.rerank.registry import load_reranker
-
-    options = parse_options(args.option)
-    if args.cascade:
-        return Cascade([(load_reranker(name, **options), depth) for name, depth in parse_cascade(args.cascade)])
-    if args.reranker.lower() == "none":
-        return None
-    return HeadReranker(load_reranker(args.reranker, family=args.reranker_family, **options), args.rerank_depth)
-
-
-def text_depth(reranker: Reranker | None) -> int | None:
-    """How many leading candidates any stage of ``reranker`` reads: only those need their passage text.
-
-    None (every candidate) for a reranker not wrapped to a depth, which reads the whole list.
-    """
-    from reasonrank.rerank.cascade import Cascade, HeadReranker
-
-    if reranker is None:
-        return 0
-    if isinstance(reranker, Cascade):
-        return max(stage.depth for stage in reranker.stages)
-    if isinstance(reranker, HeadReranker):
-        return reranker.depth
-    return None
-
-
-def build_first_stage(args: argparse.Namespace, index: str):
-    if args.first_stage == "dense":
-        from reasonrank.retrieval.dense import DenseFirstStage
-
-        return DenseFirstStage(index)
-    from reasonrank.retrieval.bm25 import Bm25FirstStage
-
-    return Bm25FirstStage(index, k1=args.k1, b=args.b)
-
-
-def default_output(args: argparse.Namespace, index: str) -> Path:
-    collection = Path(index).stem if Path(index).exists() else index
-    collection = EMBEDDED if args.index is None else collection
-    reranker = args.cascade or args.reranker
-    return Path("runs") / f"run.{collection}.{reranker.replace('/', '_').replace(':', '-').replace(',', '+')}.txt"
-
-
-def run_search(args: argparse.Namespace, reranker: Reranker | None = None) -> int:
-    """Run the pipeline; a caller that passes ``reranker`` (loaded once for many runs) keeps ownership of it."""
-    from reasonrank.evaluation import evaluate, format_table
-    from reasonrank.io.checkpoints import Checkpoint
-    from reasonrank.io.runs import rankings_to_run, write_explanations, write_run
-    from reasonrank.io.topics import load_qrels, load_topics
-
-    embedded = embedded_collection()
-    index = args.index or str(embedded.corpus)
-    topics = args.topics or str(embedded.topics)
-    qrels_spec = args.qrels or (str(embedded.qrels) if args.index is None and args.topics is None else None)
-    if args.hits < 1 or args.rerank_depth < 1 or args.batch_size < 1:
-        raise UserError("--hits, --rerank-depth and --batch-size must be at least 1")
-    output = Path(args.output) if args.output else default_output(args, index)
-
-    queries = load_topics(topics, query_field=args.query_field)
-    if args.shard:
-        shard, shards = parse_shard(args.shard)
-        queries = queries[shard::shards]
-    qrels = load_qrels(qrels_spec) if qrels_spec else None  # read early: a bad qrels file fails before the work
-    owns_reranker = reranker is None
-    if owns_reranker:
-        reranker = build_reranker(args)
-
-    first_stage = build_first_stage(args, index)
-    # Reading passages out of the Lucene index costs BM25 more than the search itself: fetch only those read.
-    requests = first_stage.search(
-        queries, hits=args.hits, threads=args.threads, remove_query=args.remove_query, progress=not args.quiet,
-        text_depth=text_depth(reranker),
+def settings_from(args: argparse.Namespace) -> SearchSettings:
+    return SearchSettings(
+        index=args.index, topics=args.topics, query_field=args.query_field, first_stage=args.first_stage,
+        hits=args.hits, k1=args.k1, b=args.b, remove_query=args.remove_query, threads=args.threads,
+        reranker=args.reranker, reranker_family=args.reranker_family, cascade=args.cascade,
+        rerank_depth=args.rerank_depth, options=parse_options(args.option), batch_size=args.batch_size,
+        output=args.output, explanations=args.explanations, qrels=args.qrels, shard=args.shard,
+        resume=not args.no_resume, progress=not args.quiet,
     )
-    baseline = [first_stage_ranking(r, args.first_stage) for r in requests]
 
-    if reranker is None:
-        final = baseline
-    else:
-        settings = {k: v for k, v in vars(args).items() if k not in {"quiet", "no_resume", "threads", "batch_size"}}
-        checkpoint = Checkpoint(output, {**settings, "index": index, "topics": topics})
-        if args.no_resume:
-            checkpoint.remove()
-        done = checkpoint.load({q.qid: q for q in queries})
-        pending = [r for r in requests if r.query.qid not in done]
-        with tqdm(
-            total=len(requests),
-            initial=len(done),
-            desc=f"reranking ({reranker.name})",
-            unit="query",
-            disable=args.quiet,
-        ) as progress:
-            for start in range(0, len(pending), args.batch_size):
-                chunk = reranker.rerank_many(pending[start : start + args.batch_size])
-                checkpoint.append(chunk)
-                done.update((ranking.query.qid, ranking) for ranking in chunk)
-                progress.update(len(chunk))
-        final = [done[r.query.qid] for r in requests]
-        if owns_reranker:
-            reranker.close()
 
-    write_run(output, final)
-    if args.explanations:
-        write_explanations(args.explanations, final)
-    if reranker is not None:
-        checkpoint.remove()
-        repairs = {}
-        for ranking in final:
-            for key, value in ranking.stats.items():
-                repairs[key] = repairs.get(key, 0) + value
-        if repairs:
-            print("reranker events: " + ", ".join(f"{k}={v}" for k, v in sorted(repairs.items())), file=sys.stderr)
-    print(f"wrote {output} ({len(final)} queries)", file=sys.stderr)
+def report(result: SearchResult) -> None:
+    """What a search prints: the reranker's events and the file written (stderr), the metrics table (stdout)."""
+    from reasonrank.evaluation import format_table
 
-    if qrels is not None:
-        excluded = {q.qid: q.excluded_ids for q in queries if q.excluded_ids}
-        columns = {args.first_stage: evaluate(rankings_to_run(baseline), qrels, excluded)}
-        if reranker is not None:
-            columns[reranker.name] = evaluate(rankings_to_run(final), qrels, excluded)
-        print(format_table(columns))
+    if result.events:
+        print("reranker events: " + ", ".join(f"{k}={v}" for k, v in sorted(result.events.items())), file=sys.stderr)
+    print(f"wrote {result.output} ({len(result.final)} queries)", file=sys.stderr)
+    if result.evaluations:
+        print(format_table(result.evaluations))
+
+
+def run(args: argparse.Namespace) -> int:
+    report(run_search(settings_from(args)))
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reasonrank.search", description=__doc__.splitlines()[0])
-    define_search_args(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run_search(args)
-    except UserError as error:
-        return report_error(error)
-    except KeyboardInterrupt:
-        print("interrupted: re-run the same command to continue from the last finished query", file=sys.stderr)
-        return 130
-
+main = command(
+    build_parser, run, on_interrupt="interrupted: re-run the same command to continue from the last finished query"
+)
 
 if __name__ == "__main__":
     sys.exit(main())

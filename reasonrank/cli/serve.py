@@ -1,4 +1,6 @@
-"""``python -m reasonrank.serve``: one reranker behind HTTP, for Anserini (Java) and other non-Python callers.
+"""One reranker behind HTTP, for Anserini (Java) and other non-Python callers.
+
+``python -m reasonrank.serve``.
 
 The command around :mod:`reasonrank.serve.app`.
 """
@@ -7,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
-from reasonrank.errors import UserError, report_error
+from reasonrank.errors import UserError, command
 from reasonrank.serve.app import (
     DEFAULT_MAX_CANDIDATES,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -41,26 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.write_openapi:
-            write_openapi(args.write_openapi)
-            return 0
-        if not args.reranker:
-            raise UserError("--reranker is required: pass a registry name such as minilm-bi")
-        import uvicorn
+def run(args: argparse.Namespace) -> int:
+    if args.write_openapi:
+        write_openapi(args.write_openapi)
+        return 0
+    if not args.reranker:
+        raise UserError("--reranker is required: pass a registry name such as minilm-bi")
+    import uvicorn
 
-        from reasonrank.rerank.registry import load_reranker
+    from reasonrank.rerank.registry import load_reranker
 
-        reranker = load_reranker(args.reranker, args.reranker_family)
-        app = create_app(reranker, ServiceLimits(args.max_candidates, args.max_request_bytes))
-        # One process, one event loop: the model lives here once; uvicorn workers would each load a copy.
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
-    except UserError as error:
-        return report_error(error)
+    reranker = load_reranker(args.reranker, args.reranker_family)
+    app = create_app(reranker, ServiceLimits(args.max_candidates, args.max_request_bytes))
+    # One process, one event loop: the model lives here once; uvicorn workers would each load a copy.
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
+
+main = command(build_parser, run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -69,7 +69,7 @@ class PooledEmbedding(torch.nn.Module):
         self.model, self.pooling = model, pooling
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
-        from reasonrank.rerank.encoder import pooled_embeddings
+        from reasonrank.encoders.embedding import pooled_embeddings
 
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
@@ -157,6 +157,10 @@ def cpu_has_bf16() -> bool:
 def default_precision() -> str:
     """bf16 where the CPU computes in it (measured: 3-4x fp32, same rankings; docs/speed.md), else fp32."""
     return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def resolve_precision(precision: str) -> str:
+    return default_precision() if precision == "auto" else precision
 
 
 class CompiledEncoder:

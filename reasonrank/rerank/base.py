@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from reasonrank.retrieval.documents import as_request
 from reasonrank.types import Judgment, Query, Ranking, Request
@@ -18,6 +18,13 @@ class Reranker(ABC):
     """
 
     name: str = "reranker"
+    # True where the name is derived from the reranker's parts (fusion, cascade): the registry then keeps it.
+    names_itself: ClassVar[bool] = False
+
+    @property
+    def text_depth(self) -> int | None:
+        """How many leading candidates this reranker reads (only those need their passage text); None: all."""
+        return None
 
     def rerank(self, query: str | Query, candidates: Iterable[Any]) -> Ranking:
         """Rerank Pyserini hits, ``(docid, text)`` pairs or :class:`Candidate` objects."""

@@ -33,11 +33,17 @@ def attach_tail(head: Ranking, request: Request, depth: int) -> Ranking:
 class HeadReranker(Reranker):
     """Applies ``inner`` to the first ``depth`` candidates only."""
 
+    names_itself = True
+
     def __init__(self, inner: Reranker, depth: int):
         if depth < 1:
             raise UserError(f"rerank depth must be at least 1, got {depth}")
         self.inner, self.depth = inner, depth
         self.name = inner.name
+
+    @property
+    def text_depth(self) -> int:
+        return self.depth
 
     def rerank_request(self, request: Request) -> Ranking:
         return self.rerank_many([request])[0]
@@ -56,6 +62,8 @@ class Cascade(Reranker):
     Explanations and labels from earlier stages survive for documents a later stage does not touch.
     """
 
+    names_itself = True
+
     def __init__(self, stages: Sequence[tuple[Reranker, int]]):
         if not stages:
             raise UserError("a cascade needs at least one stage")
@@ -64,6 +72,10 @@ class Cascade(Reranker):
             raise UserError(f"cascade depths must not grow from stage to stage, got {depths}")
         self.stages = [HeadReranker(reranker, depth) for reranker, depth in stages]
         self.name = "+".join(stage.name for stage in self.stages)
+
+    @property
+    def text_depth(self) -> int:
+        return max(stage.depth for stage in self.stages)
 
     def rerank_request(self, request: Request) -> Ranking:
         return self.rerank_many([request])[0]

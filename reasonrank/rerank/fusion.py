@@ -26,6 +26,10 @@ def z_scores(scores: Mapping[str, float]) -> dict[str, float]:
 
 
 class ScoreFusion(Reranker):
+    """The inner reranker's scores fused with the first stage's; named after both (``minilm-bi+first-stage@0.8``)."""
+
+    names_itself = True
+
     def __init__(self, inner: Reranker, weight: float):
         if not 0.0 <= weight <= 1.0:
             raise UserError(f"fusion weight must lie in [0, 1], got {weight}")

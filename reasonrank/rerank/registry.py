@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from reasonrank.backends import check_backend_options
 from reasonrank.errors import UserError
+from reasonrank.options import check_options, parameters
 from reasonrank.rerank.base import Reranker
 from reasonrank.rerank.catalog import SPECS, ModelSpec
 
-# family -> "module:function"; each function takes (model, **options) and returns a Reranker.
+# family -> "module:callable"; each callable takes (model, **options) and returns a Reranker (a build function, or
+# the reranker class itself). Its named parameters are the family's options; a build function that passes the rest
+# to a generative backend names it with a ``backend`` parameter, and the backend's own options are valid too.
 FAMILIES: dict[str, str] = {
-    "cross-encoder": "reasonrank.rerank.encoder:build_cross_encoder",
-    "bi-encoder": "reasonrank.rerank.encoder:build_bi_encoder",
+    "cross-encoder": "reasonrank.rerank.encoder:CrossEncoderReranker",
+    "bi-encoder": "reasonrank.rerank.encoder:BiEncoderReranker",
     "pointwise": "reasonrank.rerank.pointwise:build_pointwise",
     "rank1": "reasonrank.rerank.pointwise:build_rank1",
     "listwise": "reasonrank.rerank.listwise:build_listwise",
@@ -66,13 +71,38 @@ def resolve(name_or_path: str, family: str | None = None) -> ModelSpec:
     )
 
 
+def family_builder(family: str) -> Callable[..., Reranker]:
+    if family not in FAMILIES:
+        raise UserError(f"unknown reranker family {family!r}: use one of {', '.join(sorted(FAMILIES))}")
+    module_name, attribute = FAMILIES[family].split(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def check_reranker_options(build: Callable[..., Reranker], options: dict[str, Any], what: str) -> None:
+    """Every option a name ``build`` (or the backend it passes the rest to) takes, of the right type, on a device
+    that exists. Options ``build`` passes on to another reranker (fusion) are checked when that one is built."""
+    named, open_ended = parameters(build, skip=("model",))
+    backend = options.get("backend", named["backend"].default) if "backend" in named else None
+    if not open_ended:
+        check_options(options, (build,), what)
+    elif isinstance(backend, str):
+        check_backend_options(backend, {k: v for k, v in options.items() if k != "backend"}, (build,), what)
+    else:
+        check_options({k: v for k, v in options.items() if k in named}, (build,), what)
+
+
 def load_reranker(name_or_path: str, family: str | None = None, **options: Any) -> Reranker:
-    """Build a reranker by registry name, hub id or local path; ``options`` override the spec's."""
+    """Build a reranker by registry name, hub id or local path; ``options`` override the spec's.
+
+    Options are checked before anything loads: an unknown name, an ill-typed value or an impossible device is one
+    :class:`UserError` line naming the valid options. A reranker whose name is derived from its parts (fusion,
+    cascade) keeps it; any other is named after the spec.
+    """
     spec = resolve(name_or_path, family)
-    if spec.family not in FAMILIES:
-        raise UserError(f"unknown reranker family {spec.family!r}: use one of {', '.join(sorted(FAMILIES))}")
-    module_name, function_name = FAMILIES[spec.family].split(":")
-    build = getattr(importlib.import_module(module_name), function_name)
-    reranker = build(spec.model, **{**spec.options, **options})
-    reranker.name = spec.name
+    build = family_builder(spec.family)
+    merged = {**spec.options, **options}
+    check_reranker_options(build, merged, f"{spec.name} ({spec.family})")
+    reranker = build(spec.model, **merged)
+    if not reranker.names_itself:
+        reranker.name = spec.name
     return reranker

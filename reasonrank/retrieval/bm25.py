@@ -6,6 +6,7 @@ see Python values.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from tqdm import tqdm
 
 from reasonrank.errors import UserError
 from reasonrank.io.corpus import corpus_files, is_corpus_file
+from reasonrank.retrieval.base import Closing, FirstStageSettings, check_search, is_excluded, search_depth
 from reasonrank.retrieval.documents import text_from_raw
 from reasonrank.retrieval.index import ensure_index, is_lucene_index
 from reasonrank.retrieval.java import import_pyserini_search
@@ -21,13 +23,15 @@ from reasonrank.types import Candidate, Query, Request
 QUERIES_PER_BATCH = 256  # batch_search holds every hit of a batch in Java memory; also the progress step
 
 
-class Bm25FirstStage:
-    """BM25 retrieval with Pyserini's defaults (k1=0.9, b=0.4).
+class Bm25FirstStage(Closing):
+    """BM25 retrieval with Pyserini's defaults (k1=0.9, b=0.4): a :class:`reasonrank.retrieval.base.FirstStage`.
 
     ``index`` is a Pyserini prebuilt index name (``msmarco-v1-passage``, ``bright-biology``,
     ``beir-v1.0.0-scifact.flat``), a local Lucene index folder, or a corpus file or folder, which is indexed
     once and cached (see :func:`reasonrank.retrieval.index.ensure_index`).
     """
+
+    name = "bm25"
 
     def __init__(self, index: str, k1: float = 0.9, b: float = 0.4) -> None:
         self.index = str(index)
@@ -60,22 +64,13 @@ class Bm25FirstStage:
         deeper ones carry ``""``. Fetching and decoding a stored document costs more than finding it, and only
         the candidates a reranker will read need their passage: pass the deepest depth any reranker reads.
         """
-        if hits < 1:
-            raise UserError(f"hits must be at least 1, got {hits}")
-        if text_depth is not None and text_depth < 0:
-            raise UserError(f"text_depth must be 0 or more (or None for all hits), got {text_depth}")
+        check_search(queries, hits, text_depth)
         with_text = hits if text_depth is None else min(text_depth, hits)
-        seen: set[str] = set()
-        for query in queries:
-            if query.qid in seen:
-                raise UserError(f"duplicate query id {query.qid!r}: every query needs its own id")
-            seen.add(query.qid)
         # Lucene's top k is not always a prefix of its top k+n when scores tie at the cut, so queries are grouped
         # by the depth they need: a query with nothing to drop is searched at exactly `hits`, as Pyserini's CLI does.
         groups: dict[int, list[Query]] = {}
         for query in queries:
-            depth = hits + len(query.excluded_ids) + (1 if remove_query else 0)
-            groups.setdefault(depth, []).append(query)
+            groups.setdefault(search_depth(query, hits, remove_query), []).append(query)
         found: dict[str, tuple[Candidate, ...]] = {}
         with tqdm(total=len(queries), desc="BM25", unit=" queries", disable=not progress or len(queries) < 2) as bar:
             for depth, group in groups.items():
@@ -95,10 +90,9 @@ class Bm25FirstStage:
         self, query: Query, java_hits, hits: int, with_text: int, remove_query: bool
     ) -> tuple[Candidate, ...]:
         candidates: list[Candidate] = []
-        excluded = query.excluded_ids
         for hit in java_hits:
             docid = hit.docid.strip()  # each attribute of a Java hit is a JNI call: read each one once
-            if docid in excluded or (remove_query and docid == query.qid):
+            if is_excluded(query, docid, remove_query):
                 continue
             text = self._text(hit, docid) if len(candidates) < with_text else ""
             candidates.append(Candidate(docid, text, hit.score))
@@ -120,11 +114,9 @@ class Bm25FirstStage:
         self._searcher.close()
         self._searcher.index_reader.reader.close()  # LuceneSearcher.close() leaves its own reader open
 
-    def __enter__(self) -> Bm25FirstStage:
-        return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+def build(index: str, settings: FirstStageSettings) -> Bm25FirstStage:
+    return Bm25FirstStage(index, k1=settings.k1, b=settings.b)
 
 
 def prebuilt_index_names() -> list[str]:
@@ -144,7 +136,7 @@ def _open_searcher(index: str):
         corpus_files(path)  # a clear error for a folder that is neither an index nor a corpus
         return lucene.LuceneSearcher(str(ensure_index(path)))
     if index in prebuilt_index_names():
-        return _prebuilt_searcher(lucene, index)
+        return lucene_searcher_class().from_prebuilt_index(index)
     if "/" in index or "\\" in index or is_corpus_file(path):
         raise UserError(f"index or corpus not found: {index}")
     raise UserError(
@@ -153,15 +145,28 @@ def _open_searcher(index: str):
     )
 
 
-def _prebuilt_searcher(lucene, name: str):
-    failure = "the download failed"
-    try:
-        searcher = lucene.LuceneSearcher.from_prebuilt_index(name)  # prints and returns None when all URLs fail
-    except Exception as error:  # checksum, disk and network errors all mean the same to the user
-        searcher, failure = None, f"the download failed ({type(error).__name__}: {str(error)[:100]})"
-    if searcher is None:
-        raise UserError(
-            f"cannot open Pyserini prebuilt index {name!r}: {failure} (offline?); "
-            "pass a local Lucene index folder or a corpus file instead"
-        )
-    return searcher
+@functools.cache
+def lucene_searcher_class() -> type:
+    """Pyserini's LuceneSearcher (Java found and the JVM configured first) whose ``from_prebuilt_index`` raises one
+    UserError line where Pyserini's prints and returns None (offline, or every download URL failing)."""
+    base = import_pyserini_search().LuceneSearcher
+
+    class LuceneSearcher(base):
+        __doc__ = base.__doc__
+
+        @classmethod
+        def from_prebuilt_index(cls, prebuilt_index_name: str, verbose: bool = False):
+            failure = "the download failed"
+            try:
+                parent = super().from_prebuilt_index
+                searcher = parent(prebuilt_index_name, verbose) if verbose else parent(prebuilt_index_name)
+            except Exception as error:  # checksum, disk and network errors all mean the same to the user
+                searcher, failure = None, f"the download failed ({type(error).__name__}: {str(error)[:100]})"
+            if searcher is None:
+                raise UserError(
+                    f"cannot open Pyserini prebuilt index {prebuilt_index_name!r}: {failure} (offline?); "
+                    "pass a local Lucene index folder or a corpus file instead"
+                )
+            return searcher
+
+    return LuceneSearcher

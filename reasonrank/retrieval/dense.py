@@ -17,9 +17,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from reasonrank.encoders.embedding import TextEncoder
 from reasonrank.errors import UserError
 from reasonrank.io.corpus import cache_root, read_documents
-from reasonrank.rerank.encoder import BiEncoderReranker
+from reasonrank.retrieval.base import Closing, FirstStageSettings, check_search, is_excluded, search_depth
 from reasonrank.retrieval.index import corpus_digest, index_name
 from reasonrank.types import Candidate, Query, Request
 from reasonrank.weights import locate_model
@@ -28,12 +29,15 @@ from reasonrank.weights import locate_model
 DENSE_FORMAT = "reasonrank-dense-v1"
 
 
-class DenseFirstStage:
-    """Top-k documents by cosine similarity of bi-encoder embeddings (faiss ``IndexFlatIP`` on unit vectors).
+class DenseFirstStage(Closing):
+    """Top-k documents by cosine similarity of bi-encoder embeddings (faiss ``IndexFlatIP`` on unit vectors): a
+    :class:`reasonrank.retrieval.base.FirstStage`.
 
     ``corpus_path`` is a corpus file or folder as :mod:`reasonrank.io.corpus` reads them (BEIR ``corpus.jsonl``,
     Pyserini JSONL, ...); the whole corpus is held in memory, which suits corpora up to a few million passages.
     """
+
+    name = "dense"
 
     def __init__(
         self,
@@ -48,7 +52,7 @@ class DenseFirstStage:
         self.corpus_path = Path(corpus_path).expanduser()
         if not self.corpus_path.exists():
             raise UserError(f"corpus not found: {self.corpus_path} (dense retrieval reads the corpus, not an index)")
-        self.encoder = BiEncoderReranker(encoder, batch_size=batch_size, device=device, progress=progress)
+        self.encoder = TextEncoder(encoder, batch_size=batch_size, device=device, progress=progress)
         documents = read_documents(self.corpus_path)
         if not documents:
             raise UserError(f"{self.corpus_path}: the corpus holds no documents")
@@ -109,12 +113,11 @@ class DenseFirstStage:
         same signature; one batched faiss search shows no progress of its own. ``text_depth`` too: the passages are
         in memory, so every candidate carries its text at no cost.
         """
-        if hits < 1:
-            raise UserError(f"hits must be at least 1, got {hits}")
+        check_search(queries, hits, text_depth)
         if not queries:
             return []
         faiss.omp_set_num_threads(max(1, threads))
-        depth = min(self.index.ntotal, hits + max(len(q.excluded_ids) for q in queries) + (1 if remove_query else 0))
+        depth = min(self.index.ntotal, max(search_depth(q, hits, remove_query) for q in queries))
         scores, rows = self.index.search(self.encoder.encode_queries([q.text for q in queries]), depth)
         requests = []
         for query, query_scores, query_rows in zip(queries, scores, rows, strict=True):
@@ -123,7 +126,7 @@ class DenseFirstStage:
                 if row < 0:  # faiss pads with -1 when the index holds fewer than `depth` vectors
                     break
                 docid = self.docids[row]
-                if docid in query.excluded_ids or (remove_query and docid == query.qid):
+                if is_excluded(query, docid, remove_query):
                     continue
                 candidates.append(Candidate(docid, self.texts[row], float(score)))
                 if len(candidates) == hits:
@@ -134,8 +137,6 @@ class DenseFirstStage:
     def close(self) -> None:
         self.encoder.close()
 
-    def __enter__(self) -> DenseFirstStage:
-        return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+def build(index: str, settings: FirstStageSettings) -> DenseFirstStage:
+    return DenseFirstStage(index, settings.encoder, progress=settings.progress)

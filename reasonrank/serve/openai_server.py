@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from reasonrank.backends.base import Backend, ChatPrompt, GenerationParams, TokenLogprobs
-from reasonrank.errors import UserError, report_error
+from reasonrank.errors import command
 
 MAX_TOP_LOGPROBS = 20
 
@@ -187,7 +187,7 @@ def background_server(app, host: str = "127.0.0.1", port: int = 0, start_timeout
         sock.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m reasonrank.serve.openai_server", description=__doc__.splitlines()[0]
     )
@@ -199,23 +199,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--dtype", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--max-input-tokens", type=int)
-    args = parser.parse_args(argv)
-    try:
-        from reasonrank.backends.transformers import TransformersBackend
+    return parser
 
-        backend = TransformersBackend(
-            args.model,
-            adapter=args.adapter,
-            device=args.device,
-            dtype=args.dtype,
-            max_input_tokens=args.max_input_tokens,
-        )
-    except UserError as error:
-        return report_error(error)
+
+def run(args: argparse.Namespace) -> int:
+    from reasonrank.backends.transformers import TransformersBackend
+
+    backend = TransformersBackend(
+        args.model,
+        adapter=args.adapter,
+        device=args.device,
+        dtype=args.dtype,
+        max_input_tokens=args.max_input_tokens,
+    )
     app = create_app(backend, args.served_model_name or args.model)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
+
+main = command(build_parser, run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from reasonrank.errors import UserError, report_error
+from reasonrank.errors import UserError
 
 C = TypeVar("C")
 
@@ -85,18 +85,24 @@ def load_config(cls: type[C], path: str | Path, overrides: Sequence[str] = ()) -
     return build_config(cls, values, str(path))
 
 
-def run_command(
-    argv: Sequence[str] | None, description: str, cls: type[C], step: Callable[[C], Any]
-) -> int:
-    """The shared ``main``: ``--config FILE [--set K=V ...]``; a UserError prints one line and exits 2."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", required=True, help="YAML file with the settings (see docs/training.md)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one setting, e.g. --set max_steps=10 (repeatable)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    try:
+def config_command(
+    prog: str, description: str, cls: type[C], step: Callable[[C], Any]
+) -> tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]:
+    """``build_parser`` and ``run`` of a training command: ``--config FILE [--set K=V ...]``, then ``step(config)``."""
+
+    def build_parser() -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog=prog, description=description)
+        parser.add_argument("--config", required=True, help="YAML file with the settings (see docs/training.md)")
+        parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                            help="override one setting, e.g. --set max_steps=10 (repeatable)")
+        return parser
+
+    def run(args: argparse.Namespace) -> int:
         step(load_config(cls, args.config, args.overrides))
-    except UserError as error:
-        return report_error(error)
-    return 0
+        return 0
+
+    return build_parser, run
+
+
+# Training logs progress with timestamps (runs take hours); the other commands warn only.
+TRAIN_LOGGING = {"log_level": logging.INFO, "log_format": "%(asctime)s %(name)s %(message)s"}

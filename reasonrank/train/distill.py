@@ -31,9 +31,9 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainingArguments
 
-from reasonrank.errors import UserError
-from reasonrank.rerank.encoder import pooled_embeddings
-from reasonrank.train.config import run_command
+from reasonrank.encoders.embedding import pooled_embeddings
+from reasonrank.errors import UserError, command
+from reasonrank.train.config import TRAIN_LOGGING, config_command
 from reasonrank.train.data import load_candidates, load_corpus, load_qrels, read_jsonl, topics_by_id
 from reasonrank.train.losses import MAIN_LOSSES, distillation_loss
 from reasonrank.weights import locate_model
@@ -337,8 +337,13 @@ def distill(config: DistillConfig) -> Path:
     return _save(trainer.model, reranker, config)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(argv, "Distil an encoder student from qrels and teacher scores.", DistillConfig, distill)
+build_parser, run = config_command(
+    "python -m reasonrank.train.distill",
+    "Distil an encoder student from qrels and teacher scores.",
+    DistillConfig,
+    distill,
+)
+main = command(build_parser, run, **TRAIN_LOGGING)
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from reasonrank.errors import UserError
-from reasonrank.train.config import run_command
+from reasonrank.errors import UserError, command
+from reasonrank.train.config import TRAIN_LOGGING, config_command
 from reasonrank.train.data import ResumableJsonl, content_words, read_jsonl
 from reasonrank.train.sft import (
     chat_token_count,
@@ -356,9 +356,13 @@ def _grpo_trainer(config: RewardConfig, examples, records, template):
                        processing_class=tokenizer, peft_config=peft_config)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(argv, "Reward refinement: reward-weighted SFT or GRPO on sampled explanations.",
-                       RewardConfig, refine)
+build_parser, run = config_command(
+    "python -m reasonrank.train.reward",
+    "Reward refinement: reward-weighted SFT or GRPO on sampled explanations.",
+    RewardConfig,
+    refine,
+)
+main = command(build_parser, run, **TRAIN_LOGGING)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reasonrank.errors import UserError
-from reasonrank.train.config import run_command
+from reasonrank.errors import UserError, command
+from reasonrank.train.config import TRAIN_LOGGING, config_command
 from reasonrank.train.data import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -322,8 +322,13 @@ def sft(config: SftConfig) -> Path:
     return save_adapter(trainer, config.output, config.model, settings)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(argv, "LoRA SFT of a causal LM on teacher explanations or permutations.", SftConfig, sft)
+build_parser, run = config_command(
+    "python -m reasonrank.train.sft",
+    "LoRA SFT of a causal LM on teacher explanations or permutations.",
+    SftConfig,
+    sft,
+)
+main = command(build_parser, run, **TRAIN_LOGGING)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import random
 import re
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from reasonrank.backends.base import ChatPrompt, GenerationParams
-from reasonrank.errors import UserError
-from reasonrank.train.config import run_command
+from reasonrank.errors import UserError, command
+from reasonrank.train.config import TRAIN_LOGGING, config_command
 from reasonrank.train.data import (
     ResumableJsonl,
     content_word_list,
@@ -133,11 +132,11 @@ def _requests(config: TeacherConfig, with_positives: bool) -> tuple[list[Request
     return requests, qrels
 
 
-def _zscore(values: Sequence[float]) -> list[float]:
-    if len(values) < 2:
-        return [0.0] * len(values)
-    mean, spread = statistics.fmean(values), statistics.pstdev(values)
-    return [(v - mean) / spread if spread > 0 else 0.0 for v in values]
+def _standardised(values: Sequence[float]) -> list[float]:
+    """Per-query z-scores, as score fusion standardises them (:func:`reasonrank.rerank.fusion.z_scores`)."""
+    from reasonrank.rerank.fusion import z_scores
+
+    return list(z_scores(dict(enumerate(values))).values())
 
 
 def _scorer(spec: dict[str, Any]):
@@ -164,7 +163,7 @@ def teacher_scores(config: TeacherConfig) -> int:
             columns = [(score(chunk), weight) for score, weight in scorers]
             records = []
             for row, request in enumerate(chunk):
-                parts = [(scores[row] if len(scorers) == 1 else _zscore(scores[row]), w) for scores, w in columns]
+                parts = [(scores[row] if len(scorers) == 1 else _standardised(scores[row]), w) for scores, w in columns]
                 for i, candidate in enumerate(request.candidates):
                     total = sum(w * values[i] for values, w in parts)
                     records.append({"qid": request.query.qid, "docid": candidate.docid, "score": total})
@@ -372,44 +371,44 @@ def listwise_messages(template: Any, query: str, passages: Sequence[str]) -> Cha
     return ChatPrompt(tuple(messages))
 
 
-def parse_permutation(text: str, size: int) -> list[int] | None:
-    """``[3] > [1] > [2]`` (after any reasoning) as 0-based indices, repaired: repeats dropped, missing appended."""
-    answer = text.split("</think>")[-1]
-    seen: list[int] = []
-    for number in re.findall(r"\[(\d+)\]", answer):
-        index = int(number) - 1
-        if 0 <= index < size and index not in seen:
-            seen.append(index)
-    if not seen:
-        return None
-    return seen + [i for i in range(size) if i not in seen]
+def teacher_permutation(text: str, size: int) -> list[int] | None:
+    """The window's permutation as 0-based indices, read and repaired as the listwise reranker reads it; None when
+    the answer names no passage at all (the window is then skipped, not trained on)."""
+    from reasonrank.prompts.readers import parse_permutation
+
+    permutation = parse_permutation(text, size)
+    return None if permutation.missing == size else list(permutation.order)
 
 
 def teacher_listwise(config: TeacherConfig) -> int:
+    from reasonrank.prompts.readers import split_reasoning
+    from reasonrank.rerank.schedule import sliding_windows
+
     requests, _ = _requests(config, with_positives=False)
     template = _template(config, "listwise/dear-v1")
     backend = _backend(config)
     out = ResumableJsonl(Path(config.output), ("qid", "start"))
     jobs = []
     for request in requests:
-        last = max(len(request.candidates) - config.window, 0)
-        for start in range(last, -1, -config.stride) if last else [0]:
+        # The reranker's schedule: back to front, so the training windows are the ones inference shows.
+        size = len(request.candidates)
+        for start, end in sliding_windows(size, config.window, config.stride, depth=max(size, 1)):
             if (request.query.qid, str(start)) not in out:
-                jobs.append((request, start, request.candidates[start : start + config.window]))
+                jobs.append((request, start, request.candidates[start:end]))
     prompts = [listwise_messages(template, r.query.text, [c.text for c in window]) for r, _, window in jobs]
     params = GenerationParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
     generations = backend.generate(prompts, params, desc="teacher listwise") if prompts else []
     records = []
     for (request, start, window), generation in zip(jobs, generations, strict=True):
-        order = parse_permutation(generation.text, len(window))
+        order = teacher_permutation(generation.text, len(window))
         if order is None:
             log.warning("no permutation for %s window %d: skipped", request.query.qid, start)
             continue
-        reasoning, _, _ = generation.text.rpartition("</think>")
+        reasoning, _ = split_reasoning(generation.text)
         records.append({
             "qid": request.query.qid, "start": start, "query": request.query.text,
             "docids": [c.docid for c in window], "passages": [c.text for c in window],
-            "reasoning": reasoning.replace("<think>", "").strip(), "permutation": order, "teacher": config.model,
+            "reasoning": reasoning, "permutation": order, "teacher": config.model,
         })
     return out.write(records)
 
@@ -423,9 +422,13 @@ def generate_teacher_data(config: TeacherConfig) -> int:
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(argv, "Write teacher data (scores, explanations, pairs, permutations) as JSONL.",
-                       TeacherConfig, generate_teacher_data)
+build_parser, run = config_command(
+    "python -m reasonrank.train.teacher",
+    "Write teacher data (scores, explanations, pairs, permutations) as JSONL.",
+    TeacherConfig,
+    generate_teacher_data,
+)
+main = command(build_parser, run, **TRAIN_LOGGING)
 
 
 if __name__ == "__main__":

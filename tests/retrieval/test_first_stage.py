@@ -14,11 +14,11 @@ import sys
 import pytest
 import pytrec_eval
 
-from reasonrank.cli.search import first_stage_ranking
 from reasonrank.cli.search import main as search_main
 from reasonrank.errors import UserError
 from reasonrank.io.runs import write_run
 from reasonrank.io.topics import load_qrels, load_topics
+from reasonrank.pipeline import first_stage_ranking
 from reasonrank.retrieval.bm25 import Bm25FirstStage, prebuilt_index_names
 from reasonrank.retrieval.index import ensure_index
 from reasonrank.retrieval.java import find_java

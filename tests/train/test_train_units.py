@@ -26,8 +26,8 @@ from reasonrank.train.teacher import (
     TeacherConfig,
     evidence_explanation,
     generate_teacher_data,
-    parse_permutation,
     rationale_explanation,
+    teacher_permutation,
 )
 
 CONFIGS = Path(__file__).resolve().parents[2] / "docs" / "training-configs"
@@ -211,8 +211,8 @@ def test_pointwise_sft_completion_is_what_the_reranker_parses():
 
 
 def test_permutation_parsing_repairs_repeats_and_gaps():
-    assert parse_permutation("<think>[1] is off topic</think>[3] > [1] > [3]", 4) == [2, 0, 1, 3]
-    assert parse_permutation("no ranking", 3) is None
+    assert teacher_permutation("<think>[1] is off topic</think>[3] > [1] > [3]", 4) == [2, 0, 1, 3]
+    assert teacher_permutation("no ranking", 3) is None
 
 
 def test_rewards():
@@ -296,3 +296,29 @@ def test_student_trains_on_the_scores_its_reranker_gives(shared_data, student):
                 for i, g in enumerate(groups)]
     inferred = [[j.score for j in row] for row in reranker.judge(requests)]
     assert trained_on == [pytest.approx(row, abs=1e-5) for row in inferred]
+
+
+def test_listwise_teacher_windows_are_the_rerankers_and_answers_read_by_its_reader(shared_data, tmp_path, monkeypatch):
+    """25 candidates, windows of 20, stride 10: (5, 25) then (0, 15) as the listwise reranker shows them (the
+    teacher's own schedule used to stop after (5, 25), so the top 5 were never in a training window)."""
+    import reasonrank.train.teacher as teacher
+    from reasonrank.rerank.generation import LazyBackend
+    from reasonrank.rerank.schedule import sliding_windows
+
+    scifact = shared_data / "scifact"
+    qid, query = (scifact / "topics.train.tsv").read_text().splitlines()[0].split("\t")
+    corpus_ids = [json.loads(line)["_id"] for line in (scifact / "corpus.jsonl").open().readlines()[:25]]
+    run = _write(tmp_path / "run.txt", "".join(f"{qid} Q0 {d} {r} {100 - r} t\n" for r, d in enumerate(corpus_ids, 1)))
+    topics = _write(tmp_path / "topics.tsv", f"{qid}\t{query}\n")
+    fake = FakeBackend(lambda prompt, params: generation("<think>[2] states it.</think>", "[2] > [1] > [2]"))
+    monkeypatch.setattr(teacher, "_backend", lambda config: LazyBackend(fake, "teacher", {}))
+    generate_teacher_data(TeacherConfig(
+        mode="listwise", topics=str(topics), corpus=str(scifact / "corpus.jsonl"), candidates=str(run),
+        output=str(tmp_path / "windows.jsonl"), hits=25, model="teacher", window=20, stride=10,
+    ))
+    records = [json.loads(line) for line in (tmp_path / "windows.jsonl").read_text().splitlines()]
+    assert [r["start"] for r in records] == [start for start, _ in sliding_windows(25, 20, 10, 25)] == [5, 0]
+    assert [r["docids"] for r in records] == [corpus_ids[5:25], corpus_ids[0:15]]
+    assert all(r["reasoning"] == "[2] states it." for r in records)
+    # The repeated [2] dropped, the passages not named appended in their order.
+    assert [r["permutation"] for r in records] == [[1, 0, *range(2, 20)], [1, 0, *range(2, 15)]]

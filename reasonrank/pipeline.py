@@ -1,0 +1,200 @@
+"""The search pipeline without a command line: topics → first stage → rerankers → run + explanations → metrics.
+
+Reranking goes in steps of ``batch_size`` queries, each step appended to a checkpoint, so a killed run resumes where
+it stopped and gives the run an uninterrupted one would. ``python -m reasonrank.search`` (:mod:`reasonrank.cli.search`)
+and ``bright`` build a :class:`SearchSettings` and call :func:`run_search`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from reasonrank.errors import UserError
+from reasonrank.evaluation import Evaluation
+from reasonrank.rerank.base import Reranker
+from reasonrank.retrieval.base import FirstStageSettings
+from reasonrank.types import RankedCandidate, Ranking, Request
+
+DEFAULT_RERANKER = "minilm-hybrid"
+EMBEDDED = "msmarco-dl19-mini"
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedCollection:
+    corpus: Path
+    topics: Path
+    qrels: Path
+
+
+def embedded_collection() -> EmbeddedCollection:
+    """The DL19 mini collection shipped inside the package: what a search with no index or topics runs on."""
+    folder = Path(str(resources.files("reasonrank") / "data" / EMBEDDED))
+    return EmbeddedCollection(
+        folder / "corpus.jsonl", folder / "topics.dl19-passage.tsv", folder / "qrels.dl19-passage.txt"
+    )
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """One search: the command line's flags as values (see ``python -m reasonrank.search --help``)."""
+
+    index: str | None = None  # None: the embedded collection (its topics and qrels too, unless given)
+    topics: str | None = None
+    query_field: str = "query"
+    first_stage: str = "bm25"
+    hits: int = 100
+    k1: float = 0.9
+    b: float = 0.4
+    remove_query: bool = False
+    threads: int = 1
+    reranker: str = DEFAULT_RERANKER  # or "none"
+    reranker_family: str | None = None
+    cascade: str | None = None  # NAME:DEPTH,... replaces reranker and rerank_depth
+    rerank_depth: int = 100
+    options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 8
+    output: str | None = None
+    explanations: str | None = None
+    qrels: str | None = None
+    shard: str | None = None  # I/N
+    resume: bool = True
+    progress: bool = True
+
+    def checkpoint_key(self, index: str, topics: str) -> dict[str, Any]:
+        """What makes two runs the same run: a checkpoint is resumed only under the same key."""
+        ignored = {"threads", "batch_size", "resume", "progress"}
+        return {**{k: v for k, v in asdict(self).items() if k not in ignored}, "index": index, "topics": topics}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    output: Path
+    first_stage: list[Ranking]
+    final: list[Ranking]  # the first stage's rankings again when nothing reranks
+    reranker_name: str | None
+    events: dict[str, int]  # the reranker's repair/fallback counts, summed over queries
+    evaluations: dict[str, Evaluation]  # column name -> metrics, when qrels were given
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    index, sep, count = spec.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or not 0 <= int(index) < int(count):
+        raise UserError(f"--shard {spec!r} is not I/N with 0 <= I < N (e.g. --shard 0/4)")
+    return int(index), int(count)
+
+
+def build_reranker(settings: SearchSettings) -> Reranker | None:
+    """The configured reranker wrapped to its depth, or None for ``reranker="none"``."""
+    from reasonrank.rerank.cascade import Cascade, HeadReranker, parse_cascade
+    from reasonrank.rerank.registry import load_reranker
+
+    if settings.cascade:
+        stages = parse_cascade(settings.cascade)
+        return Cascade([(load_reranker(name, **settings.options), depth) for name, depth in stages])
+    if settings.reranker.lower() == "none":
+        return None
+    reranker = load_reranker(settings.reranker, family=settings.reranker_family, **settings.options)
+    return HeadReranker(reranker, settings.rerank_depth)
+
+
+def first_stage_ranking(request: Request, model: str) -> Ranking:
+    items = tuple(RankedCandidate(c, c.score, rank) for rank, c in enumerate(request.candidates, start=1))
+    return Ranking(request.query, items, model)
+
+
+def default_output(settings: SearchSettings, index: str) -> Path:
+    collection = Path(index).stem if Path(index).exists() else index
+    collection = EMBEDDED if settings.index is None else collection
+    reranker = settings.cascade or settings.reranker
+    return Path("runs") / f"run.{collection}.{reranker.replace('/', '_').replace(':', '-').replace(',', '+')}.txt"
+
+
+def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> SearchResult:
+    """Run the pipeline; a caller that passes ``reranker`` (loaded once for many runs) keeps ownership of it.
+
+    Everything that can be wrong with the input (topics, qrels, reranker name and options) is checked before the
+    first stage runs.
+    """
+    from reasonrank.evaluation import evaluate
+    from reasonrank.io.checkpoints import Checkpoint
+    from reasonrank.io.runs import rankings_to_run, write_explanations, write_run
+    from reasonrank.io.topics import load_qrels, load_topics
+    from reasonrank.retrieval.base import load_first_stage
+
+    embedded = embedded_collection()
+    index = settings.index or str(embedded.corpus)
+    topics = settings.topics or str(embedded.topics)
+    qrels_spec = settings.qrels or (
+        str(embedded.qrels) if settings.index is None and settings.topics is None else None
+    )
+    if settings.hits < 1 or settings.rerank_depth < 1 or settings.batch_size < 1:
+        raise UserError("--hits, --rerank-depth and --batch-size must be at least 1")
+    output = Path(settings.output) if settings.output else default_output(settings, index)
+
+    queries = load_topics(topics, query_field=settings.query_field)
+    if settings.shard:
+        shard, shards = parse_shard(settings.shard)
+        queries = queries[shard::shards]
+    qrels = load_qrels(qrels_spec) if qrels_spec else None  # read early: a bad qrels file fails before the work
+    owns_reranker = reranker is None
+    if owns_reranker:
+        reranker = build_reranker(settings)
+
+    first_stage = load_first_stage(
+        settings.first_stage, index, FirstStageSettings(k1=settings.k1, b=settings.b, progress=settings.progress)
+    )
+    try:
+        # Reading passages out of the Lucene index costs BM25 more than the search itself: fetch only those read.
+        requests = first_stage.search(
+            queries, hits=settings.hits, threads=settings.threads, remove_query=settings.remove_query,
+            progress=settings.progress, text_depth=0 if reranker is None else reranker.text_depth,
+        )
+    finally:
+        first_stage.close()
+    baseline = [first_stage_ranking(r, settings.first_stage) for r in requests]
+
+    final, events = baseline, {}
+    if reranker is not None:
+        checkpoint = Checkpoint(output, settings.checkpoint_key(index, topics))
+        if not settings.resume:
+            checkpoint.remove()
+        final = _rerank(reranker, requests, checkpoint, settings.batch_size, settings.progress)
+        if owns_reranker:
+            reranker.close()
+    write_run(output, final)
+    if settings.explanations:
+        write_explanations(settings.explanations, final)
+    if reranker is not None:
+        checkpoint.remove()
+        for ranking in final:
+            for key, value in ranking.stats.items():
+                events[key] = events.get(key, 0) + value
+
+    evaluations = {}
+    if qrels is not None:
+        excluded = {q.qid: q.excluded_ids for q in queries if q.excluded_ids}
+        evaluations[settings.first_stage] = evaluate(rankings_to_run(baseline), qrels, excluded)
+        if reranker is not None:
+            evaluations[reranker.name] = evaluate(rankings_to_run(final), qrels, excluded)
+    name = reranker.name if reranker is not None else None
+    return SearchResult(output, baseline, final, name, events, evaluations)
+
+
+def _rerank(reranker: Reranker, requests: list[Request], checkpoint, batch_size: int, progress: bool) -> list[Ranking]:
+    """Rerank in steps of ``batch_size`` queries, each step checkpointed; queries already checkpointed are reused."""
+    done = checkpoint.load({r.query.qid: r.query for r in requests})
+    pending = [r for r in requests if r.query.qid not in done]
+    with tqdm(
+        total=len(requests), initial=len(done), desc=f"reranking ({reranker.name})", unit="query", disable=not progress
+    ) as bar:
+        for start in range(0, len(pending), batch_size):
+            chunk = reranker.rerank_many(pending[start : start + batch_size])
+            checkpoint.append(chunk)
+            done.update((ranking.query.qid, ranking) for ranking in chunk)
+            bar.update(len(chunk))
+    return [done[r.query.qid] for r in requests]
