@@ -5,11 +5,13 @@ uses it the way a user would; the hybrid first stage and the openai-server comma
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from fakes import generation
 
 from reasonrank.backends import BACKENDS, BackendKind
@@ -32,6 +34,28 @@ def mentioned_in(module: str) -> set[str]:
     name = re.escape(module)
     pattern = re.compile(rf"""["']{name}[:"']|\bimport {name}\b|\bfrom {name} import""")
     return {str(path.relative_to(ROOT)) for path, text in SOURCES.items() if path != own and pattern.search(text)}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(SOURCES[path])
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    return names | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+
+
+@pytest.mark.parametrize(
+    ("room", "later"),
+    [
+        ("io", ("reasonrank.rerank", "reasonrank.backends", "reasonrank.train", "reasonrank.cli", "reasonrank.serve")),
+        ("retrieval", ("reasonrank.rerank", "reasonrank.backends", "reasonrank.train", "reasonrank.cli",
+                       "reasonrank.serve")),
+        ("backends", ("reasonrank.rerank", "reasonrank.train", "reasonrank.cli", "reasonrank.pipeline")),
+        ("encoders", ("reasonrank.rerank", "reasonrank.retrieval", "reasonrank.train", "reasonrank.cli")),
+    ],
+)
+def test_data_flows_one_way(room, later):
+    for path in (ROOT / "reasonrank" / room).glob("*.py"):
+        wrong = sorted(m for m in imported_modules(path) if m.startswith(later))
+        assert not wrong, f"{path.relative_to(ROOT)} imports {wrong}"
 
 
 def test_hybrid_first_stage_and_openai_server_command_are_registered_only_in_their_tables():

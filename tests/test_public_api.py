@@ -67,3 +67,15 @@ def test_the_demo_and_crash_dumps_stay_out_of_the_checkout():
     tracked = subprocess.run(["git", "ls-files", "hs_err_pid*.log"], cwd=ROOT, capture_output=True, text=True)
     assert tracked.stdout == ""
     assert subprocess.run(["git", "check-ignore", "-q", "hs_err_pid12345.log"], cwd=ROOT).returncode == 0
+
+
+def test_the_readme_offline_snippet_runs(capsys):
+    """The README's notebook example on the bundled collection: Pyserini hits reranked, three lines printed."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    snippet = next(block for block in blocks if "embedded_collection" in block)
+    exec(compile(snippet, "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["1", "2", "3"]
+    scores = [float(line.split()[2]) for line in lines]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0.5  # cosine of a truly matching passage
