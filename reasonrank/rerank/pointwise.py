@@ -17,6 +17,7 @@ import re
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from reasonrank.backends.base import Backend, ChatPrompt, Generation
@@ -82,7 +83,8 @@ class PointwiseReranker(_GenerativeScorer):
         system = self.template.render("system") if self.template.has("system") else None
         passage = cut_passage(passage, self.template, self.max_passage_words)
         user = self.template.render("user", query=query, passage=passage)
-        return ChatPrompt.of(user, system=system, assistant_prefix=self.marker if self.label_first else "")
+        chat = ChatPrompt.of(user, system=system, assistant_prefix=self.marker if self.label_first else "")
+        return replace(chat, add_special_tokens=self.template.setting("add_special_tokens", False))
 
     def read(self, generation: Generation) -> tuple[Judgment, str]:
         """A judgment from one generation, and where its score came from (for ``Ranking.stats``)."""
@@ -161,7 +163,10 @@ class Rank1Reranker(_GenerativeScorer):
     def judge_with_stats(self, requests: Sequence[Request]) -> tuple[list[list[Judgment]], list[dict[str, int]]]:
         texts = [self.prompt_text(r.query.text, c.text) for r in requests for c in r.candidates]
         # No messages: a plain completion of the raw text, since rank1 was trained without a chat template.
-        generations = self.backend.generate([ChatPrompt((), t) for t in texts], self.params, desc=f"{self.name} rank1")
+        special = self.template.setting("add_special_tokens", False)  # a string prompt to vLLM gets the BOS
+        generations = self.backend.generate(
+            [ChatPrompt((), t, add_special_tokens=special) for t in texts], self.params, desc=f"{self.name} rank1"
+        )
         scores: list[float | None] = []
         for generation in generations:
             distribution = option_distribution(answer_token(generation.tokens, THINK_END), ("true", "false"))
@@ -170,7 +175,10 @@ class Rank1Reranker(_GenerativeScorer):
         unfinished = [i for i, score in enumerate(scores) if score is None]
         forced_set = set(unfinished)
         if unfinished:
-            forced = [ChatPrompt((), close_reasoning(texts[i], generations[i].text)) for i in unfinished]
+            forced = [
+                ChatPrompt((), close_reasoning(texts[i], generations[i].text), add_special_tokens=special)
+                for i in unfinished
+            ]
             forced_logprobs = self.backend.get().next_token_logprobs(forced, RANK1_OPTIONS)
             for i, logprobs in zip(unfinished, forced_logprobs, strict=True):
                 scores[i] = _true_share(logprobs)
@@ -222,7 +230,7 @@ def build_pointwise(
 def build_rank1(
     model: str,
     backend: Backend | str = "transformers",
-    template: str | Template = "rank1/v1",
+    template: str | Template = "rank1/v2",
     max_new_tokens: int = 8192,
     top_logprobs: int = 20,
     **backend_options: Any,

@@ -20,13 +20,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -36,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reasonrank.errors import UserError
 from reasonrank.rerank.base import Reranker
+from reasonrank.serve.batching import DEFAULT_BATCHING, Batching, DynamicBatcher
 from reasonrank.types import Candidate, Query
 from reasonrank.types import Request as RerankRequest
 
@@ -98,8 +98,16 @@ class ErrorOut(BaseModel):
     detail: list[dict[str, Any]] | None = None
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII characters escaped: text a client sent with a lone surrogate (legal in JSON, not in UTF-8)
+    can be echoed back (docids, qids, documents, field names in errors) instead of failing to encode."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def _error(status: int, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:
-    return JSONResponse(ErrorOut(error=message, detail=detail).model_dump(exclude_none=True), status_code=status)
+    return AsciiJSONResponse(ErrorOut(error=message, detail=detail).model_dump(exclude_none=True), status_code=status)
 
 
 class BodyLimit:
@@ -161,15 +169,33 @@ def _validation_message(errors: Sequence[dict[str, Any]]) -> str:
     return f"{location}: {message}{more}"
 
 
-def create_app(reranker: Reranker | None, limits: ServiceLimits = ServiceLimits()) -> FastAPI:
-    """The service around an already loaded reranker; ``None`` gives an app that only reports not ready."""
+def create_app(
+    reranker: Reranker | None, limits: ServiceLimits = ServiceLimits(), batching: Batching = DEFAULT_BATCHING
+) -> FastAPI:
+    """The service around an already loaded reranker; ``None`` gives an app that only reports not ready.
+
+    Concurrent requests of both APIs share one :class:`DynamicBatcher` (``batching.max_batch_size=1``: one request
+    per model call).
+    """
+    from reasonrank.serve.cohere import build_router
+
+    batcher = DynamicBatcher(reranker, batching) if reranker is not None else None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if batcher is not None:
+            await batcher.close()
+
     app = FastAPI(
         title="reasonrank reranking service",
         version="1",
-        description="Rerank one query's candidates with a reasonrank reranker. Model calls are serialised.",
+        description="Rerank one query's candidates with a reasonrank reranker: reasonrank's own /rerank (docids, "
+        "explanations, labels) and the Cohere-compatible /v1/rerank and /v2/rerank. Concurrent requests are "
+        "batched into shared model calls.",
+        lifespan=lifespan,
+        default_response_class=AsciiJSONResponse,
     )
-    # One token: the reranker runs in one worker thread at a time, never concurrently with itself.
-    model_slot = anyio.CapacityLimiter(1)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -180,6 +206,8 @@ def create_app(reranker: Reranker | None, limits: ServiceLimits = ServiceLimits(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # FastAPI could not decode the body at all (not UTF-8): malformed JSON, as above
+            return _error(422, "the request body is not valid JSON (it must be UTF-8 text): send a JSON object")
         return _error(error.status_code, str(error.detail))
 
     @app.exception_handler(UserError)
@@ -202,7 +230,7 @@ def create_app(reranker: Reranker | None, limits: ServiceLimits = ServiceLimits(
         responses={413: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
     )
     async def rerank(body: RerankIn) -> RerankOut | JSONResponse:
-        if reranker is None:
+        if reranker is None or batcher is None:
             return _error(503, "no model is loaded: start the service with --reranker NAME")
         if len(body.candidates) > limits.max_candidates:
             return _error(
@@ -214,11 +242,7 @@ def create_app(reranker: Reranker | None, limits: ServiceLimits = ServiceLimits(
         request = RerankRequest(
             Query(qid, body.query), tuple(Candidate(c.docid, c.text, c.score) for c in body.candidates)
         )
-        if request.candidates:
-            ranking = await anyio.to_thread.run_sync(reranker.rerank_request, request, limiter=model_slot)
-            items = ranking.items[: body.top_k]
-        else:
-            items = ()
+        items = (await batcher.rerank(request)).items[: body.top_k] if request.candidates else ()
         return RerankOut(
             qid=qid,
             model=reranker.name,
@@ -234,8 +258,24 @@ def create_app(reranker: Reranker | None, limits: ServiceLimits = ServiceLimits(
             ],
         )
 
+    app.include_router(build_router(reranker.name if reranker else None, batcher.rerank if batcher else None, limits))
+    _declare_candidate_limit(app, limits.max_candidates)
     app.add_middleware(BodyLimit, max_bytes=limits.max_request_bytes)
     return app
+
+
+def _declare_candidate_limit(app: FastAPI, max_candidates: int) -> None:
+    """Put ``--max-candidates`` into the served schema (``maxItems``), so clients and fuzzers see the limit."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            models = generate()["components"]["schemas"]
+            models["RerankIn"]["properties"]["candidates"]["maxItems"] = max_candidates
+            models["CohereRerankIn"]["properties"]["documents"]["maxItems"] = max_candidates
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def openapi_schema() -> dict[str, Any]:

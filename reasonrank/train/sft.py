@@ -29,7 +29,7 @@ from reasonrank.train.data import read_jsonl
 
 log = logging.getLogger(__name__)
 KINDS = ("pointwise", "listwise")
-DEFAULT_TEMPLATES = {"pointwise": "pointwise/interank-v1", "listwise": "listwise/dear-v1"}
+DEFAULT_TEMPLATES = {"pointwise": "pointwise/interank-v1", "listwise": "listwise/dear-v2"}
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,6 @@ def pointwise_completion(template: Any, explanation: str, label: int) -> str:
     return f"{explanation.strip()}\n{verdict}{stop}"
 
 
-def _cut(text: str, max_words: int | None) -> str:
-    return " ".join(text.split()[:max_words]) if max_words else text
-
-
 def pointwise_examples(
     records: Sequence[dict[str, Any]], template: Any, max_passage_words: int | None = None
 ) -> list[dict[str, Any]]:
@@ -115,15 +111,18 @@ def pointwise_examples(
 
 
 def listwise_examples(
-    records: Sequence[dict[str, Any]], template: Any, max_passage_words: int | None = None
+    records: Sequence[dict[str, Any]], template: Any, max_passage_words: int | None = None, tokenizer: Any = None
 ) -> list[dict[str, Any]]:
-    """Examples from ``teacher --mode listwise`` records: reasoning in ``<think>``, then the permutation."""
-    from reasonrank.train.teacher import listwise_messages
+    """Examples from ``teacher --mode listwise`` records: reasoning in ``<think>``, then the permutation.
+
+    The prompt is the listwise reranker's own window (:func:`reasonrank.prompts.builders.window_prompt`), so a
+    student is trained on exactly the text it is run on with the same ``max_passage_words``.
+    """
+    from reasonrank.prompts.builders import window_prompt
 
     examples = []
     for record in records:
-        passages = [_cut(p, max_passage_words) for p in record["passages"]]
-        prompt = listwise_messages(template, record["query"], passages)
+        prompt = window_prompt(template, record["query"], record["passages"], max_passage_words, tokenizer)
         ranking = " > ".join(f"[{i + 1}]" for i in record["permutation"])
         reasoning = record.get("reasoning", "").strip()
         completion = f"<think>{reasoning}</think>\n{ranking}" if reasoning else ranking
@@ -131,15 +130,16 @@ def listwise_examples(
     return examples
 
 
-def build_examples(config: SftConfig) -> list[dict[str, Any]]:
+def build_examples(config: SftConfig, tokenizer: Any = None) -> list[dict[str, Any]]:
     from reasonrank.prompts import load_template
 
     template = load_template(config.template_id)
     records = list(read_jsonl(config.data))[: config.max_examples]
     if not records:
         raise UserError(f"{config.data} holds no records: run reasonrank.train.teacher first")
-    build = pointwise_examples if config.kind == "pointwise" else listwise_examples
-    return build(records, template, config.max_passage_words)
+    if config.kind == "pointwise":
+        return pointwise_examples(records, template, config.max_passage_words)
+    return listwise_examples(records, template, config.max_passage_words, tokenizer)
 
 
 def load_tokenizer(model: str):
@@ -290,10 +290,10 @@ def sft(config: SftConfig) -> Path:
     from trl import SFTTrainer
 
     torch.set_num_threads(config.threads)
-    examples = build_examples(config)
+    model, tokenizer = load_causal_lm(config.model)
+    examples = build_examples(config, tokenizer)
     log.info("%d %s SFT examples from %s", len(examples), config.kind, config.data)
     args = sft_arguments(config)
-    model, tokenizer = load_causal_lm(config.model)
     check_lengths(examples, tokenizer, config.max_length)
     dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
     weighting: dict[str, Any] = {}

