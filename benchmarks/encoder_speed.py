@@ -85,7 +85,7 @@ def time_contenders(
     qids, pairs = load_pairs(queries, candidates)
     with tempfile.TemporaryDirectory() as tmp:
         save_checkpoint(Path(tmp))
-        ours = CrossEncoderReranker(tmp, batch_size=batch_size, device="cpu", progress=False)
+        ours = CrossEncoderReranker(tmp, batch_size=batch_size, device="cpu", progress=False, precision="fp32")
         theirs = CrossEncoder(tmp, device="cpu", max_length=32 + 196, activation_fn=torch.nn.Identity())
         # Each contender scores raw (query, passage) pairs; sentence-transformers gets them pre-formatted.
         contenders: dict[str, Callable[[list[tuple[str, str]]], np.ndarray]] = {

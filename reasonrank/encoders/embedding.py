@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel
+from transformers import AutoConfig, AutoModel
 
 from reasonrank.encoders.batching import Tokens, forward_sorted
+from reasonrank.encoders.cache import EmbeddingCache, cache_enabled
 from reasonrank.encoders.loading import (
     device_for,
     dtype_for,
@@ -23,6 +24,8 @@ from reasonrank.encoders.loading import (
     pooling_mode,
     split_adapter,
 )
+from reasonrank.encoders.onnx import ExportedForward, PooledEmbedding, engine_name, fingerprint, resolve_runtime
+from reasonrank.encoders.onnx import resolve_precision as _precision
 from reasonrank.errors import UserError
 from reasonrank.weights import locate_model
 
@@ -49,7 +52,14 @@ class TextEncoder:
 
     ``model`` may be a PEFT adapter folder (a student from ``reasonrank.train.distill --student bi-encoder``):
     its base supplies pooling and length limits, and the adapter is merged into the weights. ``lora`` and
-    ``base_model`` work as for :class:`reasonrank.rerank.encoder.CrossEncoderReranker`.
+    ``base_model`` work as for :class:`reasonrank.rerank.encoder.CrossEncoderReranker`, and so do ``runtime`` and
+    ``precision``; on the ONNX path the torch model is loaded only to export it (once per set of weights).
+
+    Embeddings go through the persistent embedding cache (:mod:`reasonrank.encoders.cache`) unless ``cache`` is
+    False or ``REASONRANK_EMBEDDING_CACHE=0``: a text this encoder has embedded before, in this process or any
+    other, is read back instead of encoded. On the ONNX float path every text is embedded independently of the
+    other texts of its batch (:data:`reasonrank.encoders.batching.WIDTH_STEP`), so cached and fresh vectors are
+    the same vectors.
     """
 
     def __init__(
@@ -63,6 +73,9 @@ class TextEncoder:
         batch_size: int = 64,
         device: str | None = None,
         progress: bool = True,
+        runtime: str = "auto",
+        precision: str = "auto",
+        cache: bool = True,
     ) -> None:
         base, adapter = split_adapter(model, lora, base_model)
         location = locate_model(base)
@@ -78,28 +91,75 @@ class TextEncoder:
         self.document_max_length = document_max_length or default_length
         self.tokenizer = load_tokenizer(location.path, base)
         self.tokens = Tokens(self.tokenizer, base)
-        self.model = from_pretrained(AutoModel.from_pretrained, location.path, base, dtype=dtype_for(self.device))
+        self.dimension = int(from_pretrained(AutoConfig.from_pretrained, location.path, base).hidden_size)
+        adapter_path = locate_model(adapter).path if adapter else None
+        self._load = lambda: self._load_model(location.path, base, adapter)
+        self._model: torch.nn.Module | None = None
+        self.runtime = resolve_runtime(runtime, self.device, [location.path, adapter_path])
+        self._forward = self._embed
+        weights = fingerprint(location.path, adapter_path) if location.is_local else model
+        if self.runtime == "onnx":
+            names = ["input_ids", "attention_mask"] + (["token_type_ids"] if self.tokens.uses_token_types else [])
+            self._forward = ExportedForward(
+                f"bi-{weights}-{self.pooling}",
+                lambda: PooledEmbedding(self.model, self.pooling),
+                names,
+                _precision(precision),
+            )
+            self.execution = engine_name(self._forward.precision)
+        else:
+            if precision != "auto":
+                raise UserError(f"precision={precision!r} is for runtime='onnx' on CPUs; torch keeps its dtype")
+            self._model = self._load()  # fail early on the torch path, as before
+            self.execution = f"torch-{self.device.type}-{str(dtype_for(self.device)).removeprefix('torch.')}"
+        # int8's activation scale is taken over the whole batch, so only the float graphs are batch-independent.
+        self.batch_independent = self.runtime == "onnx" and self.execution != "onnxruntime-int8"
+        self.cache = EmbeddingCache() if cache and cache_enabled() else None
+        self.cache_key = f"{weights}:{self.pooling}:{self.execution}"
+
+    def _load_model(self, path: str, base: str, adapter: str | None) -> torch.nn.Module:
+        model = from_pretrained(AutoModel.from_pretrained, path, base, dtype=dtype_for(self.device))
         if adapter is not None:
-            self.model = merge_adapter(self.model, adapter)
-        self.model = self.model.to(self.device).eval()
+            model = merge_adapter(model, adapter)
+        return model.to(self.device).eval()
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The torch model (loaded on first use on the ONNX path, which needs it only to export)."""
+        if self._model is None:
+            self._model = self._load()
+        return self._model
 
     def _embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return pooled_embeddings(self.model(**inputs).last_hidden_state, inputs["attention_mask"], self.pooling)
 
-    def encode(self, texts: Sequence[str], max_length: int | None = None) -> np.ndarray:
-        """Unit-length float32 embeddings, one row per text (documents' length limit unless told)."""
-        if not texts:
-            return np.empty((0, self.model.config.hidden_size), dtype=np.float32)
-        encodings = self.tokens.singles(texts, max_length or self.document_max_length)
+    def _compute(self, texts: Sequence[str], max_length: int) -> np.ndarray:
+        encodings = self.tokens.singles(texts, max_length)
         embeddings = forward_sorted(
-            self.tokens, encodings, self._embed, self.batch_size, self.device, self.progress, "text"
+            self.tokens, encodings, self._forward, self.batch_size, self.device, self.progress, "text",
+            self.batch_independent,
         )
         return embeddings.astype(np.float32, copy=False)
+
+    def encode(self, texts: Sequence[str], max_length: int | None = None) -> np.ndarray:
+        """Unit-length float32 embeddings, one row per text (documents' length limit unless told); with the
+        cache, only texts it does not hold are encoded."""
+        length = max_length or self.document_max_length
+        if not texts:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        if self.cache is None:
+            return self._compute(texts, length)
+        return self.cache.encode(
+            f"{self.cache_key}:{length}", texts, lambda missing: self._compute(missing, length), self.dimension
+        )
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self.encode(texts, self.query_max_length)
 
     def close(self) -> None:
-        del self.model
+        self._model = None
+        self._forward = self._embed
+        if self.cache is not None:
+            self.cache.close()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

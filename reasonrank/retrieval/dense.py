@@ -67,7 +67,13 @@ class DenseFirstStage(Closing):
     def _cache_key(self, encoder: str) -> str:
         location = locate_model(encoder)
         model = str(Path(location.path).resolve()) if location.is_local else location.path
-        parts = (DENSE_FORMAT, corpus_digest(self.corpus_path), model, str(self.encoder.document_max_length))
+        parts = (
+            DENSE_FORMAT,
+            corpus_digest(self.corpus_path),
+            model,
+            str(self.encoder.document_max_length),
+            self.encoder.execution,  # bf16 and fp32 vectors differ slightly: each has its own index
+        )
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
     def _cached_embeddings(self) -> np.ndarray:

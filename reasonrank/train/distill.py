@@ -248,11 +248,12 @@ def _student(config: DistillConfig):
         if getattr(config, name) is not None
     }
     if config.student == "bi-encoder":
-        reranker = BiEncoderReranker(config.model, progress=False, **lengths)
+        # Training changes the weights under the reranker: no exported graph, no cached vectors.
+        reranker = BiEncoderReranker(config.model, progress=False, runtime="torch", cache=False, **lengths)
     else:
         with warnings.catch_warnings():  # "no trained classification head": expected, training it is the point
             warnings.filterwarnings("ignore", message=".*no trained classification head.*")
-            reranker = CrossEncoderReranker(config.model, progress=False, **lengths)
+            reranker = CrossEncoderReranker(config.model, progress=False, runtime="torch", **lengths)
     model = reranker.model
     for parameter in model.parameters():
         parameter.requires_grad_(True)

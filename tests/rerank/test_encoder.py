@@ -55,7 +55,7 @@ def qrels(shared_data: Path) -> dict[str, dict[str, int]]:
 
 @pytest.fixture(scope="module")
 def bi_encoder() -> BiEncoderReranker:
-    return BiEncoderReranker(MINILM, progress=False)
+    return BiEncoderReranker(MINILM, progress=False, cache=False)  # tests compute every vector
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,12 @@ def test_bi_encoder_matches_sentence_transformers_pooling(bi_encoder):
     reference = sentence_transformers.SentenceTransformer(locate_model(MINILM).path, device="cpu")
     texts = ["what is a llama", "The llama is a domesticated South American camelid, used as a pack animal."]
     expected = reference.encode(texts, normalize_embeddings=True)
-    np.testing.assert_allclose(bi_encoder.encode(texts), expected, atol=1e-5)
+    torch_path = BiEncoderReranker(MINILM, progress=False, runtime="torch", cache=False)
+    np.testing.assert_allclose(torch_path.encode(texts), expected, atol=1e-5)
+    exported_fp32 = BiEncoderReranker(MINILM, progress=False, precision="fp32", cache=False)
+    np.testing.assert_allclose(exported_fp32.encode(texts), expected, atol=1e-5)
+    # The default CPU path (bf16 where the CPU has it) keeps the direction of every vector.
+    assert (np.sum(bi_encoder.encode(texts) * expected, axis=1) > 0.9999).all()
 
 
 @pytest.mark.slow
@@ -110,8 +115,8 @@ def test_length_sorted_batches_equal_one_by_one(dl19, which, bi_encoder, cross_e
         single = [reranker.judge([r])[0] for r in requests]
     finally:
         reranker.batch_size = 8 if which == "cross" else 64
-    for many, one in zip(batched, single, strict=True):
-        np.testing.assert_allclose([j.score for j in many], [j.score for j in one], atol=1e-5)
+    for many, one in zip(batched, single, strict=True):  # bit for bit: see encoder.WIDTH_STEP
+        assert [j.score for j in many] == [j.score for j in one]
 
 
 @pytest.mark.slow
@@ -203,7 +208,7 @@ def test_two_label_head_scores_log_odds(tmp_path, dl19):
     base = _tiny_classifier(tmp_path / "one")
     two = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2, ignore_mismatched_sizes=True)
     two.save_pretrained(tmp_path / "two")
-    reranker = CrossEncoderReranker(str(tmp_path / "two"), progress=False)
+    reranker = CrossEncoderReranker(str(tmp_path / "two"), progress=False, precision="fp32")
     pairs = [(dl19[0].query.text, c.text) for c in dl19[0].candidates[:3]]
     encodings = reranker.encode_pairs(pairs)
     with torch.inference_mode():
