@@ -91,14 +91,15 @@ def forward_sorted(
     progress: bool,
     unit: str,
     fixed_widths: bool = False,
+    width: int | None = None,
 ) -> np.ndarray:
     """``forward`` over length-sorted batches, padded to their longest input or, with ``fixed_widths`` (for
-    batch-independent forwards), each input to :func:`padded_width` with one width per batch; rows come back in
-    input order."""
+    batch-independent forwards), each input to :func:`padded_width` with one width per batch, or every input to
+    ``width`` tokens (a model trained on fixed-length inputs); rows come back in input order."""
     if batch_size < 1:
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
     order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))  # longest first: OOM shows at once
-    width_of = (lambda i: padded_width(len(encodings[i].ids))) if fixed_widths else (lambda i: 0)
+    width_of = (lambda i: padded_width(len(encodings[i].ids))) if fixed_widths else (lambda i: width or 0)
     batches: list[list[int]] = []
     for index in order:
         if batches and len(batches[-1]) < batch_size and width_of(batches[-1][0]) == width_of(index):

@@ -68,16 +68,20 @@ register(ModelSpec(
 # run_pointwise.sh (the -lora adapters are loaded on the base with num_labels=1, as the cards show).
 _DEAR_BASES = {"8b": "meta-llama/Llama-3.1-8B", "3b": "meta-llama/Llama-3.2-3B"}
 _DEAR_LOSSES = {"ce": "binary cross-entropy", "ranknet": "RankNet"}
+# Inputs as DeAR's data.py/modeling.py build them (see CrossEncoderReranker): BOS before each segment, every pair
+# padded to 32 + 196 tokens, config.pad_token_id 0, so the head reads the score at the last position.
+_DEAR_INPUTS = {"segment_bos": True, "padded_length": 228, "head_pad_id": 0}
 for _size, _base in _DEAR_BASES.items():
     for _loss, _loss_name in _DEAR_LOSSES.items():
         register(ModelSpec(
             f"dear-{_size}-{_loss}", "cross-encoder", f"abdoelsayed/dear-{_size}-reranker-{_loss}-v1",
             f"DeAR {_size.upper()} pointwise reranker ({_loss_name} + distillation), on {_base}",
+            dict(_DEAR_INPUTS),
         ))
         register(ModelSpec(
             f"dear-{_size}-{_loss}-lora", "cross-encoder", f"abdoelsayed/dear-{_size}-reranker-{_loss}-lora-v1",
             f"DeAR {_size.upper()} pointwise LoRA adapter ({_loss_name} + distillation) merged into {_base}",
-            {"base_model": _base},
+            {"base_model": _base, **_DEAR_INPUTS},
         ))
 
 # --- reasoning checkpoints (pointwise, rank1, listwise, pairwise) ---

@@ -44,13 +44,20 @@ _HEAD_NAMES = ("classifier", "score")
 class CrossEncoderReranker(ScoringReranker):
     """A scalar relevance score from ``AutoModelForSequenceClassification`` for each (query, document) pair.
 
-    Input format (DeAR stage 1, which follows RankLLaMA/Tevatron): the query text is ``"query: {q}"`` cut to
-    32 tokens, the document ``"document: {title} {text}"`` cut to 196 − 3 = 193 tokens, and the two are joined
-    by the tokenizer's own pair template (for Llama 3: ``<bos> query <bos> document``). Source:
-    DataScienceUIBK/DeAR-Reranking ``data.py`` (``RerankerInferencePreProcessor``: ``'query: '``,
-    ``'document: ' + title + separator + text``, ``text_max_length - 3``) and ``run_pointwise.sh``
-    (``--q_max_len 32 --p_max_len 196``); the model cards tokenise the same prefixes with ``max_length=228``.
-    Our candidates carry title and text already joined (``documents.text_from_raw``).
+    Input format: ``query_prefix + q`` cut to ``query_max_length`` tokens and ``document_prefix + d`` cut to
+    ``document_max_length`` tokens (defaults ``"query: "``/32 and ``"document: "``/193), joined by the
+    tokenizer's own pair template and padded per batch. The DeAR stage-1 specs (``dear-*`` in the catalog) add
+    three options that reproduce DataScienceUIBK/DeAR-Reranking at c31c739 (``pointwise_reranker/data.py``
+    ``RerankerInferencePreProcessor``/``RerankerInferenceDataset``, ``modeling.py``, ``run_pointwise.sh`` with
+    ``--q_max_len 32 --p_max_len 196``): ``segment_bos`` puts the tokenizer's BOS before each segment and
+    concatenates them (``prepare_for_model([bos] + q, [bos] + d)``, which adds no other special tokens);
+    ``padded_length=228`` pads every pair to 32 + 196 tokens with the tokenizer's pad (EOS for Llama 3), mask 0;
+    ``head_pad_id=0`` is the ``config.pad_token_id`` the reference gives a checkpoint that has none, so the
+    Llama head (last token that is not ``pad_token_id``) reads the score at the last of the 228 positions, a
+    padding position. A fixed-length spec runs on torch (``runtime='auto'`` picks it; ``'onnx'`` is refused).
+    Title: the reference feeds ``"document: " + title + " " + text``; our candidates carry ``title text``
+    already joined (``documents.text_from_raw``), so titled documents get identical text, but an untitled one
+    gets ``"document: text"`` where the reference, given an empty ``title`` field, has two spaces.
 
     Scores: a one-label head gives its logit. A two-label head (monoBERT-style not-relevant/relevant)
     gives ``logit[1] - logit[0]``, the log-odds of "relevant": it orders pairs exactly as the softmax
@@ -78,6 +85,9 @@ class CrossEncoderReranker(ScoringReranker):
         document_prefix: str = "document: ",
         query_max_length: int = 32,
         document_max_length: int = 193,
+        segment_bos: bool = False,
+        padded_length: int | None = None,
+        head_pad_id: int | None = None,
         batch_size: int = 32,
         device: str | None = None,
         quantize: bool = False,
@@ -92,6 +102,7 @@ class CrossEncoderReranker(ScoringReranker):
         self.name = f"cross-encoder:{Path(model).name}"
         self.query_prefix, self.document_prefix = query_prefix, document_prefix
         self.query_max_length, self.document_max_length = query_max_length, document_max_length
+        self.segment_bos, self.padded_length, self.head_pad_id = segment_bos, padded_length, head_pad_id
         self.batch_size, self.progress = batch_size, progress
         self.device = device_for(device)
         adapter_location = locate_model(adapter) if adapter else None
@@ -101,6 +112,17 @@ class CrossEncoderReranker(ScoringReranker):
             tokenizer_path = adapter_location.path
         self.tokenizer = load_tokenizer(tokenizer_path, model)
         self.tokens = Tokens(self.tokenizer, model)
+        if segment_bos and self.tokenizer.bos_token_id is None:
+            raise UserError(f"{model!r}: segment_bos needs a tokenizer with a BOS token; drop the option")
+        if padded_length is not None:
+            longest = query_max_length + document_max_length + (
+                2 if segment_bos else len(self.tokens.pair(*self.tokens.pieces(["", ""], 0)).ids)
+            )
+            if padded_length < longest:
+                raise UserError(f"padded_length={padded_length} is shorter than the longest pair ({longest} tokens)")
+            if runtime == "onnx":
+                raise UserError("padded_length pads on the torch path only: drop runtime='onnx'")
+            runtime = "torch"  # the exported graph pads to WIDTH_STEP multiples, not to one fixed length
         self.model = self._load_model(base, location.path, adapter, adapter_location)
         folders = [location.path, adapter_location.path if adapter_location else None]
         self.runtime = "torch" if quantize else resolve_runtime(runtime, self.device, folders)
@@ -129,8 +151,8 @@ class CrossEncoderReranker(ScoringReranker):
         if not is_classifier:
             options["num_labels"] = 1  # a bare encoder: give it the one-label head a trained student will have
         model, info = from_pretrained(AutoModelForSequenceClassification.from_pretrained, path, base, **options)
-        if model.config.pad_token_id is None:  # decoder classifiers pool the last non-pad token
-            model.config.pad_token_id = self.tokens.pad_id
+        if model.config.pad_token_id is None:  # decoder classifiers pool the last token that is not this id
+            model.config.pad_token_id = self.tokens.pad_id if self.head_pad_id is None else self.head_pad_id
         fresh_head = any(key.split(".")[0] in _HEAD_NAMES for key in info.get("missing_keys", []))
         if adapter is not None:
             from peft import PeftConfig  # optional at import time: only adapters need it
@@ -164,7 +186,12 @@ class CrossEncoderReranker(ScoringReranker):
         pieces = self.tokens.pieces([self.format_query(q) for q in queries], self.query_max_length)
         query_pieces = dict(zip(queries, pieces, strict=True))
         doc_pieces = self.tokens.pieces([self.format_document(d) for _, d in pairs], self.document_max_length)
-        return [self.tokens.pair(query_pieces[q], d) for (q, _), d in zip(pairs, doc_pieces, strict=True)]
+        join = self._bos_pair if self.segment_bos else self.tokens.pair
+        return [join(query_pieces[q], d) for (q, _), d in zip(pairs, doc_pieces, strict=True)]
+
+    def _bos_pair(self, first: Encoding, second: Encoding) -> Encoding:
+        bos = self.tokens.backend.encode(self.tokenizer.bos_token, add_special_tokens=False)
+        return Encoding.merge([bos, first, bos, second], growing_offsets=False)
 
     def _logits(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = self.model(**inputs).logits
@@ -175,7 +202,7 @@ class CrossEncoderReranker(ScoringReranker):
         encodings = self.encode_pairs(pairs)
         return forward_sorted(
             self.tokens, encodings, self._forward, self.batch_size, self.device, self.progress, "pair",
-            self.batch_independent,
+            self.batch_independent, self.padded_length,
         )
 
     def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:

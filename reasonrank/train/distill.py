@@ -168,7 +168,8 @@ class PairCollator:
 
     def __call__(self, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
         pairs = [(g.query, d) for g in groups for d in g.documents]
-        return self.reranker.tokens.batch(self.reranker.encode_pairs(pairs)) | _targets(groups)
+        reranker = self.reranker  # padded_length: a fixed-length format (DeAR) trains as it is scored
+        return reranker.tokens.batch(reranker.encode_pairs(pairs), reranker.padded_length) | _targets(groups)
 
 
 class TextCollator:
