@@ -146,6 +146,9 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     output = Path(settings.output) if settings.output else default_output(settings, index)
     # Refuse unwritable outputs now, not after the first stage and the reranker have done their work.
     check_writable(output, "--output")
+    explanations = Path(settings.explanations) if settings.explanations else None
+    if explanations is not None:
+        check_writable(explanations, "--explanations")
 
     queries = load_topics(topics, query_field=settings.query_field)
     if settings.shard:
@@ -160,10 +163,8 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
             from reasonrank.scale.ray import ray_reranker
 
             reranker = ray_reranker(settings, output, settings.checkpoint_key(index, topics))
-    explanations = Path(settings.explanations) if settings.explanations else None
-    if explanations is None and reranker is not None:  # a reranked run always says why
+    if explanations is None and reranker is not None:  # a reranked run always says why, beside the run by default
         explanations = output.with_name(f"{output.stem}.explanations.jsonl")
-    if explanations is not None:
         check_writable(explanations, "--explanations")
 
     first_stage = load_first_stage(
