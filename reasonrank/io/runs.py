@@ -6,13 +6,14 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 from reasonrank.errors import UserError
 from reasonrank.io.text import numbered_lines
-from reasonrank.types import Ranking
+from reasonrank.types import Candidate, Evidence, RankedCandidate, Ranking
 
 Run = dict[str, dict[str, float]]  # qid -> docid -> score
 
@@ -76,6 +77,31 @@ def write_run_and_explanations(
                 notes_out.writelines(explanation_lines(ranking, depth))
 
 
+def item_record(item: RankedCandidate) -> dict:
+    """The named fields of one ranked document, shared by explanation lines and checkpoints (which add the
+    passage and first-stage score); ``ranked_item`` reads them back."""
+    return {
+        "docid": item.docid,
+        "rank": item.rank,
+        "score": item.score,
+        "label": item.label,
+        "explanation": item.explanation,
+        "evidence": [{"start": span.start, "end": span.end, "score": span.score} for span in item.evidence],
+    }
+
+
+def ranked_item(record: Mapping[str, Any], text: str, first_stage_score: float) -> RankedCandidate:
+    """The ranked document of an ``item_record``; KeyError or TypeError when a field is missing or malformed."""
+    return RankedCandidate(
+        Candidate(record["docid"], text, first_stage_score),
+        record["score"],
+        record["rank"],
+        record["explanation"],
+        record["label"],
+        tuple(Evidence(**span) for span in record["evidence"]),
+    )
+
+
 def explanation_records(ranking: Ranking, depth: int | None = None) -> Iterator[dict]:
     """The first ``depth`` documents' records (all when None).
 
@@ -89,12 +115,7 @@ def explanation_records(ranking: Ranking, depth: int | None = None) -> Iterator[
         quotes = quoted_spans(item.explanation, item.text) if item.explanation and not item.evidence else []
         yield {
             "qid": ranking.query.qid,
-            "docid": item.docid,
-            "rank": item.rank,
-            "score": item.score,
-            "label": item.label,
-            "explanation": item.explanation,
-            "evidence": [{"start": span.start, "end": span.end, "score": span.score} for span in item.evidence],
+            **item_record(item),
             "grounded": [{"text": q.text, "start": q.start, "end": q.end} for q in quotes if q.grounded],
             "ungrounded": [q.text for q in quotes if not q.grounded],
             "model": ranking.model,
