@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasonrank.errors import UserError
-from reasonrank.io.runs import atomic_write
+from reasonrank.io.runs import atomic_write, run_fields
 from reasonrank.io.text import numbered_lines
 
 log = logging.getLogger("reasonrank")
@@ -27,10 +27,7 @@ class Merged:
 
 
 def run_qid(line: str, where: str) -> str:
-    fields = line.split()
-    if len(fields) != 6:
-        raise UserError(f"{where}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}")
-    return fields[0]
+    return run_fields(line, where)[0]
 
 
 def explanation_qid(line: str, where: str) -> str:

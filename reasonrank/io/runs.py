@@ -135,18 +135,30 @@ def write_explanations(path: str | Path, rankings: Iterable[Ranking], depth: int
             out.writelines(explanation_lines(ranking, depth))
 
 
+def run_fields(line: str, where: str) -> list[str]:
+    """The six fields of a TREC run line; ``where`` is ``file:line`` for the error message."""
+    fields = line.split()
+    if len(fields) != 6:
+        raise UserError(f"{where}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}")
+    return fields
+
+
 def read_run(path: str | Path) -> Run:
+    return read_tagged_run(path)[0]
+
+
+def read_tagged_run(path: str | Path) -> tuple[Run, str]:
+    """The run and the tag of its first line."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"run file {path} does not exist: pass the path of a TREC run (qid Q0 docid rank score tag)")
     run: Run = {}
+    tag = ""
     for number, line in numbered_lines(path, "run file"):
-        fields = line.split()
-        if not fields:
+        if not line.strip():
             continue
-        if len(fields) != 6:
-            raise UserError(f"{path}:{number}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}")
-        qid, _, docid, _, score, _ = fields
+        qid, _, docid, _, score, line_tag = run_fields(line, f"{path}:{number}")
+        tag = tag or line_tag
         try:
             value = float(score)
         except ValueError:
@@ -159,7 +171,7 @@ def read_run(path: str | Path) -> Run:
         run[qid][docid] = value
     if not run:
         raise UserError(f"run file {path} is empty")
-    return run
+    return run, tag
 
 
 def rankings_to_run(rankings: Iterable[Ranking]) -> Run:
