@@ -17,7 +17,7 @@ from reasonrank import __version__
 from reasonrank.errors import UserError
 from reasonrank.evaluation import METRICS, Evaluation, Qrels, evaluate
 from reasonrank.io.jsonl import parse_object
-from reasonrank.io.runs import read_run
+from reasonrank.io.runs import read_tagged_run
 from reasonrank.io.text import numbered_lines
 from reasonrank.types import Query
 
@@ -50,8 +50,7 @@ class Note:
 
 
 def load_run(path: str | Path) -> RunFile:
-    run = read_run(path)
-    tag = next(line.split()[5] for _, line in numbered_lines(path, "run file") if line.strip())
+    run, tag = read_tagged_run(path)
     # sorted() is stable: equal scores keep the file's order.
     ranked = {qid: sorted(docs.items(), key=lambda pair: -pair[1]) for qid, docs in run.items()}
     return RunFile(Path(path), tag, ranked)

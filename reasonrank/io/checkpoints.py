@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from reasonrank.errors import UserError
-from reasonrank.types import Candidate, Evidence, Query, RankedCandidate, Ranking
+from reasonrank.io import runs
+from reasonrank.types import Query, RankedCandidate, Ranking
 
-FORMAT = 2  # part of the settings hash: checkpoints of another line format are never read
+FORMAT = 3  # part of the settings hash: checkpoints of another line format are never read
 log = logging.getLogger("reasonrank")
 
 
@@ -34,18 +35,12 @@ def ranking_to_record(ranking: Ranking) -> dict:
     }
 
 
-def item_record(item: RankedCandidate) -> list:
-    evidence = [[span.start, span.end, span.score] for span in item.evidence]
-    return [item.docid, item.text, item.candidate.score, item.score, item.explanation, item.label, evidence]
+def item_record(item: RankedCandidate) -> dict:
+    return {**runs.item_record(item), "text": item.text, "first_stage_score": item.candidate.score}
 
 
 def ranking_from_record(record: dict, query: Query) -> Ranking:
-    items = tuple(
-        RankedCandidate(
-            Candidate(docid, text, first), score, rank, explanation, label, tuple(Evidence(*e) for e in evidence)
-        )
-        for rank, (docid, text, first, score, explanation, label, evidence) in enumerate(record["items"], start=1)
-    )
+    items = tuple(runs.ranked_item(item, item["text"], item["first_stage_score"]) for item in record["items"])
     return Ranking(query, items, record["model"], dict(record["stats"]))
 
 

@@ -5,14 +5,14 @@ Lines are copied as they are (never re-formatted), so merged shards equal the un
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from reasonrank.errors import UserError
-from reasonrank.io.runs import atomic_write
+from reasonrank.io.jsonl import parse_object
+from reasonrank.io.runs import atomic_write, run_fields
 from reasonrank.io.text import numbered_lines
 
 log = logging.getLogger("reasonrank")
@@ -27,18 +27,12 @@ class Merged:
 
 
 def run_qid(line: str, where: str) -> str:
-    fields = line.split()
-    if len(fields) != 6:
-        raise UserError(f"{where}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}")
-    return fields[0]
+    return run_fields(line, where)[0]
 
 
 def explanation_qid(line: str, where: str) -> str:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise UserError(f"{where}: malformed JSON ({error.msg}): pass the file written by --explanations") from None
-    if not isinstance(record, dict) or "qid" not in record:
+    record = parse_object(line, where, "pass the file written by --explanations")
+    if "qid" not in record:
         raise UserError(f"{where}: an explanation line is a JSON object with a 'qid' key")
     return str(record["qid"])
 

@@ -6,13 +6,14 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 from reasonrank.errors import UserError
 from reasonrank.io.text import numbered_lines
-from reasonrank.types import Ranking
+from reasonrank.types import Candidate, Evidence, RankedCandidate, Ranking
 
 Run = dict[str, dict[str, float]]  # qid -> docid -> score
 
@@ -76,6 +77,31 @@ def write_run_and_explanations(
                 notes_out.writelines(explanation_lines(ranking, depth))
 
 
+def item_record(item: RankedCandidate) -> dict:
+    """The named fields of one ranked document, shared by explanation lines and checkpoints (which add the
+    passage and first-stage score); ``ranked_item`` reads them back."""
+    return {
+        "docid": item.docid,
+        "rank": item.rank,
+        "score": item.score,
+        "label": item.label,
+        "explanation": item.explanation,
+        "evidence": [{"start": span.start, "end": span.end, "score": span.score} for span in item.evidence],
+    }
+
+
+def ranked_item(record: Mapping[str, Any], text: str, first_stage_score: float) -> RankedCandidate:
+    """The ranked document of an ``item_record``; KeyError or TypeError when a field is missing or malformed."""
+    return RankedCandidate(
+        Candidate(record["docid"], text, first_stage_score),
+        record["score"],
+        record["rank"],
+        record["explanation"],
+        record["label"],
+        tuple(Evidence(**span) for span in record["evidence"]),
+    )
+
+
 def explanation_records(ranking: Ranking, depth: int | None = None) -> Iterator[dict]:
     """The first ``depth`` documents' records (all when None).
 
@@ -89,12 +115,7 @@ def explanation_records(ranking: Ranking, depth: int | None = None) -> Iterator[
         quotes = quoted_spans(item.explanation, item.text) if item.explanation and not item.evidence else []
         yield {
             "qid": ranking.query.qid,
-            "docid": item.docid,
-            "rank": item.rank,
-            "score": item.score,
-            "label": item.label,
-            "explanation": item.explanation,
-            "evidence": [{"start": span.start, "end": span.end, "score": span.score} for span in item.evidence],
+            **item_record(item),
             "grounded": [{"text": q.text, "start": q.start, "end": q.end} for q in quotes if q.grounded],
             "ungrounded": [q.text for q in quotes if not q.grounded],
             "model": ranking.model,
@@ -114,18 +135,30 @@ def write_explanations(path: str | Path, rankings: Iterable[Ranking], depth: int
             out.writelines(explanation_lines(ranking, depth))
 
 
+def run_fields(line: str, where: str) -> list[str]:
+    """The six fields of a TREC run line; ``where`` is ``file:line`` for the error message."""
+    fields = line.split()
+    if len(fields) != 6:
+        raise UserError(f"{where}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}")
+    return fields
+
+
 def read_run(path: str | Path) -> Run:
+    return read_tagged_run(path)[0]
+
+
+def read_tagged_run(path: str | Path) -> tuple[Run, str]:
+    """The run and the tag of its first line."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"run file {path} does not exist: pass the path of a TREC run (qid Q0 docid rank score tag)")
     run: Run = {}
+    tag = ""
     for number, line in numbered_lines(path, "run file"):
-        fields = line.split()
-        if not fields:
+        if not line.strip():
             continue
-        if len(fields) != 6:
-            raise UserError(f"{path}:{number}: expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}")
-        qid, _, docid, _, score, _ = fields
+        qid, _, docid, _, score, line_tag = run_fields(line, f"{path}:{number}")
+        tag = tag or line_tag
         try:
             value = float(score)
         except ValueError:
@@ -138,7 +171,7 @@ def read_run(path: str | Path) -> Run:
         run[qid][docid] = value
     if not run:
         raise UserError(f"run file {path} is empty")
-    return run
+    return run, tag
 
 
 def rankings_to_run(rankings: Iterable[Ranking]) -> Run:

@@ -15,7 +15,9 @@ from typing import Any
 
 from reasonrank.errors import UserError
 from reasonrank.io.corpus import iter_documents
+from reasonrank.io.jsonl import parse_object
 from reasonrank.io.runs import read_run
+from reasonrank.io.text import numbered_lines
 from reasonrank.io.topics import load_qrels, load_topics
 from reasonrank.types import Query
 
@@ -59,13 +61,9 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"JSONL file {path} not found: check the path in the config")
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    raise UserError(f"{path}:{number}: not valid JSON; fix or delete that line") from None
+    for number, line in numbered_lines(path, "JSONL file"):
+        if line.strip():
+            yield parse_object(line, f"{path}:{number}", "fix or delete that line")
 
 
 @dataclass

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from reasonrank.io.checkpoints import Checkpoint
+from reasonrank.io.checkpoints import Checkpoint, checkpoint_line, parse_checkpoint_line
+from reasonrank.io.runs import explanation_records
 from reasonrank.pipeline import SearchSettings, embedded_collection, run_search
 from reasonrank.rerank.base import Reranker
-from reasonrank.types import Candidate, Query, RankedCandidate, Ranking, Request
+from reasonrank.types import Candidate, Evidence, Query, RankedCandidate, Ranking, Request
 
 
 class Reversing(Reranker):
@@ -94,3 +95,19 @@ def test_a_checkpoint_of_other_settings_is_never_read(tmp_path):
     first = Checkpoint(tmp_path / "run.txt", {"reranker": "a"})
     first.append([ranking("q1", "x")])
     assert Checkpoint(tmp_path / "run.txt", {"reranker": "b"}).load({"q1": Query("q1", "query q1")}) == {}
+
+
+def test_a_checkpoint_line_gives_back_the_ranking_and_the_same_explanation_records():
+    """Checkpoints and explanation files share one item record: what is resumed explains itself identically."""
+    query = Query("q1", "aspirin")
+    passage = "Aspirin\u2028thins blood.\u0085 Tab\there."  # line and paragraph separators, as real passages hold
+    items = (
+        RankedCandidate(Candidate("d2", passage, 3.25), 0.75, 1, 'It says "thins blood"', 2),
+        RankedCandidate(Candidate("d1", "other text", 7.5), 0.5, 2, None, None, (Evidence(8, 19, 0.9),)),
+    )
+    ranking = Ranking(query, items, "bi", {"calls": 2})
+    line = checkpoint_line(ranking)
+    assert line.count(b"\n") == 1 and line.endswith(b"\n")
+    resumed = parse_checkpoint_line(line[:-1], {"q1": query})
+    assert resumed == ranking
+    assert list(explanation_records(resumed)) == list(explanation_records(ranking))

@@ -111,3 +111,20 @@ def test_explanations_of_another_run_are_refused(tmp_path, capsys):
     assert merge_main(argv) == 2
     assert "query q5 of" in capsys.readouterr().err
     assert not (tmp_path / "out.txt").exists() and not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [('{"qid": "q1", oops', ":1: malformed JSON (Expecting property name enclosed in double quotes): pass the file"),
+     ('["q1"]', ":1: expected one JSON object per line: pass the file written by --explanations"),
+     ('{"docid": "d1"}', ":1: an explanation line is a JSON object with a 'qid' key")],
+)
+def test_a_bad_explanation_line_is_named_with_what_to_pass(tmp_path, capsys, line, message):
+    run = write(tmp_path / "a.txt", ["q1 Q0 d1 1 1.0 m"])
+    notes = write(tmp_path / "a.jsonl", [line])
+    argv = ["--runs", run, "--output", str(tmp_path / "out.txt"), "--explanations", notes,
+            "--explanations-output", str(tmp_path / "out.jsonl")]
+    assert merge_main(argv) == 2
+    error = capsys.readouterr().err
+    assert f"{notes}{message}" in error and error.count("\n") == 1
+    assert not (tmp_path / "out.txt").exists() and not (tmp_path / "out.jsonl").exists()

@@ -12,7 +12,7 @@ from fakes import FakeBackend, generation
 from reasonrank.errors import UserError
 from reasonrank.prompts import load_template
 from reasonrank.train.config import load_config
-from reasonrank.train.data import ResumableJsonl
+from reasonrank.train.data import ResumableJsonl, read_jsonl
 from reasonrank.train.distill import DistillConfig, build_groups
 from reasonrank.train.reward import (
     RewardConfig,
@@ -322,3 +322,12 @@ def test_listwise_teacher_windows_are_the_rerankers_and_answers_read_by_its_read
     assert all(r["reasoning"] == "[2] states it." for r in records)
     # The repeated [2] dropped, the passages not named appended in their order.
     assert [r["permutation"] for r in records] == [[1, 0, *range(2, 20)], [1, 0, *range(2, 15)]]
+
+
+def test_read_jsonl_cuts_lines_at_newlines_only_and_names_a_bad_line(tmp_path):
+    path = tmp_path / "rationales.jsonl"
+    path.write_text('{"qid": "q1", "text": "a\u2028b\u0085c"}\n\n{"qid": "q2"}\n', encoding="utf-8")
+    assert list(read_jsonl(path)) == [{"qid": "q1", "text": "a\u2028b\u0085c"}, {"qid": "q2"}]
+    path.write_text('{"qid": "q1"}\n{"qid": \n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"rationales\.jsonl:2: malformed JSON \(.*\): fix or delete that line"):
+        list(read_jsonl(path))
