@@ -37,7 +37,7 @@ def _non_negative(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reasonrank.serve", description=__doc__.splitlines()[0])
-    parser.add_argument("--reranker", help="registry name, local model folder or hub id (see reasonrank.rerank.catalog)")
+    parser.add_argument("--reranker", help="registry name, local model folder or hub id (reasonrank.rerank.catalog)")
     parser.add_argument("--reranker-family", default=None, help="family for a hub id or an ambiguous folder")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000)
