@@ -9,12 +9,16 @@ repeat) and the best time is kept, the fairest figure on a shared CPU. Model loa
 are not timed; tokenisation is. The embedding cache is off for the throughput table.
 
     .venv/bin/python benchmarks/encoder_cpu.py [--queries 10 --depth 100 --threads 2 --repeats 2]
+        [--no-throughput --cross-queries 0 --growth '' --no-demo]   (to run the tables in separate invocations)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -48,8 +52,8 @@ def matmul_peak(dtype, seconds: float = 1.5) -> float:
 
 
 def bm25_requests(depth: int):
-    from reasonrank.cli.search import embedded_collection
     from reasonrank.io.topics import load_topics
+    from reasonrank.pipeline import embedded_collection
     from reasonrank.retrieval.bm25 import Bm25FirstStage
 
     collection = embedded_collection()
@@ -179,6 +183,12 @@ def throughput(requests, threads: int, repeats: int, peaks: dict[str, float]) ->
     return lines
 
 
+def rerankers_scores(library, query: str, documents: list[str]) -> np.ndarray:
+    """The ``rerankers`` library's scores in document order (it returns them sorted by score)."""
+    by_id = {r.document.doc_id: r.score for r in library.rank(query, documents, doc_ids=list(range(len(documents))))}
+    return np.array([by_id[i] for i in range(len(documents))])
+
+
 def cross_encoders(requests, threads: int, repeats: int) -> list[str]:
     """Cross-encoders on one checkpoint (all-MiniLM-L6-v2 + a seeded 1-label head, as benchmarks/encoder_speed.py):
     reasonrank vs sentence-transformers' CrossEncoder vs the rerankers library, DeAR's input format for all."""
@@ -187,8 +197,10 @@ def cross_encoders(requests, threads: int, repeats: int) -> list[str]:
     from rerankers import Reranker
     from sentence_transformers import CrossEncoder
 
+    from reasonrank.encoders.onnx import default_precision
     from reasonrank.rerank.encoder import CrossEncoderReranker
 
+    default = default_precision("cross")
     with tempfile.TemporaryDirectory() as folder:
         save_checkpoint(Path(folder))
         ours = {
@@ -201,8 +213,12 @@ def cross_encoders(requests, threads: int, repeats: int) -> list[str]:
             folder, model_type="cross-encoder", device="cpu", dtype=torch.float32, batch_size=32, verbose=0
         )
         contenders = {
-            "reasonrank cross-encoder (default: bf16)": lambda reqs: reranker_scores(ours["bf16"], reqs),
-            "reasonrank cross-encoder precision=fp32": lambda reqs: reranker_scores(ours["fp32"], reqs),
+            f"reasonrank cross-encoder precision={precision}{' (the default)' if precision == default else ''}": (
+                lambda reqs, reranker=reranker: reranker_scores(reranker, reqs)
+            )
+            for precision, reranker in ours.items()
+        }
+        contenders |= {
             "reasonrank cross-encoder runtime=torch": lambda reqs: reranker_scores(torch_path, reqs),
             "sentence-transformers CrossEncoder, torch fp32": lambda reqs: [
                 theirs.predict(
@@ -213,19 +229,7 @@ def cross_encoders(requests, threads: int, repeats: int) -> list[str]:
                 for r in reqs
             ],
             "rerankers Reranker(model_type='cross-encoder'), torch fp32": lambda reqs: [
-                np.array(
-                    [
-                        {
-                            res.document.doc_id: res.score
-                            for res in library.rank(
-                                f"query: {r.query.text}",
-                                [f"document: {c.text}" for c in r.candidates],
-                                doc_ids=list(range(len(r.candidates))),
-                            ).results
-                        }[i]
-                        for i in range(len(r.candidates))
-                    ]
-                )
+                rerankers_scores(library, f"query: {r.query.text}", [f"document: {c.text}" for c in r.candidates])
                 for r in reqs
             ],
         }
@@ -284,6 +288,66 @@ def growth(requests, shapes: list[tuple[int, int]]) -> list[str]:
     return lines
 
 
+# `make demo` in a child process, with the reranking step (tqdm's "reranking" bar: rerank + evidence) timed
+# around reasonrank.pipeline._rerank, and the texts the encoder actually ran counted at its exported forward.
+DEMO_CHILD = """
+import json, sys, time
+import reasonrank.pipeline as pipeline
+from reasonrank.encoders import onnx
+rerank, forward, spent, rows = pipeline._rerank, onnx.ExportedForward.__call__, [], []
+def timed_rerank(*args, **kwargs):
+    start = time.perf_counter()
+    try:
+        return rerank(*args, **kwargs)
+    finally:
+        spent.append(time.perf_counter() - start)
+def counted_forward(self, inputs):
+    rows.append(int(inputs["input_ids"].shape[0]))
+    return forward(self, inputs)
+pipeline._rerank, onnx.ExportedForward.__call__ = timed_rerank, counted_forward
+from reasonrank.cli.search import main
+code = main(sys.argv[2:], prog="reasonrank.search")
+from reasonrank.encoders.cache import EmbeddingCache
+stats = {"code": code, "rerank_s": sum(spent), "encoded": sum(rows), "cached": EmbeddingCache().count()}
+open(sys.argv[1], "w").write(json.dumps(stats))
+"""
+
+
+def demo() -> list[str]:
+    """`make demo` (``python -m reasonrank.search``: BM25 top 100 of the 43 DL19 queries, the default reranker,
+    evidence) in a fresh ``$REASONRANK_CACHE`` (cold: index build, ONNX export, every passage encoded), then again
+    with the same cache after deleting its run files (warm). A resume checkpoint cannot serve the warm run: a
+    finished run deletes it, and the warm run checks there is none."""
+    lines = [
+        "| `make demo` | whole command s | reranking s | reranking s/query | texts encoded | cached vectors after |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "REASONRANK_CACHE": str(Path(folder) / "cache"), "HF_HUB_OFFLINE": "1"}
+        output, stats_file = Path(folder) / "run.txt", Path(folder) / "stats.json"
+        rows = {}
+        for label in ("cold (fresh cache)", "warm (same cache, run files deleted)"):
+            for leftover in Path(folder).glob("*run.txt*"):
+                leftover.unlink()
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-c", DEMO_CHILD, str(stats_file), "--output", str(output), "--quiet"],
+                env=env, cwd=folder, check=True, stdout=subprocess.DEVNULL,
+            )
+            rows[label] = (time.perf_counter() - start, json.loads(stats_file.read_text()))
+            if any(Path(folder).glob(".run.txt.*.partial.jsonl")):
+                raise RuntimeError("the demo left a resume checkpoint behind: the warm run would not measure the cache")
+    queries = 43
+    for label, (seconds, stats) in rows.items():
+        lines.append(
+            f"| {label} | {seconds:.1f} | {stats['rerank_s']:.2f} | {stats['rerank_s'] / queries:.3f} "
+            f"| {stats['encoded']} | {stats['cached']} |"
+        )
+    (_, cold), (_, warm) = rows.values()
+    lines += ["", f"reranking cold/warm: {cold['rerank_s'] / warm['rerank_s']:.0f}x"]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queries", type=int, default=10)
@@ -296,26 +360,30 @@ def main() -> None:
         default="10x10,10x50,10x100,10x200,1x100,43x100",
         help="QUERIESxDEPTH runs of the default reranker, cold then warm ('' to skip)",
     )
+    parser.add_argument("--demo", action=argparse.BooleanOptionalAction, default=True,
+                        help="`make demo` cold (fresh cache) and warm, each in a child process")
+    parser.add_argument("--throughput", action=argparse.BooleanOptionalAction, default=True,
+                        help="the throughput table (--no-throughput to run only the other tables)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
     torch.set_num_threads(args.threads)
-    load = os.getloadavg()[0]
+    print(f"1-minute load average {os.getloadavg()[0]:.1f} at the start; {os.cpu_count()} CPUs.")
     requests = bm25_requests(200)
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    table = throughput(
-        [r.__class__(r.query, r.candidates[: args.depth]) for r in requests[: args.queries]],
-        args.threads,
-        args.repeats,
-        peaks,
-    )
-    print(
-        f"Measured matmul peak on {args.threads} threads (torch, best square matmul, before and after): "
-        f"fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s. "
-        f"1-minute load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} CPUs."
-    )
-    print("\n".join(table))
+    if args.throughput:
+        peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+        table = throughput(
+            [r.__class__(r.query, r.candidates[: args.depth]) for r in requests[: args.queries]],
+            args.threads,
+            args.repeats,
+            peaks,
+        )
+        print(
+            f"\nMeasured matmul peak on {args.threads} threads (torch, best square matmul, before and after): "
+            f"fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s."
+        )
+        print("\n".join(table))
     if args.cross_queries:
         print()
         cross = [r.__class__(r.query, r.candidates[: args.depth]) for r in requests[: args.cross_queries]]
@@ -324,7 +392,10 @@ def main() -> None:
         print()
         shapes = [tuple(int(n) for n in shape.split("x")) for shape in args.growth.split(",")]
         print("\n".join(growth(requests, shapes)))
-
+    if args.demo:
+        print()
+        print("\n".join(demo()))
+    print(f"\n1-minute load average {os.getloadavg()[0]:.1f} at the end.")
 
 if __name__ == "__main__":
     main()

@@ -84,6 +84,8 @@ class Generation:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"  # "stop" or "length"
+    # Prompt tokens whose KV the engine read from its prefix cache instead of computing (vLLM reports it; 0 elsewhere).
+    cached_prompt_tokens: int = 0
 
 
 class Backend(ABC):

@@ -104,7 +104,7 @@ class TextEncoder:
                 f"bi-{weights}-{self.pooling}",
                 lambda: PooledEmbedding(self.model, self.pooling),
                 names,
-                _precision(precision),
+                _precision(precision, "bi"),
             )
             self.execution = engine_name(self._forward.precision)
         else:

@@ -135,7 +135,7 @@ class CrossEncoderReranker(ScoringReranker):
             key = f"cross-{fingerprint(*folders)}-{head.hexdigest()[:12]}"
             names = ["input_ids", "attention_mask"] + (["token_type_ids"] if self.tokens.uses_token_types else [])
             build = lambda: RelevanceScore(self.model)  # noqa: E731 - called only if the graph is not exported yet
-            self._forward = ExportedForward(key, build, names, resolve_precision(precision))
+            self._forward = ExportedForward(key, build, names, resolve_precision(precision, "cross"))
         elif precision != "auto":
             raise UserError(f"precision={precision!r} is for runtime='onnx' on CPUs; the torch path keeps its dtype")
         # int8's activation scale is taken over the whole batch, so only the float graphs are batch-independent.

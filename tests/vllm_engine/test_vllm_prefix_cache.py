@@ -1,0 +1,68 @@
+"""vLLM's prefix caching on the pointwise path: the prompts of one query share the chat template, the instruction
+and the query, so every candidate after the first reuses that prefix's KV blocks, and scores are unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reasonrank.io.corpus import read_documents
+from reasonrank.io.topics import load_topics
+from reasonrank.rerank.registry import load_reranker
+from reasonrank.types import Candidate, Query, Request
+
+pytestmark = pytest.mark.slow
+DL19 = Path(__file__).resolve().parents[2] / "reasonrank" / "data" / "msmarco-dl19-mini"
+
+
+@pytest.fixture(scope="module")
+def request_dl19() -> Request:
+    """The first DL19 query with 4 passages of the mini collection."""
+    documents = list(read_documents(DL19 / "corpus.jsonl"))[:4]
+    query = load_topics(str(DL19 / "topics.dl19-passage.tsv"))[0]
+    return Request(Query(query.qid, query.text), tuple(Candidate(d.docid, d.contents) for d in documents))
+
+
+def test_prefix_caching_is_on_and_a_user_may_switch_it_off(engine, model_folder, engine_settings, monkeypatch):
+    import vllm
+
+    from reasonrank.backends.vllm import VLLMBackend
+
+    assert engine.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching is True
+    passed = {}
+
+    class Recorder:  # stands in for vllm.LLM only to read the keywords VLLMBackend passes it
+        def __init__(self, **options):
+            passed.update(options)
+
+        def get_tokenizer(self):
+            return engine.tokenizer
+
+    monkeypatch.setattr(vllm, "LLM", Recorder)
+    VLLMBackend(str(model_folder), **engine_settings[1], enable_prefix_caching=False)
+    assert passed["enable_prefix_caching"] is False
+
+
+def test_candidates_of_one_query_reuse_its_prefix_and_score_as_uncached(engine, request_dl19):
+    reranker = load_reranker("smollm2-pointwise", backend=engine, max_new_tokens=8)
+    prompts = [reranker.prompt(request_dl19.query.text, c.text) for c in request_dl19.candidates]
+    ids = [engine._encode(p)["prompt_token_ids"] for p in prompts]
+    shared = next(n for n, column in enumerate(zip(*ids, strict=False)) if len(set(column)) > 1)
+    assert shared >= 32  # template + instruction + query: at least two of vLLM's 16-token blocks
+    uncached = []
+    for prompt in prompts:  # each prompt alone on an empty cache: computed from scratch
+        engine.llm.reset_prefix_cache()
+        (generation,) = engine.generate([prompt], reranker.params)
+        assert generation.cached_prompt_tokens == 0
+        uncached.append(generation)
+    engine.llm.reset_prefix_cache()
+    first = engine.generate(prompts[:1], reranker.params)[0]
+    rest = engine.generate(prompts[1:], reranker.params)
+    assert first.cached_prompt_tokens == 0
+    for generation in rest:  # whole blocks of the shared prefix come from the cache, nothing past it
+        assert 16 <= generation.cached_prompt_tokens <= shared
+    for cached, fresh in zip([first, *rest], uncached, strict=True):
+        assert cached.text == fresh.text
+        assert reranker.read(cached)[0].score == pytest.approx(reranker.read(fresh)[0].score, abs=1e-3)
+
