@@ -6,10 +6,10 @@ first use and is cached under ``$REASONRANK_CACHE/onnx/<key>/`` where the key co
 adapter), the graph kind and this module's export format; the file is written under a temporary name and renamed,
 so a concurrent first use or a kill -9 leaves either no model or a whole one.
 
-Precision (decided by measurement, see docs/speed.md): ``fp32`` runs the exported graph as it is (ONNX Runtime);
-``bf16`` runs it in OpenVINO with bfloat16 inference precision, which uses the AVX-512 BF16 / AMX units of recent
-x86 CPUs; ``int8`` is ONNX Runtime's dynamic quantisation of the MatMul weights. The torch path stays for GPUs
-and training.
+Precision (decided by measurement per kind of graph, :data:`AUTO_PRECISION`, see docs/speed.md): ``fp32`` runs
+the exported graph as it is (OpenVINO, or ONNX Runtime without it); ``bf16`` runs it in OpenVINO with bfloat16
+inference precision, which uses the AVX-512 BF16 / AMX units of recent x86 CPUs; ``int8`` is ONNX Runtime's
+dynamic quantisation of the MatMul weights. The torch path stays for GPUs and training.
 """
 
 from __future__ import annotations
@@ -156,8 +156,9 @@ def cpu_has_bf16() -> bool:
 
 # The precision ``auto`` picks per kind of graph, decided by benchmarks/encoder_agreement.py on trained models
 # (docs/speed.md): bf16 only where it kept the ranking (mean per-query Kendall tau >= 0.98 against fp32 and nDCG@10
-# within 0.002 of fp32 on DL19 mini and SciFact), else fp32. int8 never by default.
-AUTO_PRECISION = {"bi": "bf16", "cross": "bf16"}
+# within 0.002 of fp32 on DL19 mini and SciFact), else fp32; int8 never by default (tau 0.85-0.86). Bi-encoders:
+# measured, bf16 keeps the ranking. Cross-encoders: no trained cross-encoder has been measured yet, so fp32.
+AUTO_PRECISION = {"bi": "bf16", "cross": "fp32"}
 
 
 def default_precision(kind: str) -> str:

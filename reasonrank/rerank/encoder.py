@@ -71,7 +71,8 @@ class CrossEncoderReranker(ScoringReranker):
     head: its scores are random until it is trained, and a warning says so.
 
     ``runtime``: ``auto`` runs local models of up to 1 GiB on CPUs through the exported ONNX graph
-    (:mod:`reasonrank.encoders.onnx`), in ``precision`` (``auto``: bf16 where the CPU has it, else fp32);
+    (:mod:`reasonrank.encoders.onnx`), in ``precision`` (``auto``: the measured choice per kind of graph,
+    ``reasonrank.encoders.onnx.AUTO_PRECISION``: fp32 for cross-encoders, bf16 for bi-encoders where the CPU has it);
     ``torch`` keeps the torch model (GPUs, training, ``quantize=True``).
     """
 

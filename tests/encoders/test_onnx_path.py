@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from reasonrank.encoders.onnx import cpu_has_bf16, resolve_runtime
+from reasonrank.encoders.onnx import cpu_has_bf16, default_precision, resolve_runtime
 from reasonrank.errors import UserError
 from reasonrank.rerank.encoder import BiEncoderReranker, CrossEncoderReranker
 from reasonrank.types import Candidate, Query, Request
@@ -133,6 +133,14 @@ def test_fresh_heads_are_not_confused_with_each_other(tmp_path, requests_):
         second = CrossEncoderReranker(MINILM, progress=False, precision="fp32")
     few = [Request(requests_[0].query, requests_[0].candidates[:3])]
     assert scores(first, few) != scores(second, few)
+
+
+def test_default_precision_follows_the_agreement_measurements(tmp_path):
+    """bf16 kept trained bi-encoders' rankings (docs/speed.md); no trained cross-encoder was measured: fp32."""
+    assert default_precision("bi") == ("bf16" if cpu_has_bf16() else "fp32")
+    assert default_precision("cross") == "fp32"
+    reranker = CrossEncoderReranker(_tiny_classifier(tmp_path / "tiny"), progress=False)
+    assert reranker.runtime == "onnx" and reranker._forward.precision == "fp32"
 
 
 def test_runtime_and_precision_mistakes_are_user_errors(tmp_path):
