@@ -62,6 +62,9 @@ def main() -> None:
     parser.add_argument("--scifact-depth", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--extra-model", action="append", default=[], help="NAME=FOLDER of another trained model")
+    parser.add_argument(
+        "--extra-option", action="append", default=[], help="KEY=INT for the extra models, e.g. document_max_length=128"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["REASONRANK_EMBEDDING_CACHE"] = "0"  # every precision computes its own vectors
@@ -74,8 +77,10 @@ def main() -> None:
         "DL19 mini": candidates("DL19 mini", None, args.dl19_depth),
         "SciFact test": candidates("SciFact test", args.scifact_queries, args.scifact_depth),
     }
-    models = {name: name for name in args.models.split(",")}
-    models.update(dict(item.split("=", 1) for item in args.extra_model))
+    models = {name: name for name in args.models.split(",") if name}
+    extras = dict(item.split("=", 1) for item in args.extra_model)
+    models.update(extras)
+    extra_options = {key: int(value) for key, value in (item.split("=", 1) for item in args.extra_option)}
     print("| model | collection | queries x depth | precision | mean Kendall tau vs fp32 | nDCG@10 | fp32 nDCG@10 "
           "| diff | keeps the ranking |")
     print("|---|---|---|---|---:|---:|---:|---:|---|")
@@ -83,7 +88,8 @@ def main() -> None:
         os.environ["REASONRANK_CACHE"] = cache  # exports of this run only
         for label, model in models.items():
             precisions = ["fp32", *args.precisions.split(",")]
-            rerankers = {p: load_reranker(model, progress=False, precision=p) for p in precisions}
+            options = extra_options if label in extras else {}
+            rerankers = {p: load_reranker(model, progress=False, precision=p, **options) for p in precisions}
             for collection, (requests, qrels) in collections.items():
                 reference = rerankers["fp32"].rerank_many(requests)
                 base = ndcg10(reference, qrels)
