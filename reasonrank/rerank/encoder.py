@@ -72,7 +72,7 @@ class CrossEncoderReranker(ScoringReranker):
 
     ``runtime``: ``auto`` runs local models of up to 1 GiB on CPUs through the exported ONNX graph
     (:mod:`reasonrank.encoders.onnx`), in ``precision`` (``auto``: the measured choice per kind of graph,
-    ``reasonrank.encoders.onnx.AUTO_PRECISION``: fp32 for cross-encoders, bf16 for bi-encoders where the CPU has it);
+    ``reasonrank.encoders.onnx.AUTO_PRECISION``: bf16 for both kinds where the CPU has it, else fp32);
     ``torch`` keeps the torch model (GPUs, training, ``quantize=True``).
     """
 
