@@ -193,6 +193,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log", type=Path, help="also append the progress lines here")
     args = parser.parse_args()
+    # A job started in the background with ``&`` inherits SIGINT ignored, and so would every search it starts
+    # (Python installs no KeyboardInterrupt handler then): a handler here makes exec reset it to the default.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     log = Log(args.log)
     with tempfile.TemporaryDirectory(prefix="soak-topics-") as name:
         topics = write_topics(Path(name), args.queries) if args.queries else None
