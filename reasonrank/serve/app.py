@@ -2,8 +2,9 @@
 
 ``POST /rerank`` takes a query and its candidates and answers the reranked list; ``GET /health`` names the model.
 The model is loaded once, before the server accepts connections. Rerankers are not thread-safe (they hold one
-torch model or one generation backend), so every model call goes through a single worker: requests queue in the
-event loop and are reranked one at a time, in arrival order.
+torch model or one generation backend), so every model call goes through one :class:`DynamicBatcher`: concurrent
+requests queue in the event loop and share model calls. A caller that hangs up before its batch starts is
+dropped from the queue and costs no model time.
 
 Bad input is always a 4xx with a JSON body ``{"error": "<one line>", "detail": [...]}``, never a 500: an oversized
 body is 413 (checked before it is parsed), and malformed JSON, missing fields, too many candidates or duplicate
@@ -12,6 +13,7 @@ docids are 422.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -28,7 +30,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reasonrank.errors import UserError
 from reasonrank.rerank.base import Reranker
 from reasonrank.serve.batching import DEFAULT_BATCHING, Batching, DynamicBatcher
-from reasonrank.types import Candidate, Query
+from reasonrank.types import Candidate, Query, Ranking
 from reasonrank.types import Request as RerankRequest
 
 DEFAULT_MAX_CANDIDATES = 1000
@@ -159,6 +161,37 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+class CallerGone(Exception):
+    """The client hung up before its ranking was ready: nobody is owed an answer."""
+
+
+async def _until_disconnected(http: Request) -> None:
+    # The body has been read, so the next ASGI message is the client hanging up (servers block until then).
+    while (await http.receive())["type"] != "http.disconnect":
+        pass
+
+
+def disconnect_aware(batcher: DynamicBatcher):
+    """``batcher.rerank`` for an HTTP request: if the client hangs up first, its place in the queue is cancelled
+    (the batcher skips it, so it costs no model time) and :class:`CallerGone` is raised."""
+
+    async def rerank(request: RerankRequest, http: Request) -> Ranking:
+        ranking = asyncio.ensure_future(batcher.rerank(request))
+        gone = asyncio.ensure_future(_until_disconnected(http))
+        done: set[asyncio.Future[Any]] = set()
+        try:
+            done, _ = await asyncio.wait({ranking, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if ranking not in done:
+                ranking.cancel()
+        if ranking not in done:
+            raise CallerGone
+        return ranking.result()
+
+    return rerank
+
+
 def _validation_message(errors: Sequence[dict[str, Any]]) -> str:
     first = errors[0]
     if first.get("type") == "json_invalid":
@@ -182,6 +215,7 @@ def create_app(
     from reasonrank.serve.cohere import build_router
 
     batcher = DynamicBatcher(reranker, batching) if reranker is not None else None
+    rerank_call = disconnect_aware(batcher) if batcher is not None else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -216,6 +250,10 @@ def create_app(
     async def _user(_: Request, error: UserError) -> JSONResponse:
         return _error(422, str(error))
 
+    @app.exception_handler(CallerGone)
+    async def _gone(_: Request, __: CallerGone) -> Response:
+        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
+
     @app.exception_handler(Exception)
     async def _failed(_: Request, error: Exception) -> JSONResponse:
         # A fault of the model or of reasonrank, not of the request; still JSON so clients can show it.
@@ -231,8 +269,8 @@ def create_app(
         response_model=RerankOut,
         responses={413: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
     )
-    async def rerank(body: RerankIn) -> RerankOut | JSONResponse:
-        if reranker is None or batcher is None:
+    async def rerank(body: RerankIn, http: Request) -> RerankOut | JSONResponse:
+        if reranker is None or rerank_call is None:
             return _error(503, "no model is loaded: start the service with --reranker NAME")
         if len(body.candidates) > limits.max_candidates:
             return _error(
@@ -244,7 +282,7 @@ def create_app(
         request = RerankRequest(
             Query(qid, body.query), tuple(Candidate(c.docid, c.text, c.score) for c in body.candidates)
         )
-        items = (await batcher.rerank(request)).items[: body.top_k] if request.candidates else ()
+        items = (await rerank_call(request, http)).items[: body.top_k] if request.candidates else ()
         return RerankOut(
             qid=qid,
             model=reranker.name,
@@ -260,7 +298,7 @@ def create_app(
             ],
         )
 
-    app.include_router(build_router(reranker.name if reranker else None, batcher.rerank if batcher else None, limits))
+    app.include_router(build_router(reranker.name if reranker else None, rerank_call, limits))
     _declare_candidate_limit(app, limits.max_candidates)
     app.add_middleware(BodyLimit, max_bytes=limits.max_request_bytes)
     return app

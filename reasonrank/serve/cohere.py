@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,7 +33,7 @@ from reasonrank.serve.app import _error as error_response
 from reasonrank.types import Candidate, Query, Ranking
 from reasonrank.types import Request as RerankRequest
 
-RerankCall = Callable[[RerankRequest], Awaitable[Ranking]]
+RerankCall = Callable[[RerankRequest, Request], Awaitable[Ranking]]  # the HTTP request: to see the caller leave
 DOCUMENTS_PER_SEARCH_UNIT = 100  # Cohere bills one search unit per query and 100 documents
 
 
@@ -133,7 +133,7 @@ def build_router(model_name: str | None, rerank: RerankCall | None, limits: Serv
         503: {"model": ErrorOut},
     }
 
-    async def answer(body: CohereRerankIn, version: Literal["1", "2"]) -> CohereRerankOut | JSONResponse:
+    async def answer(body: CohereRerankIn, version: Literal["1", "2"], http: Request) -> CohereRerankOut | JSONResponse:
         if rerank is None or model_name is None:
             return error_response(503, "no model is loaded: start the service with --reranker NAME")
         if body.model is not None and body.model != model_name:
@@ -150,7 +150,8 @@ def build_router(model_name: str | None, rerank: RerankCall | None, limits: Serv
         cut = [cut_tokens(text, body.max_tokens_per_doc) for text in texts]
         request_id = str(uuid.uuid4())
         candidates = tuple(Candidate(str(index), text) for index, (text, _) in enumerate(cut))
-        items = (await rerank(RerankRequest(Query(request_id, body.query), candidates))).items if candidates else ()
+        query = Query(request_id, body.query)
+        items = (await rerank(RerankRequest(query, candidates), http)).items if candidates else ()
         warnings = []
         if any(was_cut for _, was_cut in cut):
             count = sum(was_cut for _, was_cut in cut)
@@ -177,14 +178,14 @@ def build_router(model_name: str | None, rerank: RerankCall | None, limits: Serv
         "/v1/rerank", response_model=CohereRerankOut, response_model_exclude_none=True, responses=errors,
         summary="Rerank documents (Cohere v1 API)",
     )
-    async def rerank_v1(body: CohereRerankIn) -> CohereRerankOut | JSONResponse:
-        return await answer(body, "1")
+    async def rerank_v1(body: CohereRerankIn, http: Request) -> CohereRerankOut | JSONResponse:
+        return await answer(body, "1", http)
 
     @router.post(
         "/v2/rerank", response_model=CohereRerankOut, response_model_exclude_none=True, responses=errors,
         summary="Rerank documents (Cohere v2 API)",
     )
-    async def rerank_v2(body: CohereRerankIn) -> CohereRerankOut | JSONResponse:
-        return await answer(body, "2")
+    async def rerank_v2(body: CohereRerankIn, http: Request) -> CohereRerankOut | JSONResponse:
+        return await answer(body, "2", http)
 
     return router
