@@ -222,6 +222,7 @@ def create_app(
         yield
         if batcher is not None:
             await batcher.close()
+            print(f"reasonrank.serve: {batcher.stats.summary()}", file=sys.stderr)
 
     app = FastAPI(
         title="reasonrank reranking service",

@@ -62,12 +62,17 @@ def batch_size_for(reranker: Reranker, batching: Batching) -> int:
 
 @dataclass(slots=True)
 class BatchStats:
-    """Counters for /health and the load benchmark: how many model calls served how many requests."""
+    """How many model calls served how many requests, and how many callers left before their call."""
 
     requests: int = 0
     batches: int = 0
     largest: int = 0
     sizes: dict[int, int] = field(default_factory=dict)
+    abandoned: int = 0
+
+    def summary(self) -> str:
+        return (f"{self.requests} requests in {self.batches} model calls (largest {self.largest}); "
+                f"{self.abandoned} callers hung up before their call")
 
     def record(self, size: int) -> None:
         self.requests += size
@@ -139,7 +144,9 @@ class DynamicBatcher:
                 batch.append(await asyncio.wait_for(self._queue.get(), left))
             except TimeoutError:
                 break
-        return [p for p in batch if not p.answer.done()]  # callers that disconnected need no model time
+        kept = [p for p in batch if not p.answer.done()]  # callers that disconnected need no model time
+        self.stats.abandoned += len(batch) - len(kept)
+        return kept
 
     async def _consume(self) -> None:
         while True:
