@@ -178,12 +178,13 @@ def test_a_client_that_hangs_up_while_queued_costs_no_model_time(dl19_requests, 
 
     async def scenario(app) -> list[int]:
         busy = asyncio.create_task(_asgi_post(app, path, body(dl19_requests[0])))  # occupies the model
-        await asyncio.sleep(0.05)
+        while not reranker.sizes:  # until the model is busy: the next two must queue behind it
+            await asyncio.sleep(0.01)
         gone = asyncio.create_task(_asgi_post(app, path, body(dl19_requests[1]), hang_up_after=0.05))
         kept = asyncio.create_task(_asgi_post(app, path, body(dl19_requests[2])))
         return list(await asyncio.gather(busy, gone, kept))
 
-    reranker = RecordingReranker(pause=0.3)
+    reranker = RecordingReranker(pause=0.5)
     assert asyncio.run(scenario(create_app(reranker, batching=Batching(max_batch_size=4)))) == [200, 499, 200]
     assert reranker.sizes == [1, 1]  # the request whose client left never reached the model
 
