@@ -26,12 +26,12 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,12 +51,24 @@ class ServiceLimits:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
 
+def _json_number(value: Any) -> Any:
+    if isinstance(value, str | bool):  # pydantic would read "5" as 5 and true as 1, which the schema does not allow
+        raise ValueError("must be a JSON number")
+    return value
+
+
+# A number as the schema states it: a string or a boolean is a 422 (an integral 5.0 is still an integer, as in JSON
+# Schema).
+NumberOnly = BeforeValidator(_json_number)
+PositiveInt = Annotated[int, Field(ge=1), NumberOnly]
+
+
 class CandidateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     docid: str = Field(min_length=1, description="Document id, unique within the request")
     text: str = Field(description="The passage text the reranker reads")
-    score: float = Field(
+    score: Annotated[float, NumberOnly] = Field(
         0.0, allow_inf_nan=False, description="First-stage score, finite (rerankers that fuse scores may use it)"
     )
 
@@ -67,7 +79,7 @@ class RerankIn(BaseModel):
     query: str = Field(min_length=1, description="The query text")
     qid: str | None = Field(None, min_length=1, description="Echoed back; a random id is used when absent")
     candidates: list[CandidateIn] = Field(description="Candidates in first-stage order")
-    top_k: int | None = Field(None, ge=1, description="Return only the best top_k (all are reranked)")
+    top_k: PositiveInt | None = Field(None, description="Return only the best top_k (all are reranked)")
 
     @model_validator(mode="after")
     def _unique_docids(self) -> RerankIn:

@@ -22,13 +22,13 @@ import json
 import math
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from reasonrank.serve.app import ErrorOut, ServiceLimits
+from reasonrank.serve.app import ErrorOut, NumberOnly, PositiveInt, ServiceLimits
 from reasonrank.serve.app import _error as error_response
 from reasonrank.types import Candidate, Query, Ranking
 from reasonrank.types import Request as RerankRequest
@@ -46,23 +46,29 @@ class DocumentIn(BaseModel):
 
 
 class CohereRerankIn(BaseModel):
+    # Numbers and booleans as the schema states them: "5" or true for an integer is a 422, not 5 or 1.
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = Field(None, description="The served model's name (GET /health); omit to use it")
     query: str = Field(min_length=1, description="The search query")
     documents: list[str | DocumentIn] = Field(description="Texts, or objects with text, in any order")
-    top_n: int | None = Field(None, ge=1, description="Return only the best top_n results (all are reranked)")
-    return_documents: bool | None = Field(False, description="Echo each result's document text")
-    max_tokens_per_doc: int | None = Field(
-        None, ge=1, description="Cut each document to this many whitespace-separated tokens before reranking"
+    top_n: PositiveInt | None = Field(
+        None, description="Return only the best top_n results (all are reranked)"
+    )
+    return_documents: bool | None = Field(False, strict=True, description="Echo each result's document text")
+    max_tokens_per_doc: PositiveInt | None = Field(
+        None,
+        description="Cut each document to this many whitespace-separated tokens before reranking",
     )
     rank_fields: list[str] | None = Field(
         None, description="For object documents: the fields to rerank on, as 'field: value' lines (text if none)"
     )
-    max_chunks_per_doc: int | None = Field(None, ge=1, description="Accepted for v1 clients; ignored")
-    priority: int | None = Field(None, description="Accepted for v2 clients; ignored (requests are served in order)")
+    max_chunks_per_doc: PositiveInt | None = Field(None, description="Accepted for v1 clients; ignored")
+    priority: Annotated[int, NumberOnly] | None = Field(
+        None, description="Accepted for v2 clients; ignored (requests are served in order)"
+    )
     return_explanations: bool | None = Field(
-        False, description="reasonrank extension: add each result's explanation and label"
+        False, strict=True, description="reasonrank extension: add each result's explanation and label"
     )
 
 
