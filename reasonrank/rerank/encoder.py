@@ -221,6 +221,10 @@ class CrossEncoderReranker(ScoringReranker):
                 start += len(request.candidates)
         return judgments
 
+    @property
+    def independent_queries(self) -> bool:
+        return True  # judge() scores each query alone unless the graph is batch-independent
+
     def evidence_scorer(self) -> ScoringReranker:
         return self
 
@@ -258,3 +262,7 @@ class BiEncoderReranker(TextEncoder, ScoringReranker):
 
     def evidence_scorer(self) -> ScoringReranker:
         return self
+
+    @property
+    def independent_queries(self) -> bool:
+        return True  # as CrossEncoderReranker's

@@ -145,6 +145,10 @@ class EvidenceReranker(Reranker):
         )
         return replace(ranking, items=items)
 
+    @property
+    def independent_queries(self) -> bool:
+        return self.inner.independent_queries  # sentences are scored one query per call
+
     def evidence_scorer(self) -> ScoringReranker | None:
         return self.finder.scorer
 
@@ -173,6 +177,10 @@ class MaxPReranker(ScoringReranker):
                 for judgment, spans in zip(judgments, found, strict=True)
             ])
         return judged
+
+    @property
+    def independent_queries(self) -> bool:
+        return self.inner.independent_queries  # sentences are scored one query per call
 
     def evidence_scorer(self) -> ScoringReranker:
         return self.inner

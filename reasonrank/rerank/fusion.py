@@ -56,6 +56,10 @@ class ScoreFusion(Reranker):
             fused.append(Ranking.from_judgments(request.query, request.candidates, judgments, self.name, ranking.stats))
         return fused
 
+    @property
+    def independent_queries(self) -> bool:
+        return self.inner.independent_queries  # z-scores are per query
+
     def evidence_scorer(self) -> ScoringReranker | None:
         return self.inner.evidence_scorer()
 
