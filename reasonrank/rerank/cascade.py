@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from reasonrank.errors import UserError
-from reasonrank.rerank.base import Reranker, ScoringReranker
+from reasonrank.rerank.base import Reranker
 from reasonrank.types import RankedCandidate, Ranking, Request
+
+if TYPE_CHECKING:
+    from reasonrank.retrieval.base import TextScorer
 
 
 def attach_tail(head: Ranking, request: Request, depth: int) -> Ranking:
@@ -52,8 +56,8 @@ class HeadReranker(Reranker):
         heads = self.inner.rerank_many([replace(r, candidates=r.candidates[: self.depth]) for r in requests])
         return [attach_tail(head, r, self.depth) for head, r in zip(heads, requests, strict=True)]
 
-    def evidence_scorer(self) -> ScoringReranker | None:
-        return self.inner.evidence_scorer()
+    def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
+        return self.inner.evidence_scorer(first_stage)
 
     def close(self) -> None:
         self.inner.close()
@@ -105,9 +109,9 @@ class Cascade(Reranker):
             merged.append(replace(ranking, items=items, model=self.name, stats=counts))
         return merged
 
-    def evidence_scorer(self) -> ScoringReranker | None:
+    def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
         """The last stage's model that has one: it ordered the head, which is what evidence explains."""
-        return next(filter(None, (stage.evidence_scorer() for stage in reversed(self.stages))), None)
+        return next(filter(None, (stage.evidence_scorer(first_stage) for stage in reversed(self.stages))), None)
 
     def close(self) -> None:
         for stage in self.stages:
