@@ -6,7 +6,8 @@ abstract, as ``documents.text_from_raw`` joins them), split into sentences by
 is correct when at least half of its characters lie in rationale sentences; a rationale sentence is found when
 at least half of its characters lie in picked sentences (the splitter reproduces 97.9 % of SciFact's own
 rationale sentences exactly; the half rule absorbs the rest, e.g. a title glued to the first sentence).
-Micro-averaged precision, recall and F1 over pairs.
+Micro-averaged precision, recall and F1 over pairs; for each model, a paired randomisation test (SciPy) of its
+correct picks per pair against the lexical and the BM25-sentence baselines.
 
 Baselines: the first sentence(s); the most claim terms (Lucene's English analyzer, as BM25 indexes them;
 ties to the earlier sentence); BM25 of the sentence (``Bm25TextScorer``: Lucene's BM25 with the SciFact index's
@@ -28,6 +29,7 @@ claims (passage-level qrels, not sentences), so its row is flagged.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -42,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 DATA = Path(os.environ.get("REASONRANK_SHARED_DATA", ROOT.parent / "shared" / "data")) / "scifact"
 
 from reasonrank.rerank.evidence import METHODS, Evidence, EvidenceFinder, best, sentence_spans  # noqa: E402
+from reasonrank.rerank.fusion import ScoreFusion  # noqa: E402
 from reasonrank.retrieval.base import TextScorer  # noqa: E402
 from reasonrank.retrieval.bm25 import Bm25FirstStage  # noqa: E402
 from reasonrank.retrieval.documents import text_from_raw  # noqa: E402
@@ -122,6 +125,24 @@ def evaluate(pairs: Sequence[Pair], pick: Picker, n: int) -> tuple[float, float,
     return score.prf()
 
 
+def correct_picks(pairs: Sequence[Pair], pick: Picker, n: int) -> list[int]:
+    """Per pair, how many of the ``n`` picked sentences are rationale sentences (for the paired test)."""
+    return [sum(covered(span, pair.gold) for span in pick(pair, n)) for pair in pairs]
+
+
+def paired_p(ours: Sequence[int], theirs: Sequence[int]) -> float:
+    """Two-sided paired randomisation test (SciPy; the sign of each pair's difference flipped at random) on the mean
+    difference in correct picks per pair: how often chance alone gives a difference as large."""
+    from scipy.stats import permutation_test
+
+    def mean_difference(first, second, axis):
+        return (first - second).mean(axis=axis)
+
+    result = permutation_test((list(ours), list(theirs)), mean_difference, permutation_type="samples",
+                              vectorized=True, n_resamples=9999, alternative="two-sided", random_state=0)
+    return float(result.pvalue)
+
+
 def lexical_picker() -> Picker:
     from reasonrank.retrieval.java import configure_jvm
 
@@ -181,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--methods", default="sentence", help=f"evidence methods ({', '.join(METHODS)})")
     parser.add_argument("--claims", choices=("even", "odd", "all"), default="even",
                         help="train claims with an even id (held out from this session's students), odd, or all")
+    parser.add_argument("--weights", default="", help="also fusions' evidence at these weights (comma-separated)")
     parser.add_argument("--every", type=int, default=1, help="every N-th pair only (a quick look)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     args = parser.parse_args(argv)
@@ -200,28 +222,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     first_stage = Bm25FirstStage(str(DATA / "corpus.jsonl"))
     bm25 = first_stage.text_scorer()
     first_stage.close()
-    rows: list[tuple[str, tuple[float, float, float], tuple[float, float, float], str]] = []
+    rows: list[tuple[str, tuple[float, float, float], tuple[float, float, float], str, str, str]] = []
+    baselines: dict[str, tuple[list[int], list[int]]] = {}  # correct picks @1, @2 per pair
     for name, pick in (("first sentence", first_picker), ("most claim terms (lexical)", lexical_picker()),
                        ("BM25 of the sentence (SciFact index statistics)", bm25_picker(bm25))):
-        rows.append((name, evaluate(pairs, pick, 1), evaluate(pairs, pick, 2), ""))
-    rows.append(("random (mean of 20 seeds)", random_score(pairs, 1), random_score(pairs, 2), ""))
+        rows.append((name, evaluate(pairs, pick, 1), evaluate(pairs, pick, 2), "", "", ""))
+        baselines[name] = (correct_picks(pairs, pick, 1), correct_picks(pairs, pick, 2))
+    rows.append(("random (mean of 20 seeds)", random_score(pairs, 1), random_score(pairs, 2), "", "", ""))
+    lexical, sentence_bm25 = baselines["most claim terms (lexical)"], baselines[rows[2][0]]
     for model in filter(None, args.models.split(",")):
         family, _, name = model.rpartition("=")
         label = f"{model} (trained on these claims)" if model == "minilm-scifact-bi" else model
         reranker = load_reranker(name, family=family or None, progress=False)
-        scorer = reranker.evidence_scorer(bm25)
-        for method in args.methods.split(","):
+        own = reranker.evidence_scorer(bm25)
+        # --weights: the same fusion reweighted, to see how far its own weight is from the best one for rationales
+        reweighted = [ScoreFusion(own.inner, float(w), bm25) for w in args.weights.split(",") if w] \
+            if isinstance(own, ScoreFusion) else []
+        for method, scorer in itertools.product(args.methods.split(","), [own, *reweighted]):
             pick, elapsed = model_picker(EvidenceFinder(scorer, method), pairs)
+            correct = correct_picks(pairs, pick, 1), correct_picks(pairs, pick, 2)
+            tests = [" / ".join(f"{paired_p(ours, theirs):.3f}" for ours, theirs in zip(correct, other, strict=True))
+                     for other in (lexical, sentence_bm25)]
             rows.append((f"{label} · {method} · {scorer.name}", evaluate(pairs, pick, 1), evaluate(pairs, pick, 2),
-                         f"{1000 * elapsed / len(pairs):.0f}"))
+                         f"{1000 * elapsed / len(pairs):.0f}", *tests))
         reranker.close()
     bm25.close()
 
-    print("| method | P@1 | R@1 | F1@1 | P@2 | R@2 | F1@2 | ms/passage |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, top1, top2, cost in rows:
+    print("| method | P@1 | R@1 | F1@1 | P@2 | R@2 | F1@2 | ms/passage | p vs lexical @1 / @2 | p vs BM25 @1 / @2 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, top1, top2, cost, versus_lexical, versus_bm25 in rows:
         cells = " | ".join(f"{value:.3f}" for value in (*top1, *top2))
-        print(f"| {name} | {cells} | {cost} |")
+        print(f"| {name} | {cells} | {cost} | {versus_lexical} | {versus_bm25} |")
     return 0
 
 
