@@ -17,6 +17,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,7 +103,8 @@ async def abuse(port: int, args: argparse.Namespace, counts: dict[str, int], wor
 
         for _ in range(args.rounds):
             slow = [asyncio.create_task(slowloris(port, hold=8.0)) for _ in range(args.slow)]
-            tasks = [well_formed() for _ in range(args.concurrency)]
+            # Started now, so the model is busy while the rest arrives (cancelled requests then wait in the queue).
+            tasks = [asyncio.create_task(well_formed()) for _ in range(args.concurrency)]
             tasks += [record("malformed", s) for s in await asyncio.gather(*(raw(port, post(rng.choice(MALFORMED)))
                                                                              for _ in range(args.concurrency)))]
             tasks += [record("oversized (declared)", await raw(port, post(b"{}").replace(
@@ -111,7 +113,8 @@ async def abuse(port: int, args: argparse.Namespace, counts: dict[str, int], wor
             chunked = (b"POST /rerank HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                        + (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") * (LIMIT // len(chunk) + 2) + b"0\r\n\r\n")
             tasks += [record("oversized (chunked)", await raw(port, chunked))]
-            for _ in range(args.concurrency):  # cancelled: the whole request sent, the connection closed at once
+            for _ in range(args.concurrency):  # cancelled: the whole request sent, the connection closed at once;
+                # the service drops it from the queue (its summary line counts callers that hung up)
                 await raw(port, post(good), read=False)
                 counts["cancelled"] = counts.get("cancelled", 0) + 1
             await asyncio.gather(*tasks)
@@ -134,8 +137,10 @@ def main() -> int:
 
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    log = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - read once the server has exited
     server = subprocess.Popen([sys.executable, "-m", "reasonrank.serve", "--reranker", args.reranker, "--port",
-                               str(port), "--log-level", "critical", "--max-request-bytes", str(LIMIT)], env=env)
+                               str(port), "--log-level", "critical", "--max-request-bytes", str(LIMIT)], env=env,
+                              stderr=log)
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -165,6 +170,9 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        log.seek(0)
+        summary = [line.strip() for line in log if line.startswith("reasonrank.serve:")]
+        log.close()
     errors = sum(n for key, n in counts.items() if key.split()[-1].startswith("5"))
     unanswered = sum(n for key, n in counts.items() if key.endswith(" 0"))
     print(f"{args.reranker}, {args.rounds} rounds in {elapsed:.1f}s; per round {args.concurrency} well-formed + "
@@ -175,6 +183,7 @@ def main() -> int:
         print(f"| {key} | {counts[key]} |")
     print(f"\n5xx answers: {errors}; unanswered: {unanswered}; slowest well-formed answer: {max(worst):.2f}s; "
           f"server RSS {before:.0f} -> {after:.0f} MiB; healthy after: {alive}")
+    print("service: " + (summary[-1].removeprefix("reasonrank.serve: ") if summary else "no summary line"))
     ok = errors == 0 and unanswered == 0 and alive and after - before < args.memory_mib
     ok = ok and all(key.split()[-1] == "200" for key in counts if key.startswith("well-formed"))
     return 0 if ok else 1

@@ -8,7 +8,9 @@ fails (exit 1) if any request is lost, refused, answered twice or answered with 
 ``--compare`` measures the serialised server (``--max-batch-size 1``: one request per model call, as the service
 worked before dynamic batching) and the batched one side by side, for every ``--clients`` level (e.g.
 ``--clients 1 4 16``), prints one table (throughput, p50/p95 latency, speed-up) and checks that both answered every
-request with the same ranking and scores.
+request with the same ranking and scores. The services it starts run without the persistent embedding cache
+(``REASONRANK_EMBEDDING_CACHE=0``; ``--embedding-cache`` keeps it): otherwise the second mode would read back the
+vectors the first one computed for the same passages and the comparison would time SQLite, not the model.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ class Outcome:
 
 
 def build_payloads(clients: int, requests: int, candidates: int, seed: int) -> list[list[dict]]:
-    """One list of request bodies per client: DL19 queries, ``candidates`` random passages each, unique qids."""
+    """One list of request bodies per client: DL19 queries, ``candidates`` random passages each, unique qids; the
+    passages carry descending first-stage scores, as BM25 hits do (fusion rerankers read them)."""
     collection = embedded_collection()
     topics = [line.split("\t", 1) for line in collection.topics.read_text().splitlines() if line.strip()]
     with collection.corpus.open(encoding="utf-8") as lines:
@@ -61,7 +64,10 @@ def build_payloads(clients: int, requests: int, candidates: int, seed: int) -> l
             bodies.append({
                 "qid": f"load-{client}-{number}",
                 "query": query,
-                "candidates": [{"docid": p["_id"], "text": f"{p['title']} {p['text']}".strip()} for p in sample],
+                "candidates": [
+                    {"docid": p["_id"], "text": f"{p['title']} {p['text']}".strip(), "score": float(candidates - rank)}
+                    for rank, p in enumerate(sample)
+                ],
             })
         payloads.append(bodies)
     return payloads
@@ -150,15 +156,20 @@ def report(load: Load, candidates: int) -> int:
 def compare(args: argparse.Namespace) -> int:
     """Serialised and batched services side by side: one table, and the answers of both compared."""
     modes = {"serialised": ["--max-batch-size", "1"],
-             "batched": ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]}
+             "batched": ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
+                         *(["--batch-generative"] if args.batch_generative else [])]}
     loads: dict[tuple[str, int], Load] = {}
+    if not args.embedding_cache:
+        os.environ["REASONRANK_EMBEDDING_CACHE"] = "0"  # the services inherit it
     for mode, options in modes.items():
         with running_service(args.reranker, *options) as url:
             run_load(url, build_payloads(1, 2, args.candidates, args.seed + 1))  # warm-up, not measured
             for clients in args.clients:
                 loads[mode, clients] = run_load(url, build_payloads(clients, args.requests, args.candidates, args.seed))
     print(f"{args.reranker}: {args.requests} requests per client x {args.candidates} candidates; batched = "
-          f"--max-batch-size {args.max_batch_size} --max-wait-ms {args.max_wait_ms}")
+          f"--max-batch-size {args.max_batch_size} --max-wait-ms {args.max_wait_ms}"
+          f"{' --batch-generative' if args.batch_generative else ''}; embedding cache "
+          f"{'on' if args.embedding_cache else 'off'}")
     print("| clients | mode | requests/s | p50 ms | p95 ms | speed-up | same answers |")
     print("|---:|---|---:|---:|---:|---:|---|")
     failed = 0
@@ -191,6 +202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compare", action="store_true", help="serialised vs batched service, side by side")
     parser.add_argument("--max-batch-size", type=int, default=16, help="the batched service's --max-batch-size")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="the batched service's --max-wait-ms")
+    parser.add_argument(
+        "--batch-generative", action="store_true",
+        help="the batched service batches generative rerankers too (else it keeps them at one request per call)",
+    )
+    parser.add_argument(
+        "--embedding-cache", action="store_true", help="--compare: keep the services' persistent embedding cache"
+    )
     args = parser.parse_args(argv)
     if min(*args.clients, args.requests, args.candidates) < 1:
         parser.error("--clients, --requests and --candidates must be at least 1")

@@ -18,7 +18,7 @@ from reasonrank.serve.app import (
     create_app,
     write_openapi,
 )
-from reasonrank.serve.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, Batching
+from reasonrank.serve.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, Batching, batch_size_for
 
 
 def _positive(text: str) -> int:
@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-wait-ms", type=_non_negative, default=DEFAULT_MAX_WAIT_MS,
         help="how long a lone request waits for others to share its model call",
     )
+    parser.add_argument(
+        "--batch-generative", action="store_true",
+        help="also batch rerankers whose scores depend on the batch mix (generative ones): more throughput, but "
+        "answers may differ from one-at-a-time answers (docs/serving.md)",
+    )
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     parser.add_argument(
         "--write-openapi", metavar="PATH", help="write the OpenAPI schema to PATH and exit (no model is loaded)"
@@ -69,7 +74,10 @@ def run(args: argparse.Namespace) -> int:
     from reasonrank.rerank.registry import load_reranker
 
     reranker = load_reranker(args.reranker, args.reranker_family)
-    batching = Batching(args.max_batch_size, args.max_wait_ms)
+    batching = Batching(args.max_batch_size, args.max_wait_ms, args.batch_generative)
+    if batch_size_for(reranker, batching) < args.max_batch_size:
+        print(f"{reranker.name}: one request per model call, since its scores depend on which requests share a "
+              "call; pass --batch-generative to batch anyway", file=sys.stderr)
     app = create_app(reranker, ServiceLimits(args.max_candidates, args.max_request_bytes), batching)
     # One process, one event loop: the model lives here once; uvicorn workers would each load a copy.
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

@@ -22,17 +22,22 @@ Run = dict[str, dict[str, float]]  # qid -> docid -> score
 def atomic_write(path: str | Path) -> Iterator:
     """Write to a temporary file beside ``path`` and rename it into place only on success.
 
-    A full disk, a read-only folder or a size limit is one ``UserError`` line, and no file is left behind.
+    A full disk, a read-only folder or a size limit is one ``UserError`` line, and no file is left behind. The
+    temporary file's name holds the writer's process id, so a later successful write removes what a writer killed
+    mid-write (SIGKILL, power loss) left behind, and never a live writer's file.
     """
     path = Path(path)
     temporary: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        descriptor, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+        )
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             yield handle
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes the file owner-only; give it a normal file's mode
         os.replace(temporary, path)
+        _remove_orphans(path)
     except OSError as error:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
@@ -42,6 +47,28 @@ def atomic_write(path: str | Path) -> Iterator:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete temporary files of ``path`` whose writer process no longer exists."""
+    prefix = f".{path.name}."
+    for temporary in path.parent.iterdir():
+        name = temporary.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            temporary.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _umask() -> int:

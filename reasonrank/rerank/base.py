@@ -29,6 +29,13 @@ class Reranker(ABC):
         """How many leading candidates this reranker reads (only those need their passage text); None: all."""
         return None
 
+    @property
+    def independent_queries(self) -> bool:
+        """True where :meth:`rerank_many` gives every query the ranking it gives that query alone, bit for bit,
+        whatever other queries share the call (the server batches only such rerankers unless told otherwise).
+        False unless a reranker states it: generation pads prompts of several queries into shared batches."""
+        return False
+
     def rerank(self, query: str | Query, candidates: Iterable[Any]) -> Ranking:
         """Rerank Pyserini hits, ``(docid, text)`` pairs or :class:`Candidate` objects."""
         return self.rerank_request(as_request(query, candidates))

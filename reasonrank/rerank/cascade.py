@@ -56,6 +56,10 @@ class HeadReranker(Reranker):
         heads = self.inner.rerank_many([replace(r, candidates=r.candidates[: self.depth]) for r in requests])
         return [attach_tail(head, r, self.depth) for head, r in zip(heads, requests, strict=True)]
 
+    @property
+    def independent_queries(self) -> bool:
+        return self.inner.independent_queries
+
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
         return self.inner.evidence_scorer(first_stage)
 
@@ -108,6 +112,10 @@ class Cascade(Reranker):
             )
             merged.append(replace(ranking, items=items, model=self.name, stats=counts))
         return merged
+
+    @property
+    def independent_queries(self) -> bool:
+        return all(stage.independent_queries for stage in self.stages)
 
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
         """The last stage's model that has one: it ordered the head, which is what evidence explains."""

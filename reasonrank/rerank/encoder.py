@@ -223,6 +223,10 @@ class CrossEncoderReranker(ScoringReranker):
                 start += len(request.candidates)
         return judgments
 
+    @property
+    def independent_queries(self) -> bool:
+        return True  # judge() scores each query alone unless the graph is batch-independent
+
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> ScoringReranker:
         return self
 
@@ -260,3 +264,7 @@ class BiEncoderReranker(TextEncoder, ScoringReranker):
 
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> ScoringReranker:
         return self
+
+    @property
+    def independent_queries(self) -> bool:
+        return True  # as CrossEncoderReranker's

@@ -151,6 +151,10 @@ class EvidenceReranker(Reranker):
         )
         return replace(ranking, items=items)
 
+    @property
+    def independent_queries(self) -> bool:
+        return self.inner.independent_queries  # sentences are scored one query per call
+
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
         return self.finder.scorer
 
@@ -179,6 +183,10 @@ class MaxPReranker(ScoringReranker):
                 for judgment, spans in zip(judgments, found, strict=True)
             ])
         return judged
+
+    @property
+    def independent_queries(self) -> bool:
+        return self.inner.independent_queries  # sentences are scored one query per call
 
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> ScoringReranker:
         return self.inner

@@ -77,6 +77,10 @@ class ScoreFusion(Reranker):
             fused.append(Ranking.from_judgments(request.query, request.candidates, judgments, self.name, ranking.stats))
         return fused
 
+    @property
+    def independent_queries(self) -> bool:
+        return self.inner.independent_queries  # z-scores are per query
+
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
         """This fusion over the inner reranker's evidence scorer and ``first_stage``'s sentence scores; without a
         first stage that scores sentences, the inner reranker's evidence scorer alone (it is named in the

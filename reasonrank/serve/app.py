@@ -2,8 +2,9 @@
 
 ``POST /rerank`` takes a query and its candidates and answers the reranked list; ``GET /health`` names the model.
 The model is loaded once, before the server accepts connections. Rerankers are not thread-safe (they hold one
-torch model or one generation backend), so every model call goes through a single worker: requests queue in the
-event loop and are reranked one at a time, in arrival order.
+torch model or one generation backend), so every model call goes through one :class:`DynamicBatcher`: concurrent
+requests queue in the event loop and share model calls. A caller that hangs up before its batch starts is
+dropped from the queue and costs no model time.
 
 Bad input is always a 4xx with a JSON body ``{"error": "<one line>", "detail": [...]}``, never a 500: an oversized
 body is 413 (checked before it is parsed), and malformed JSON, missing fields, too many candidates or duplicate
@@ -12,6 +13,7 @@ docids are 422.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -24,19 +26,19 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reasonrank.errors import UserError
 from reasonrank.rerank.base import Reranker
 from reasonrank.serve.batching import DEFAULT_BATCHING, Batching, DynamicBatcher
-from reasonrank.types import Candidate, Query
+from reasonrank.types import Candidate, Query, Ranking
 from reasonrank.types import Request as RerankRequest
 
 DEFAULT_MAX_CANDIDATES = 1000
@@ -49,12 +51,24 @@ class ServiceLimits:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
 
+def _json_number(value: Any) -> Any:
+    if isinstance(value, str | bool):  # pydantic would read "5" as 5 and true as 1, which the schema does not allow
+        raise ValueError("must be a JSON number")
+    return value
+
+
+# A number as the schema states it: a string or a boolean is a 422 (an integral 5.0 is still an integer, as in JSON
+# Schema).
+NumberOnly = BeforeValidator(_json_number)
+PositiveInt = Annotated[int, Field(ge=1), NumberOnly]
+
+
 class CandidateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     docid: str = Field(min_length=1, description="Document id, unique within the request")
     text: str = Field(description="The passage text the reranker reads")
-    score: float = Field(
+    score: Annotated[float, NumberOnly] = Field(
         0.0, allow_inf_nan=False, description="First-stage score, finite (rerankers that fuse scores may use it)"
     )
 
@@ -65,7 +79,7 @@ class RerankIn(BaseModel):
     query: str = Field(min_length=1, description="The query text")
     qid: str | None = Field(None, min_length=1, description="Echoed back; a random id is used when absent")
     candidates: list[CandidateIn] = Field(description="Candidates in first-stage order")
-    top_k: int | None = Field(None, ge=1, description="Return only the best top_k (all are reranked)")
+    top_k: PositiveInt | None = Field(None, description="Return only the best top_k (all are reranked)")
 
     @model_validator(mode="after")
     def _unique_docids(self) -> RerankIn:
@@ -159,6 +173,37 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+class CallerGone(Exception):
+    """The client hung up before its ranking was ready: nobody is owed an answer."""
+
+
+async def _until_disconnected(http: Request) -> None:
+    # The body has been read, so the next ASGI message is the client hanging up (servers block until then).
+    while (await http.receive())["type"] != "http.disconnect":
+        pass
+
+
+def disconnect_aware(batcher: DynamicBatcher):
+    """``batcher.rerank`` for an HTTP request: if the client hangs up first, its place in the queue is cancelled
+    (the batcher skips it, so it costs no model time) and :class:`CallerGone` is raised."""
+
+    async def rerank(request: RerankRequest, http: Request) -> Ranking:
+        ranking = asyncio.ensure_future(batcher.rerank(request))
+        gone = asyncio.ensure_future(_until_disconnected(http))
+        done: set[asyncio.Future[Any]] = set()
+        try:
+            done, _ = await asyncio.wait({ranking, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if ranking not in done:
+                ranking.cancel()
+        if ranking not in done:
+            raise CallerGone
+        return ranking.result()
+
+    return rerank
+
+
 def _validation_message(errors: Sequence[dict[str, Any]]) -> str:
     first = errors[0]
     if first.get("type") == "json_invalid":
@@ -182,12 +227,14 @@ def create_app(
     from reasonrank.serve.cohere import build_router
 
     batcher = DynamicBatcher(reranker, batching) if reranker is not None else None
+    rerank_call = disconnect_aware(batcher) if batcher is not None else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         if batcher is not None:
             await batcher.close()
+            print(f"reasonrank.serve: {batcher.stats.summary()}", file=sys.stderr)
 
     app = FastAPI(
         title="reasonrank reranking service",
@@ -216,6 +263,10 @@ def create_app(
     async def _user(_: Request, error: UserError) -> JSONResponse:
         return _error(422, str(error))
 
+    @app.exception_handler(CallerGone)
+    async def _gone(_: Request, __: CallerGone) -> Response:
+        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
+
     @app.exception_handler(Exception)
     async def _failed(_: Request, error: Exception) -> JSONResponse:
         # A fault of the model or of reasonrank, not of the request; still JSON so clients can show it.
@@ -231,8 +282,8 @@ def create_app(
         response_model=RerankOut,
         responses={413: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
     )
-    async def rerank(body: RerankIn) -> RerankOut | JSONResponse:
-        if reranker is None or batcher is None:
+    async def rerank(body: RerankIn, http: Request) -> RerankOut | JSONResponse:
+        if reranker is None or rerank_call is None:
             return _error(503, "no model is loaded: start the service with --reranker NAME")
         if len(body.candidates) > limits.max_candidates:
             return _error(
@@ -244,7 +295,7 @@ def create_app(
         request = RerankRequest(
             Query(qid, body.query), tuple(Candidate(c.docid, c.text, c.score) for c in body.candidates)
         )
-        items = (await batcher.rerank(request)).items[: body.top_k] if request.candidates else ()
+        items = (await rerank_call(request, http)).items[: body.top_k] if request.candidates else ()
         return RerankOut(
             qid=qid,
             model=reranker.name,
@@ -260,7 +311,7 @@ def create_app(
             ],
         )
 
-    app.include_router(build_router(reranker.name if reranker else None, batcher.rerank if batcher else None, limits))
+    app.include_router(build_router(reranker.name if reranker else None, rerank_call, limits))
     _declare_candidate_limit(app, limits.max_candidates)
     app.add_middleware(BodyLimit, max_bytes=limits.max_request_bytes)
     return app

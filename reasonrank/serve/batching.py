@@ -11,10 +11,11 @@ Guarantees:
   (cancelled future) is skipped without disturbing the rest of its batch;
 - the model is never called concurrently with itself;
 - a failing batch is retried one request at a time, so one bad request fails alone and the others still succeed;
-- answers equal one-at-a-time answers whenever the reranker's ``rerank_many`` does not let one query's scores
-  depend on the other queries of a call. The encoder rerankers (and fusion and cascades over them) guarantee that
-  by scoring each query on its own; generative rerankers that pad prompts of several queries into one generation
-  batch do not, so their answers may move with the batch mix (docs/serving.md has the measurements).
+- answers equal one-at-a-time answers: only rerankers that state it (``Reranker.independent_queries``: the
+  encoders, and fusion, cascades and evidence over them) get several requests per call. Generative rerankers pad
+  the prompts of all queries of a call into shared generation batches, so their answers may move with the batch
+  mix (docs/serving.md has the measurements); they stay at one request per call unless ``batch_generative`` says
+  that speed matters more than that.
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ DEFAULT_MAX_WAIT_MS = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Batching:
-    """How requests are gathered: at most ``max_batch_size`` per model call; a lone request waits ``max_wait_ms``."""
+    """How requests are gathered: at most ``max_batch_size`` per model call; a lone request waits ``max_wait_ms``;
+    ``batch_generative`` also batches rerankers whose answers depend on the batch mix (see :func:`batch_size_for`)."""
 
     max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     max_wait_ms: float = DEFAULT_MAX_WAIT_MS
+    batch_generative: bool = False
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -51,14 +54,25 @@ class Batching:
 DEFAULT_BATCHING = Batching()
 
 
+def batch_size_for(reranker: Reranker, batching: Batching) -> int:
+    """Requests per model call for ``reranker``: ``max_batch_size`` where batching keeps one-at-a-time answers
+    (or the caller opted in with ``batch_generative``), else 1."""
+    return batching.max_batch_size if reranker.independent_queries or batching.batch_generative else 1
+
+
 @dataclass(slots=True)
 class BatchStats:
-    """Counters for /health and the load benchmark: how many model calls served how many requests."""
+    """How many model calls served how many requests, and how many callers left before their call."""
 
     requests: int = 0
     batches: int = 0
     largest: int = 0
     sizes: dict[int, int] = field(default_factory=dict)
+    abandoned: int = 0
+
+    def summary(self) -> str:
+        return (f"{self.requests} requests in {self.batches} model calls (largest {self.largest}); "
+                f"{self.abandoned} callers hung up before their call")
 
     def record(self, size: int) -> None:
         self.requests += size
@@ -77,12 +91,13 @@ class DynamicBatcher:
     """Gathers concurrent :meth:`rerank` calls into ``reranker.rerank_many`` calls of at most ``max_batch_size``.
 
     Create it inside the running event loop (e.g. in the app's lifespan); :meth:`close` stops the consumer.
-    ``max_batch_size=1`` serialises requests one at a time, as a server without batching does.
+    ``max_batch_size=1`` serialises requests one at a time, as a server without batching does, and so does a
+    reranker whose answers depend on the batch mix unless ``batch_generative`` is set.
     """
 
     def __init__(self, reranker: Reranker, batching: Batching = DEFAULT_BATCHING) -> None:
         self.reranker = reranker
-        self.max_batch_size = batching.max_batch_size
+        self.max_batch_size = batch_size_for(reranker, batching)
         self.max_wait = batching.max_wait_ms / 1000.0
         self.stats = BatchStats()
         # One token: the reranker runs in one worker thread at a time, never concurrently with itself.
@@ -129,7 +144,9 @@ class DynamicBatcher:
                 batch.append(await asyncio.wait_for(self._queue.get(), left))
             except TimeoutError:
                 break
-        return [p for p in batch if not p.answer.done()]  # callers that disconnected need no model time
+        kept = [p for p in batch if not p.answer.done()]  # callers that disconnected need no model time
+        self.stats.abandoned += len(batch) - len(kept)
+        return kept
 
     async def _consume(self) -> None:
         while True:

@@ -22,18 +22,18 @@ import json
 import math
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from reasonrank.serve.app import ErrorOut, ServiceLimits
+from reasonrank.serve.app import ErrorOut, NumberOnly, PositiveInt, ServiceLimits
 from reasonrank.serve.app import _error as error_response
 from reasonrank.types import Candidate, Query, Ranking
 from reasonrank.types import Request as RerankRequest
 
-RerankCall = Callable[[RerankRequest], Awaitable[Ranking]]
+RerankCall = Callable[[RerankRequest, Request], Awaitable[Ranking]]  # the HTTP request: to see the caller leave
 DOCUMENTS_PER_SEARCH_UNIT = 100  # Cohere bills one search unit per query and 100 documents
 
 
@@ -46,23 +46,29 @@ class DocumentIn(BaseModel):
 
 
 class CohereRerankIn(BaseModel):
+    # Numbers and booleans as the schema states them: "5" or true for an integer is a 422, not 5 or 1.
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = Field(None, description="The served model's name (GET /health); omit to use it")
     query: str = Field(min_length=1, description="The search query")
     documents: list[str | DocumentIn] = Field(description="Texts, or objects with text, in any order")
-    top_n: int | None = Field(None, ge=1, description="Return only the best top_n results (all are reranked)")
-    return_documents: bool | None = Field(False, description="Echo each result's document text")
-    max_tokens_per_doc: int | None = Field(
-        None, ge=1, description="Cut each document to this many whitespace-separated tokens before reranking"
+    top_n: PositiveInt | None = Field(
+        None, description="Return only the best top_n results (all are reranked)"
+    )
+    return_documents: bool | None = Field(False, strict=True, description="Echo each result's document text")
+    max_tokens_per_doc: PositiveInt | None = Field(
+        None,
+        description="Cut each document to this many whitespace-separated tokens before reranking",
     )
     rank_fields: list[str] | None = Field(
         None, description="For object documents: the fields to rerank on, as 'field: value' lines (text if none)"
     )
-    max_chunks_per_doc: int | None = Field(None, ge=1, description="Accepted for v1 clients; ignored")
-    priority: int | None = Field(None, description="Accepted for v2 clients; ignored (requests are served in order)")
+    max_chunks_per_doc: PositiveInt | None = Field(None, description="Accepted for v1 clients; ignored")
+    priority: Annotated[int, NumberOnly] | None = Field(
+        None, description="Accepted for v2 clients; ignored (requests are served in order)"
+    )
     return_explanations: bool | None = Field(
-        False, description="reasonrank extension: add each result's explanation and label"
+        False, strict=True, description="reasonrank extension: add each result's explanation and label"
     )
 
 
@@ -133,7 +139,7 @@ def build_router(model_name: str | None, rerank: RerankCall | None, limits: Serv
         503: {"model": ErrorOut},
     }
 
-    async def answer(body: CohereRerankIn, version: Literal["1", "2"]) -> CohereRerankOut | JSONResponse:
+    async def answer(body: CohereRerankIn, version: Literal["1", "2"], http: Request) -> CohereRerankOut | JSONResponse:
         if rerank is None or model_name is None:
             return error_response(503, "no model is loaded: start the service with --reranker NAME")
         if body.model is not None and body.model != model_name:
@@ -150,7 +156,8 @@ def build_router(model_name: str | None, rerank: RerankCall | None, limits: Serv
         cut = [cut_tokens(text, body.max_tokens_per_doc) for text in texts]
         request_id = str(uuid.uuid4())
         candidates = tuple(Candidate(str(index), text) for index, (text, _) in enumerate(cut))
-        items = (await rerank(RerankRequest(Query(request_id, body.query), candidates))).items if candidates else ()
+        query = Query(request_id, body.query)
+        items = (await rerank(RerankRequest(query, candidates), http)).items if candidates else ()
         warnings = []
         if any(was_cut for _, was_cut in cut):
             count = sum(was_cut for _, was_cut in cut)
@@ -177,14 +184,14 @@ def build_router(model_name: str | None, rerank: RerankCall | None, limits: Serv
         "/v1/rerank", response_model=CohereRerankOut, response_model_exclude_none=True, responses=errors,
         summary="Rerank documents (Cohere v1 API)",
     )
-    async def rerank_v1(body: CohereRerankIn) -> CohereRerankOut | JSONResponse:
-        return await answer(body, "1")
+    async def rerank_v1(body: CohereRerankIn, http: Request) -> CohereRerankOut | JSONResponse:
+        return await answer(body, "1", http)
 
     @router.post(
         "/v2/rerank", response_model=CohereRerankOut, response_model_exclude_none=True, responses=errors,
         summary="Rerank documents (Cohere v2 API)",
     )
-    async def rerank_v2(body: CohereRerankIn) -> CohereRerankOut | JSONResponse:
-        return await answer(body, "2")
+    async def rerank_v2(body: CohereRerankIn, http: Request) -> CohereRerankOut | JSONResponse:
+        return await answer(body, "2", http)
 
     return router

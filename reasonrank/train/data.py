@@ -7,6 +7,7 @@ accepts exactly the specs that search does.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ __all__ = [
     "ResumableJsonl", "content_word_list", "content_words", "load_candidates", "load_corpus", "load_qrels",
     "load_topics", "ranked_docids", "read_jsonl", "topics_by_id",
 ]
+log = logging.getLogger("reasonrank")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -70,7 +72,10 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
 class ResumableJsonl:
     """Append-only JSONL output that remembers which keys are already written, so a rerun skips them.
 
-    A last line cut off by a crash is dropped on open (appending after it would corrupt the next record).
+    Lines end at ``\\n`` only (:func:`reasonrank.io.text.numbered_lines`): records hold passages with U+0085 and
+    U+2028, which ``str.splitlines`` would cut at, dropping the record and redoing it on every rerun. A last line cut
+    off by a crash (possibly inside a UTF-8 character) and lines that are not JSON objects are dropped on open with
+    one warning line (appending after them would corrupt the next record); their keys are written again.
     """
 
     path: Path
@@ -82,15 +87,29 @@ class ResumableJsonl:
         self.done: set[tuple[str, ...]] = set()
         if not self.path.exists():
             return
+        data = self.path.read_bytes()
+        torn = bool(data) and not data.endswith(b"\n")
+        if torn:
+            with self.path.open("r+b") as out:
+                out.truncate(data.rfind(b"\n") + 1)
         good: list[str] = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        damaged: list[int] = []
+        for number, line in numbered_lines(self.path, "JSONL output"):
             try:
-                record = json.loads(line)
+                record = json.loads(line) if line.strip() else None
             except json.JSONDecodeError:
-                continue
-            good.append(line)
-            self.done.add(self.key(record))
-        self.path.write_text("".join(f"{line}\n" for line in good), encoding="utf-8")
+                record = None
+            if isinstance(record, dict):
+                good.append(line)
+                self.done.add(self.key(record))
+            elif line.strip():
+                damaged.append(number)
+        if damaged or torn:
+            lines = ", ".join(map(str, damaged[:5]))
+            what = [f"{len(damaged)} line(s) that are not JSON objects ({lines})"] * bool(damaged)
+            what += ["a line cut short at the end"] * torn
+            log.warning("%s: %s dropped; those records are written again", self.path, " and ".join(what))
+            self.path.write_text("".join(f"{line}\n" for line in good), encoding="utf-8")
 
     def key(self, record: dict[str, Any]) -> tuple[str, ...]:
         return tuple(str(record.get(f, "")) for f in self.key_fields)

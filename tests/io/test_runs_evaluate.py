@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -86,6 +89,19 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         write_run(tmp_path / "run.txt", broken())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path, dl19_qrels):
+    """SIGKILL mid-write leaves ``.run.txt.<pid>.<random>.tmp``; the rerun's write removes it, not a live writer's."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f".run.txt.{dead.pid}.k1ll3d.tmp"
+    live = tmp_path / f".run.txt.{os.getppid()}.wr1t1ng.tmp"
+    other = tmp_path / f".run.txt.explanations.jsonl.{dead.pid}.x.tmp"
+    for path in (orphan, live, other):
+        path.write_text("partial")
+    write_run(tmp_path / "run.txt", [qrels_ranking(dl19_qrels, q, reverse=False) for q in sorted(dl19_qrels)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run.txt", live.name, other.name])
 
 
 def test_evaluate_cli(tmp_path, dl19_qrels, capsys, shared_data):

@@ -90,7 +90,8 @@ def test_bi_encoder_ranks_judged_passages_better_than_chance(dl19, qrels, bi_enc
 
 @pytest.mark.slow
 def test_bi_encoder_matches_sentence_transformers_pooling(bi_encoder):
-    sentence_transformers = pytest.importorskip("sentence_transformers")
+    import sentence_transformers  # the bench extra, which `make test` installs
+
     from reasonrank.weights import locate_model
 
     reference = sentence_transformers.SentenceTransformer(locate_model(MINILM).path, device="cpu")

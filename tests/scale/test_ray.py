@@ -22,15 +22,16 @@ pytestmark = pytest.mark.slow  # one Ray cluster (two raylets) for the module
 
 ROOT = Path(__file__).resolve().parents[2]
 BUSY_ACTOR = b"ray::RerankerActor.rerank_shard"  # Ray's process title while an actor runs that method
+# A driver's ray.init rewrites a loopback cluster address to the host's own IP (services.resolve_ip_for_localhost,
+# ray 2.60), where a loopback-only cluster does not listen; with Ray's "no multi-node clusters" switch (meant for
+# Windows and macOS) that lookup answers 127.0.0.1, so the driver stays on loopback too (docs/scale-out.md).
+LOOPBACK_DRIVER = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 @pytest.fixture(scope="module")
 def cluster_address():
-    """A Ray head and one worker node on this machine, one CPU each: two reranker actors in all.
-
-    Ray replaces a loopback address by the host's own (``resolve_ip_for_localhost``) so that nodes can reach each
-    other; every connection still stays on this machine.
-    """
+    """A Ray head and one worker node on this machine, one CPU each: two reranker actors in all, every Ray
+    process listening on 127.0.0.1 only (``node_ip_address``; the driver's side is :data:`LOOPBACK_DRIVER`)."""
     from ray.cluster_utils import Cluster
 
     with pytest.MonkeyPatch.context() as patch:
@@ -38,10 +39,12 @@ def cluster_address():
         patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
         patch.setenv("HF_HUB_OFFLINE", "1")
         patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        head = {"num_cpus": 1, "include_dashboard": False, "node_ip_address": "127.0.0.1"}
+        cluster = Cluster(initialize_head=True, head_node_args=head)
         try:
-            cluster.add_node(num_cpus=1)
+            cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
             cluster.wait_for_nodes()
+            assert [node.node_ip_address for node in cluster.list_all_nodes()] == ["127.0.0.1"] * 2
             yield cluster.address
         finally:
             cluster.shutdown()
@@ -76,7 +79,7 @@ def test_killed_worker_is_replaced_and_the_run_equals_the_single_process_run(clu
     finally:
         torch.set_num_threads(threads)
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
+    env = {**os.environ, **LOOPBACK_DRIVER, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "reasonrank.search", *common, "--ray", cluster_address, "--ray-actors", "2",
                "--output", str(tmp_path / "ray.txt"), "--explanations", str(tmp_path / "ray.jsonl")]

@@ -26,11 +26,15 @@ class RecordingReranker(ScoringReranker):
 
     name = "word-overlap"
 
-    def __init__(self, pause: float = 0.05, fail_on: str | None = None) -> None:
-        self.pause, self.fail_on = pause, fail_on
+    def __init__(self, pause: float = 0.05, fail_on: str | None = None, independent: bool = True) -> None:
+        self.pause, self.fail_on, self.independent = pause, fail_on, independent
         self.sizes: list[int] = []
         self.active = self.most_active = 0
         self._guard = threading.Lock()
+
+    @property
+    def independent_queries(self) -> bool:
+        return self.independent
 
     def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
         with self._guard:
@@ -92,6 +96,16 @@ def test_batch_size_one_is_one_request_per_call(dl19_requests):
     assert reranker.sizes == [1] * 12
 
 
+def test_rerankers_whose_answers_depend_on_the_batch_mix_are_batched_only_on_request(dl19_requests):
+    """Generative rerankers (independent_queries False) get one request per call unless batch_generative says so."""
+    for opt_in, most in ((False, 1), (True, 6)):
+        reranker = RecordingReranker(pause=0.02, independent=False)
+        batching = Batching(max_batch_size=6, batch_generative=opt_in)
+        answers = asyncio.run(_post_all(create_app(reranker, batching=batching), dl19_requests[:12]))
+        assert [a.status_code for a in answers] == [200] * 12
+        assert sum(reranker.sizes) == 12 and max(reranker.sizes) == most
+
+
 def test_a_failing_request_fails_alone(dl19_requests):
     """The batch holding the bad request is redone one request at a time: only that one gets the 500."""
     bad = dl19_requests[5].query.text
@@ -123,6 +137,58 @@ def test_a_caller_that_went_away_costs_no_model_time(dl19_requests):
     assert reranker.sizes == [1, 1]  # the cancelled request never reached the model
 
 
+async def _asgi_post(app, path: str, body: dict, hang_up_after: float | None = None) -> int:
+    """POST through the ASGI interface as a server does; with ``hang_up_after``, the client disconnects then."""
+    payload = json.dumps(body).encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+    answered, statuses, sent = asyncio.Event(), [], False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+        if hang_up_after is None:
+            await answered.wait()  # a server reports the disconnect only once the answer is sent
+        else:
+            await asyncio.sleep(hang_up_after)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+        elif message["type"] == "http.response.body" and not message.get("more_body"):
+            answered.set()
+
+    await app(scope, receive, send)
+    return statuses[0]
+
+
+@pytest.mark.parametrize("path", ["/rerank", "/v1/rerank"])
+def test_a_client_that_hangs_up_while_queued_costs_no_model_time(dl19_requests, path):
+    def body(request: Request) -> dict:
+        texts = [c.text for c in request.candidates]
+        if path == "/rerank":
+            candidates = [{"docid": str(i), "text": t} for i, t in enumerate(texts)]
+            return {"query": request.query.text, "candidates": candidates}
+        return {"query": request.query.text, "documents": texts}
+
+    async def scenario(app) -> list[int]:
+        busy = asyncio.create_task(_asgi_post(app, path, body(dl19_requests[0])))  # occupies the model
+        while not reranker.sizes:  # until the model is busy: the next two must queue behind it
+            await asyncio.sleep(0.01)
+        gone = asyncio.create_task(_asgi_post(app, path, body(dl19_requests[1]), hang_up_after=0.05))
+        kept = asyncio.create_task(_asgi_post(app, path, body(dl19_requests[2])))
+        return list(await asyncio.gather(busy, gone, kept))
+
+    reranker = RecordingReranker(pause=0.5)
+    assert asyncio.run(scenario(create_app(reranker, batching=Batching(max_batch_size=4)))) == [200, 499, 200]
+    assert reranker.sizes == [1, 1]  # the request whose client left never reached the model
+
+
 def test_bounds_are_checked():
     with pytest.raises(ValueError, match="max_batch_size"):
         Batching(max_batch_size=0)
@@ -137,6 +203,7 @@ def test_the_encoder_default_batched_equals_one_at_a_time(dl19_requests):
     from reasonrank.rerank.registry import load_reranker
 
     reranker = load_reranker("minilm-hybrid", progress=False)
+    assert reranker.independent_queries  # so the service batches it
     requests = dl19_requests[:12]
     alone = [reranker.rerank_request(r) for r in requests]
 
@@ -150,3 +217,11 @@ def test_the_encoder_default_batched_equals_one_at_a_time(dl19_requests):
     rankings, sizes = asyncio.run(batched())
     assert max(sizes) > 1  # requests really shared model calls
     assert [[(i.docid, i.score) for i in r] for r in rankings] == [[(i.docid, i.score) for i in r] for r in alone]
+
+
+def test_which_rerankers_state_that_batching_keeps_their_answers():
+    """The server batches the encoders and wrappers over them; generative families stay one request per call."""
+    from reasonrank.rerank.registry import load_reranker
+
+    for name in ("smollm2-pointwise", "smollm2-listwise", "smollm2-pairwise"):  # the backend loads on first use
+        assert not load_reranker(name, progress=False).independent_queries, name

@@ -117,6 +117,10 @@ BAD_REQUESTS = {
     "text not a string": (b'{"query": "q", "candidates": [{"docid": "a", "text": 5}]}', 422, "candidates.0.text"),
     "unknown field": (b'{"query": "q", "candidates": [], "k": 3}', 422, "k: Extra inputs"),
     "top_k zero": (json.dumps({"query": "q", "candidates": _candidates(2), "top_k": 0}).encode(), 422, "top_k"),
+    "top_k a string": (json.dumps({"query": "q", "candidates": _candidates(2), "top_k": "2"}).encode(), 422,
+                       "top_k: must be a JSON number"),
+    "score a boolean": (b'{"query": "q", "candidates": [{"docid": "a", "text": "x", "score": true}]}', 422,
+                        "candidates.0.score: must be a JSON number"),
     "duplicate docids": (
         json.dumps({"query": "q", "candidates": [{"docid": "a", "text": "x"}, {"docid": "a", "text": "y"}]}).encode(),
         422,

@@ -10,6 +10,7 @@ import pytest
 from fakes import FakeBackend, generation
 
 from reasonrank.errors import UserError
+from reasonrank.pipeline import embedded_collection
 from reasonrank.prompts import load_template
 from reasonrank.train.config import load_config
 from reasonrank.train.data import ResumableJsonl, read_jsonl
@@ -147,6 +148,34 @@ def test_resumable_jsonl_skips_written_keys_and_drops_a_torn_line(tmp_path):
     assert ("1", "a") in again and ("1", "b") not in again
     again.write([{"qid": "1", "docid": "b", "score": 2.0}])
     assert [json.loads(line)["docid"] for line in path.read_text().splitlines()] == ["a", "b"]
+
+
+def test_resumable_jsonl_keeps_records_of_bundled_passages_holding_line_separators(tmp_path, caplog):
+    """Four bundled DL19 passages hold U+0085; str.splitlines() cut their records in two, so a resumed teacher run
+    dropped them from the file and generated them again on every rerun."""
+    records = [json.loads(line) for line in embedded_collection().corpus.read_text(encoding="utf-8").split("\n")
+               if "\u0085" in line]
+    assert len(records) == 4
+    path = tmp_path / "teacher.jsonl"
+    ResumableJsonl(path, ("qid", "docid")).write(
+        [{"qid": "q", "docid": r["_id"], "passage": r["text"]} for r in records])
+    written = path.read_bytes()
+    again = ResumableJsonl(path, ("qid", "docid"))
+    assert all(("q", r["_id"]) in again for r in records)
+    assert path.read_bytes() == written and not caplog.records
+
+
+def test_resumable_jsonl_drops_a_line_torn_inside_a_character_and_a_damaged_line_with_one_warning(tmp_path, caplog):
+    path = tmp_path / "out.jsonl"
+    ResumableJsonl(path, ("qid",)).write([{"qid": "1"}, {"qid": "2"}, {"qid": "3"}])
+    lines = path.read_text(encoding="utf-8").split("\n")
+    lines[1] = lines[1][:-2]  # broken JSON in the middle
+    path.write_bytes("\n".join(lines).encode() + '{"qid": "4", "text": "é'.encode()[:-1])  # cut inside the é
+    again = ResumableJsonl(path, ("qid",))
+    assert ("1",) in again and ("3",) in again and ("2",) not in again and ("4",) not in again
+    assert path.read_text(encoding="utf-8") == '{"qid": "1"}\n{"qid": "3"}\n'
+    [warning] = caplog.records
+    assert "1 line(s) that are not JSON objects (2) and a line cut short at the end dropped" in warning.getMessage()
 
 
 def test_rationale_explanations_quote_the_human_rationale(shared_data):
