@@ -6,21 +6,30 @@ abstract, as ``documents.text_from_raw`` joins them), split into sentences by
 is correct when at least half of its characters lie in rationale sentences; a rationale sentence is found when
 at least half of its characters lie in picked sentences (the splitter reproduces 97.9 % of SciFact's own
 rationale sentences exactly; the half rule absorbs the rest, e.g. a title glued to the first sentence).
-Micro-averaged precision, recall and F1 over pairs.
+Micro-averaged precision, recall and F1 over pairs; for each model, a paired randomisation test (SciPy) of its
+correct picks per pair against the lexical and the BM25-sentence baselines.
 
 Baselines: the first sentence(s); the most claim terms (Lucene's English analyzer, as BM25 indexes them;
-ties to the earlier sentence); random (mean of 20 seeds).
+ties to the earlier sentence); BM25 of the sentence (``Bm25TextScorer``: Lucene's BM25 with the SciFact index's
+statistics, what the default's first stage contributes to its evidence); random (mean of 20 seeds).
 
-    .venv/bin/python benchmarks/rationales.py [--models minilm-bi,minilm-scifact-bi --methods sentence,window]
+    .venv/bin/python benchmarks/rationales.py [--claims even|odd|all] \
+        [--models minilm-bi,minilm-hybrid,fusion=/work/students/minilm-scifact-bi-odd --methods sentence,window]
 
-The zero-shot ``minilm-bi`` never saw SciFact. The shipped student ``minilm-scifact-bi`` was distilled on all 505
-train claims (passage-level qrels, not sentences), i.e. on the claims of every pair here: its row is flagged.
-SciFact publishes no rationales for its test claims, so no pair is unseen by it.
+A model is a registry name or folder, or FAMILY=MODEL (``fusion=FOLDER``: the student fused with BM25 as
+``minilm-hybrid`` fuses the zero-shot bi-encoder). Each model's evidence scorer scores the sentences: for a fusion,
+the same fusion of its encoder's and BM25's sentence scores (``reasonrank.rerank.fusion``).
+
+Claims: SciFact publishes rationales only for train claims. Students trained for this benchmark see only train
+claims with an odd id (/work/students/README); ``--claims even`` (the default) scores the claims none of them saw.
+The zero-shot ``minilm-bi`` never saw SciFact. The shipped ``minilm-scifact-bi`` was distilled on all 505 train
+claims (passage-level qrels, not sentences), so its row is flagged.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -35,6 +44,9 @@ sys.path.insert(0, str(ROOT))
 DATA = Path(os.environ.get("REASONRANK_SHARED_DATA", ROOT.parent / "shared" / "data")) / "scifact"
 
 from reasonrank.rerank.evidence import METHODS, Evidence, EvidenceFinder, best, sentence_spans  # noqa: E402
+from reasonrank.rerank.fusion import ScoreFusion  # noqa: E402
+from reasonrank.retrieval.base import TextScorer  # noqa: E402
+from reasonrank.retrieval.bm25 import Bm25FirstStage  # noqa: E402
 from reasonrank.retrieval.documents import text_from_raw  # noqa: E402
 from reasonrank.types import Candidate, Query  # noqa: E402
 
@@ -49,7 +61,8 @@ class Pair:
     gold: list[Span]
 
 
-def load_pairs() -> list[Pair]:
+def load_pairs(claims_kept: str = "all") -> list[Pair]:
+    """The annotated pairs, sorted; ``claims_kept`` = even / odd keeps the claims with an even / odd id."""
     claims = dict(line.split("\t", 1) for line in (DATA / "topics.train.tsv").read_text().splitlines() if line)
     corpus = {}
     with (DATA / "corpus.jsonl").open(encoding="utf-8") as lines:
@@ -63,6 +76,8 @@ def load_pairs() -> list[Pair]:
             rationales.setdefault((record["qid"], record["docid"]), set()).update(record["rationale"])
     pairs = []
     for (qid, docid), sentences in sorted(rationales.items()):
+        if claims_kept != "all" and int(qid) % 2 != (claims_kept == "odd"):
+            continue
         record, text = corpus[docid]
         abstract_at = text.index(record["text"].strip())  # the abstract follows the title in the passage
         gold = []
@@ -110,6 +125,24 @@ def evaluate(pairs: Sequence[Pair], pick: Picker, n: int) -> tuple[float, float,
     return score.prf()
 
 
+def correct_picks(pairs: Sequence[Pair], pick: Picker, n: int) -> list[int]:
+    """Per pair, how many of the ``n`` picked sentences are rationale sentences (for the paired test)."""
+    return [sum(covered(span, pair.gold) for span in pick(pair, n)) for pair in pairs]
+
+
+def paired_p(ours: Sequence[int], theirs: Sequence[int]) -> float:
+    """Two-sided paired randomisation test (SciPy; the sign of each pair's difference flipped at random) on the mean
+    difference in correct picks per pair: how often chance alone gives a difference as large."""
+    from scipy.stats import permutation_test
+
+    def mean_difference(first, second, axis):
+        return (first - second).mean(axis=axis)
+
+    result = permutation_test((list(ours), list(theirs)), mean_difference, permutation_type="samples",
+                              vectorized=True, n_resamples=9999, alternative="two-sided", random_state=0)
+    return float(result.pvalue)
+
+
 def lexical_picker() -> Picker:
     from reasonrank.retrieval.java import configure_jvm
 
@@ -123,6 +156,16 @@ def lexical_picker() -> Picker:
         scored = [
             Evidence(a, b, len(claim & set(analyzer.analyze(pair.passage.text[a:b])))) for a, b in pair.sentences
         ]
+        return [(e.start, e.end) for e in best(scored, n)]
+
+    return pick
+
+
+def bm25_picker(scorer: TextScorer) -> Picker:
+    def pick(pair: Pair, n: int) -> list[Span]:
+        texts = [pair.passage.text[a:b] for a, b in pair.sentences]
+        scored = [Evidence(a, b, score) for (a, b), score in
+                  zip(pair.sentences, scorer.score(pair.query.text, texts), strict=True)]
         return [(e.start, e.end) for e in best(scored, n)]
 
     return pick
@@ -154,8 +197,12 @@ def model_picker(finder: EvidenceFinder, pairs: Sequence[Pair]) -> tuple[Picker,
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="minilm-bi,minilm-scifact-bi", help="registry names, comma-separated")
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"evidence methods ({', '.join(METHODS)})")
+    parser.add_argument("--models", default="minilm-bi,minilm-hybrid",
+                        help="registry names, folders or FAMILY=MODEL, comma-separated")
+    parser.add_argument("--methods", default="sentence", help=f"evidence methods ({', '.join(METHODS)})")
+    parser.add_argument("--claims", choices=("even", "odd", "all"), default="even",
+                        help="train claims with an even id (held out from this session's students), odd, or all")
+    parser.add_argument("--weights", default="", help="also fusions' evidence at these weights (comma-separated)")
     parser.add_argument("--every", type=int, default=1, help="every N-th pair only (a quick look)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     args = parser.parse_args(argv)
@@ -166,30 +213,46 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from reasonrank.rerank.registry import load_reranker
 
-    pairs = load_pairs()[:: args.every]
+    pairs = load_pairs(args.claims)[:: args.every]
     claims = len({pair.query.qid for pair in pairs})
     sentences = sum(len(pair.sentences) for pair in pairs)
     gold = sum(len(pair.gold) for pair in pairs)
-    print(f"{len(pairs)} (claim, abstract) pairs of {claims} SciFact train claims; {sentences} sentences, "
-          f"{gold} rationale sentences\n")
-    rows: list[tuple[str, tuple[float, float, float], tuple[float, float, float], str]] = []
-    for name, pick in (("first sentence", first_picker), ("most claim terms (lexical)", lexical_picker())):
-        rows.append((name, evaluate(pairs, pick, 1), evaluate(pairs, pick, 2), ""))
-    rows.append(("random (mean of 20 seeds)", random_score(pairs, 1), random_score(pairs, 2), ""))
+    print(f"{len(pairs)} (claim, abstract) pairs of {claims} SciFact train claims ({args.claims} ids); "
+          f"{sentences} sentences, {gold} rationale sentences\n")
+    first_stage = Bm25FirstStage(str(DATA / "corpus.jsonl"))
+    bm25 = first_stage.text_scorer()
+    first_stage.close()
+    rows: list[tuple[str, tuple[float, float, float], tuple[float, float, float], str, str, str]] = []
+    baselines: dict[str, tuple[list[int], list[int]]] = {}  # correct picks @1, @2 per pair
+    for name, pick in (("first sentence", first_picker), ("most claim terms (lexical)", lexical_picker()),
+                       ("BM25 of the sentence (SciFact index statistics)", bm25_picker(bm25))):
+        rows.append((name, evaluate(pairs, pick, 1), evaluate(pairs, pick, 2), "", "", ""))
+        baselines[name] = (correct_picks(pairs, pick, 1), correct_picks(pairs, pick, 2))
+    rows.append(("random (mean of 20 seeds)", random_score(pairs, 1), random_score(pairs, 2), "", "", ""))
+    lexical, sentence_bm25 = baselines["most claim terms (lexical)"], baselines[rows[2][0]]
     for model in filter(None, args.models.split(",")):
+        family, _, name = model.rpartition("=")
         label = f"{model} (trained on these claims)" if model == "minilm-scifact-bi" else model
-        reranker = load_reranker(model, progress=False)
-        for method in args.methods.split(","):
-            pick, elapsed = model_picker(EvidenceFinder(reranker, method), pairs)
-            rows.append((f"{label} · {method}", evaluate(pairs, pick, 1), evaluate(pairs, pick, 2),
-                         f"{1000 * elapsed / len(pairs):.0f}"))
+        reranker = load_reranker(name, family=family or None, progress=False)
+        own = reranker.evidence_scorer(bm25)
+        # --weights: the same fusion reweighted, to see how far its own weight is from the best one for rationales
+        reweighted = [ScoreFusion(own.inner, float(w), bm25) for w in args.weights.split(",") if w] \
+            if isinstance(own, ScoreFusion) else []
+        for method, scorer in itertools.product(args.methods.split(","), [own, *reweighted]):
+            pick, elapsed = model_picker(EvidenceFinder(scorer, method), pairs)
+            correct = correct_picks(pairs, pick, 1), correct_picks(pairs, pick, 2)
+            tests = [" / ".join(f"{paired_p(ours, theirs):.3f}" for ours, theirs in zip(correct, other, strict=True))
+                     for other in (lexical, sentence_bm25)]
+            rows.append((f"{label} · {method} · {scorer.name}", evaluate(pairs, pick, 1), evaluate(pairs, pick, 2),
+                         f"{1000 * elapsed / len(pairs):.0f}", *tests))
         reranker.close()
+    bm25.close()
 
-    print("| method | P@1 | R@1 | F1@1 | P@2 | R@2 | F1@2 | ms/passage |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, top1, top2, cost in rows:
+    print("| method | P@1 | R@1 | F1@1 | P@2 | R@2 | F1@2 | ms/passage | p vs lexical @1 / @2 | p vs BM25 @1 / @2 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, top1, top2, cost, versus_lexical, versus_bm25 in rows:
         cells = " | ".join(f"{value:.3f}" for value in (*top1, *top2))
-        print(f"| {name} | {cells} | {cost} |")
+        print(f"| {name} | {cells} | {cost} | {versus_lexical} | {versus_bm25} |")
     return 0
 
 

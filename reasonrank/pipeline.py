@@ -18,7 +18,7 @@ from reasonrank.errors import UserError
 from reasonrank.evaluation import Evaluation
 from reasonrank.io.text import check_writable
 from reasonrank.rerank.base import Reranker
-from reasonrank.retrieval.base import FirstStageSettings
+from reasonrank.retrieval.base import FirstStageSettings, TextScorer
 from reasonrank.types import RankedCandidate, Ranking, Request
 
 if TYPE_CHECKING:
@@ -176,6 +176,8 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
             queries, hits=settings.hits, threads=settings.threads, remove_query=settings.remove_query,
             progress=settings.progress, text_depth=0 if reranker is None else reranker.text_depth,
         )
+        # Evidence for a fusion with the first stage fuses its sentence scores too (reasonrank.rerank.fusion).
+        sentence_scorer = first_stage.text_scorer() if reranker is not None and settings.evidence else None
     finally:
         first_stage.close()
     baseline = [first_stage_ranking(r, settings.first_stage) for r in requests]
@@ -187,8 +189,12 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
             checkpoint.remove()
         # On Ray one step holds every query: the cluster cuts it into shards of batch_size and checkpoints each.
         step = max(1, len(requests)) if settings.ray is not None else settings.batch_size
-        explained = with_evidence(reranker, settings)
-        final = _rerank(explained, requests, checkpoint, step, settings.progress)
+        explained = with_evidence(reranker, settings, sentence_scorer)
+        try:
+            final = _rerank(explained, requests, checkpoint, step, settings.progress)
+        finally:
+            if sentence_scorer is not None:
+                sentence_scorer.close()
         if owns_reranker:
             reranker.close()
     # Both or neither; the checkpoint keeps the work.
@@ -209,14 +215,17 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     return SearchResult(output, explanations, baseline, final, name, events, evaluations)
 
 
-def with_evidence(reranker: Reranker, settings: SearchSettings) -> Reranker:
+def with_evidence(reranker: Reranker, settings: SearchSettings, first_stage: TextScorer | None = None) -> Reranker:
     """``reranker`` with evidence for the top ``explanations_depth`` documents where its model scores sentences
-    (encoders, fusion, cascades ending in one); generative rerankers explain themselves."""
-    if not settings.evidence or reranker.evidence_scorer() is None:
+    (encoders, fusion, cascades ending in one); generative rerankers explain themselves. ``first_stage`` scores
+    sentences as the first stage scored passages (for a fusion with it)."""
+    if not settings.evidence or reranker.evidence_scorer(first_stage) is None:
         return reranker
     from reasonrank.rerank.evidence import EvidenceReranker
 
-    return EvidenceReranker(reranker, settings.explanations_depth, settings.evidence_method)
+    return EvidenceReranker(
+        reranker, settings.explanations_depth, settings.evidence_method, first_stage=first_stage
+    )
 
 
 def _rerank(reranker: Reranker, requests: list[Request], checkpoint, batch_size: int, progress: bool) -> list[Ranking]:

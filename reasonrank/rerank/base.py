@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from reasonrank.retrieval.documents import as_request
 from reasonrank.types import Judgment, Query, Ranking, Request
+
+if TYPE_CHECKING:
+    from reasonrank.retrieval.base import TextScorer
 
 
 class Reranker(ABC):
@@ -47,12 +50,19 @@ class Reranker(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models and backends."""
 
-    def evidence_scorer(self) -> ScoringReranker | None:
-        """The model whose scores for single sentences explain this ranking (``reasonrank.rerank.evidence``).
+    def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
+        """The reranker whose scores for single sentences explain this ranking (``reasonrank.rerank.evidence``): it
+        reranks a request of sentences as this reranker reranks passages. ``first_stage`` scores sentences as the
+        first stage scored the passages, for rerankers that fuse with the first stage's scores.
 
         None for rerankers that write their own explanations or have no such model.
         """
         return None
+
+    @property
+    def score_name(self) -> str:
+        """What this reranker's scores are, for explanations."""
+        return "score"
 
 
 class ScoringReranker(Reranker):

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from reasonrank.errors import UserError
-from reasonrank.rerank.base import Reranker, ScoringReranker
+from reasonrank.rerank.base import Reranker
 from reasonrank.types import RankedCandidate, Ranking, Request
+
+if TYPE_CHECKING:
+    from reasonrank.retrieval.base import TextScorer
 
 
 def attach_tail(head: Ranking, request: Request, depth: int) -> Ranking:
@@ -56,8 +60,8 @@ class HeadReranker(Reranker):
     def independent_queries(self) -> bool:
         return self.inner.independent_queries
 
-    def evidence_scorer(self) -> ScoringReranker | None:
-        return self.inner.evidence_scorer()
+    def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
+        return self.inner.evidence_scorer(first_stage)
 
     def close(self) -> None:
         self.inner.close()
@@ -113,9 +117,9 @@ class Cascade(Reranker):
     def independent_queries(self) -> bool:
         return all(stage.independent_queries for stage in self.stages)
 
-    def evidence_scorer(self) -> ScoringReranker | None:
+    def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
         """The last stage's model that has one: it ordered the head, which is what evidence explains."""
-        return next(filter(None, (stage.evidence_scorer() for stage in reversed(self.stages))), None)
+        return next(filter(None, (stage.evidence_scorer(first_stage) for stage in reversed(self.stages))), None)
 
     def close(self) -> None:
         for stage in self.stages:

@@ -10,7 +10,7 @@ import hashlib
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from reasonrank.errors import UserError
 from reasonrank.rerank.base import ScoringReranker
 from reasonrank.types import Judgment, Request
 from reasonrank.weights import locate_model
+
+if TYPE_CHECKING:
+    from reasonrank.retrieval.base import TextScorer
 
 # Module names a sequence-classification head has in transformers (BERT-likes: classifier, decoder LMs: score).
 _HEAD_NAMES = ("classifier", "score")
@@ -225,7 +228,7 @@ class CrossEncoderReranker(ScoringReranker):
     def independent_queries(self) -> bool:
         return True  # judge() scores each query alone unless the graph is batch-independent
 
-    def evidence_scorer(self) -> ScoringReranker:
+    def evidence_scorer(self, first_stage: TextScorer | None = None) -> ScoringReranker:
         return self
 
     def close(self) -> None:
@@ -260,7 +263,7 @@ class BiEncoderReranker(TextEncoder, ScoringReranker):
                 judgments.append([Judgment(score) for score in scores.tolist()])
         return judgments
 
-    def evidence_scorer(self) -> ScoringReranker:
+    def evidence_scorer(self, first_stage: TextScorer | None = None) -> ScoringReranker:
         return self
 
     @property

@@ -1,9 +1,10 @@
 """Evidence: the sentences of a passage that carry its score, found by the model that scored the passage.
 
 A passage is split into sentences (``sentencex``, with character offsets into the passage text) and the
-scoring reranker itself judges every sentence against the query through its own ``judge`` entry point, so
-evidence uses the same weights, truncation, caching and batching as the ranking. Three ways of asking are
-implemented and were compared on SciFact's human rationales (``benchmarks/rationales.py``, docs/evidence.md):
+reranker's evidence scorer (``Reranker.evidence_scorer``: the encoder itself; for a fusion with the first stage,
+the same fusion of the encoder's and the first stage's sentence scores) reranks the sentences as it reranks
+passages, so evidence uses the same weights, truncation, caching and batching as the ranking. Three ways of asking
+are implemented and were compared on SciFact's human rationales (``benchmarks/rationales.py``, docs/evidence.md):
 
 - ``sentence``: each sentence alone, scored as if it were the passage;
 - ``window``: each sentence with its neighbours (one on each side), scored as a passage, credited to the middle;
@@ -21,6 +22,7 @@ from typing import Any
 
 from reasonrank.errors import UserError
 from reasonrank.rerank.base import Reranker, ScoringReranker
+from reasonrank.retrieval.base import TextScorer
 from reasonrank.types import Candidate, Evidence, Judgment, Query, Ranking, Request
 
 METHODS = ("sentence", "window", "leave-one-out")
@@ -57,19 +59,19 @@ def _probes(text: str, spans: Sequence[tuple[int, int]], method: str) -> list[st
 
 
 class EvidenceFinder:
-    """Scores every sentence of a query's passages with ``scorer``; see the module docstring for ``method``."""
+    """Scores every sentence of a query's passages with ``scorer`` (an evidence scorer, see
+    ``Reranker.evidence_scorer``); see the module docstring for ``method``."""
 
-    def __init__(self, scorer: ScoringReranker, method: str = DEFAULT_METHOD) -> None:
+    def __init__(self, scorer: Reranker, method: str = DEFAULT_METHOD) -> None:
         if method not in METHODS:
             raise UserError(f"evidence method {method!r} is not one of {', '.join(METHODS)}")
-        if not isinstance(scorer, ScoringReranker):
-            raise UserError(f"{scorer.name} does not score passages one by one, so it cannot score sentences")
         self.scorer, self.method = scorer, method
 
     def score(self, query: Query, candidates: Sequence[Candidate]) -> list[list[Evidence]]:
         """Every sentence of every candidate with its score, in text order (one list per candidate).
 
-        All probes of one query go to the scorer as one request, so it batches them as it batches passages.
+        All probes of one query go to the scorer as one request, so it batches them as it batches passages (and a
+        fusion normalises over them as over a query's passages).
         """
         spans = [sentence_spans(candidate.text) for candidate in candidates]
         probes: list[Candidate] = []
@@ -80,8 +82,9 @@ class EvidenceFinder:
             probes.extend(Candidate(f"{number}:{i}", text) for i, text in enumerate(texts))
         if not probes:
             return [[] for _ in candidates]
-        (judgments,) = self.scorer.judge([Request(query, tuple(probes))])
-        scores = iter(judgment.score for judgment in judgments)
+        (ranking,) = self.scorer.rerank_many([Request(query, tuple(probes))])
+        by_probe = {item.docid: item.score for item in ranking.items}
+        scores = iter(by_probe[probe.docid] for probe in probes)
         found = []
         for sentences in spans:
             whole = next(scores) if self.method == "leave-one-out" and sentences else 0.0
@@ -97,23 +100,27 @@ def best(evidence: Sequence[Evidence], count: int) -> list[Evidence]:
     return sorted(evidence, key=lambda span: (-span.score, span.start))[:count]
 
 
-def describe(text: str, evidence: Sequence[Evidence], model: str) -> str:
-    """The explanation a scoring reranker gets: its best sentences, quoted, with the scores ``model`` gave them."""
+def describe(text: str, evidence: Sequence[Evidence], scorer: Reranker) -> str:
+    """The explanation a scoring reranker gets: its best sentences, quoted, with the scores ``scorer`` gave them."""
     if not evidence:
-        return f"{model}: the passage has no sentence to quote"
+        return f"{scorer.name}: the passage has no sentence to quote"
     quotes = "; ".join(f'"{text[span.start : span.end]}" ({span.score:.3f})' for span in evidence)
-    return f"Evidence by {model} (sentence score): {quotes}"
+    return f"Evidence by {scorer.name} (sentence {scorer.score_name}): {quotes}"
 
 
 class EvidenceReranker(Reranker):
     """``inner``'s ranking with evidence for its top ``depth`` documents: the best ``sentences`` spans each,
-    scored by the model that scored the passages, quoted in the explanation.
+    scored by the model that scored the passages, quoted in the explanation. ``first_stage`` scores sentences as
+    the first stage scored the passages (a fusion with the first stage needs it to fuse sentence scores too).
 
     A document that already has an explanation (a generative stage wrote one) keeps it and gets no evidence.
     """
 
-    def __init__(self, inner: Reranker, depth: int = 10, method: str = DEFAULT_METHOD, sentences: int = 1) -> None:
-        scorer = inner.evidence_scorer()
+    def __init__(
+        self, inner: Reranker, depth: int = 10, method: str = DEFAULT_METHOD, sentences: int = 1,
+        first_stage: TextScorer | None = None,
+    ) -> None:
+        scorer = inner.evidence_scorer(first_stage)
         if scorer is None:
             raise UserError(f"{inner.name} has no model that scores single passages, so it cannot find evidence: "
                             "pass --explanations-depth 0 or another reranker")
@@ -136,10 +143,9 @@ class EvidenceReranker(Reranker):
     def explain(self, ranking: Ranking) -> Ranking:
         head = [item for item in ranking.items[: self.depth] if not item.explanation]
         found = self.finder.score(ranking.query, [item.candidate for item in head])
-        model = self.finder.scorer.name
         chosen = {item.docid: best(spans, self.sentences) for item, spans in zip(head, found, strict=True)}
         items = tuple(
-            replace(item, evidence=tuple(spans), explanation=describe(item.text, spans, model))
+            replace(item, evidence=tuple(spans), explanation=describe(item.text, spans, self.finder.scorer))
             if (spans := chosen.get(item.docid)) is not None else item
             for item in ranking.items
         )
@@ -149,7 +155,7 @@ class EvidenceReranker(Reranker):
     def independent_queries(self) -> bool:
         return self.inner.independent_queries  # sentences are scored one query per call
 
-    def evidence_scorer(self) -> ScoringReranker | None:
+    def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
         return self.finder.scorer
 
     def close(self) -> None:
@@ -182,7 +188,7 @@ class MaxPReranker(ScoringReranker):
     def independent_queries(self) -> bool:
         return self.inner.independent_queries  # sentences are scored one query per call
 
-    def evidence_scorer(self) -> ScoringReranker:
+    def evidence_scorer(self, first_stage: TextScorer | None = None) -> ScoringReranker:
         return self.inner
 
     def close(self) -> None:

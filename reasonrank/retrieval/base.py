@@ -52,9 +52,24 @@ class FirstStage(Protocol):
 
     def close(self) -> None: ...
 
+    def text_scorer(self) -> TextScorer | None:
+        """This first stage's scoring of arbitrary texts (a passage's sentences, for evidence), or None where the
+        first stage has none; the scorer stays usable after the first stage is closed and is closed on its own."""
+
+
+class TextScorer(Protocol):
+    """A first stage's score for texts that need not be in its index, as its search would give them."""
+
+    name: str
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]: ...
+
+    def close(self) -> None: ...
+
 
 class Closing:
-    """``with first_stage:`` closes it (the Lucene reader, the encoder) at the end of the block."""
+    """The base of the first stages: ``with first_stage:`` closes it (the Lucene reader, the encoder) at the end of
+    the block; no text scorer unless the first stage defines one."""
 
     def close(self) -> None:
         pass
@@ -64,6 +79,9 @@ class Closing:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def text_scorer(self) -> TextScorer | None:
+        return None
 
 
 def load_first_stage(name: str, index: str, settings: FirstStageSettings | None = None) -> FirstStage:

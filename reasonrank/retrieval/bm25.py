@@ -110,9 +110,63 @@ class Bm25FirstStage(Closing):
             )
         return text_from_raw(raw)
 
+    def text_scorer(self) -> Bm25TextScorer:
+        return Bm25TextScorer(str(self.index_dir), self.k1, self.b)
+
     def close(self) -> None:
         self._searcher.close()
         self._searcher.index_reader.reader.close()  # LuceneSearcher.close() leaves its own reader open
+
+
+class Bm25TextScorer:
+    """BM25 of any text (a sentence, say) against a query, as a search of ``index`` would score that text were it
+    indexed there: the searcher's analyzer (Pyserini's default English analyzer), each query term weighted by how
+    often it occurs in the query (Anserini's bag-of-words query), and Lucene's own ``BM25Similarity`` with the
+    index's collection and term statistics and the text's length, encoded as Lucene encodes document lengths.
+    An indexed passage gets exactly its search score (tests/retrieval/test_first_stage.py).
+    """
+
+    name = "bm25"
+    FIELD = "contents"  # Anserini's field for the indexed text
+
+    def __init__(self, index_dir: str, k1: float = 0.9, b: float = 0.4) -> None:
+        import_pyserini_search()  # the JVM, configured
+        from pyserini.analysis import Analyzer, get_lucene_analyzer
+        from pyserini.index.lucene import LuceneIndexReader
+        from pyserini.pyclass import autoclass
+
+        self._index = LuceneIndexReader(index_dir)
+        self._analyzer = Analyzer(get_lucene_analyzer())
+        self._term = autoclass("org.apache.lucene.index.Term")
+        self._length_norm = autoclass("org.apache.lucene.util.SmallFloat").intToByte4
+        self._searcher = autoclass("org.apache.lucene.search.IndexSearcher")(self._index.reader)
+        self._collection = self._searcher.collectionStatistics(self.FIELD)
+        self._similarity = autoclass("org.apache.lucene.search.similarities.BM25Similarity")(float(k1), float(b))
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        reader = self._index.reader
+        weights: dict[str, int] = {}
+        for term in self._analyzer.analyze(query):
+            weights[term] = weights.get(term, 0) + 1
+        scorers = {}  # one Lucene scorer per query term the index holds (a term it lacks matches nothing)
+        for term, weight in weights.items():
+            lucene_term = self._term(self.FIELD, term)
+            documents = reader.docFreq(lucene_term)
+            if documents:
+                statistics = self._searcher.termStatistics(lucene_term, documents, reader.totalTermFreq(lucene_term))
+                scorers[term] = self._similarity.scorer(float(weight), self._collection, statistics)
+        scores = []
+        for text in texts:
+            tokens = self._analyzer.analyze(text)
+            norm = self._length_norm(len(tokens))
+            scores.append(sum(
+                scorer.score(float(count), norm)
+                for term, scorer in scorers.items() if (count := tokens.count(term))
+            ))
+        return scores
+
+    def close(self) -> None:
+        self._index.reader.close()
 
 
 def build(index: str, settings: FirstStageSettings) -> Bm25FirstStage:

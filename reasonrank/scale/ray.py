@@ -286,6 +286,10 @@ def ray_reranker(settings: Any, output: Path, key: Mapping[str, object]) -> RayR
     """The stand-in for the configured reranker, or None when the search reranks nothing."""
     if not settings.cascade and settings.reranker.lower() == "none":
         return None
+    if settings.evidence:
+        # The evidence step needs the first stage's index beside the model; actors have only the model.
+        log.warning("--ray: encoder rerankers write no evidence sentences on Ray yet; run without --ray for "
+                    "evidence, or pass --no-evidence to silence this")
     return RayReranker(settings, output, key)
 
 

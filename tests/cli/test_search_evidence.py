@@ -24,7 +24,9 @@ def check_explanations(run_path, explanations_path, corpus_path) -> None:
     tag = run_path.read_text().split("\n", 1)[0].split()[5]  # the default reranker's name, as the run names it
     for record in records:
         text = texts[record["docid"]]
-        assert record["explanation"] and record["model"] == tag and "minilm-bi" in record["explanation"]
+        assert record["explanation"] and record["model"] == tag
+        # The default fuses the bi-encoder with BM25, and so does its evidence (reasonrank.rerank.fusion).
+        assert record["explanation"].startswith("Evidence by minilm-bi+bm25@0.8 (sentence score 0.8·z(minilm-bi)")
         assert record["evidence"], record
         for span in record["evidence"]:
             assert 0 <= span["start"] < span["end"] <= len(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import statistics
 
 import pytest
 from fakes import load_dl19
@@ -21,7 +22,9 @@ from reasonrank.rerank.evidence import (
     sentence_spans,
 )
 from reasonrank.rerank.registry import load_reranker
+from reasonrank.retrieval.bm25 import Bm25FirstStage
 from reasonrank.retrieval.documents import text_from_raw
+from reasonrank.retrieval.index import ensure_index
 from reasonrank.types import Candidate, Evidence, Judgment, Query, RankedCandidate, Ranking, Request
 
 PAIRS = 12  # SciFact (claim, abstract) pairs with human rationales
@@ -41,6 +44,18 @@ def dl19_request(shared_data):
     qid = sorted(qrels)[0]
     docids = sorted(d for d in qrels[qid] if d in corpus and len(sentence_spans(corpus[d])) > 2)[:5]
     return Request(Query(qid, topics[qid]), tuple(Candidate(d, corpus[d], 10.0 - i) for i, d in enumerate(docids)))
+
+
+@pytest.fixture(scope="module")
+def dl19_sentence_bm25(shared_data, tmp_path_factory):
+    """BM25 of any text with the DL19 mini index's statistics (the default's first stage, sentence by sentence)."""
+    index = ensure_index(shared_data / "msmarco-dl19-mini" / "corpus.jsonl",
+                         cache_dir=tmp_path_factory.getbasetemp() / "cache")
+    first_stage = Bm25FirstStage(str(index))
+    scorer = first_stage.text_scorer()
+    first_stage.close()
+    yield scorer
+    scorer.close()
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +147,39 @@ def test_fusion_and_cascades_get_evidence_from_their_encoder_for_the_top_k_only(
     assert all(not i.evidence for i in ranked.items[:2]) and all(i.evidence for i in ranked.items[2:4])
     with pytest.raises(UserError, match="cannot find evidence"):
         EvidenceReranker(Explained())
+
+
+def test_the_defaults_evidence_is_its_fusion_of_encoder_and_bm25_sentence_scores(
+    bi_encoder, dl19_request, dl19_sentence_bm25
+):
+    """minilm-hybrid ranks by 0.8·z(cosine) + 0.2·z(BM25) over a query's passages; its evidence is the same fusion
+    of the same two models' scores over the sentences of the passages it explains, and says so."""
+    hybrid = load_reranker("minilm-hybrid", progress=False)
+    assert hybrid.evidence_scorer().name == "minilm-bi"  # no first stage that scores sentences: the encoder alone
+    explained = EvidenceReranker(hybrid, depth=3, sentences=99, first_stage=dl19_sentence_bm25)
+    ranking = explained.rerank_request(dl19_request)
+    head = ranking.items[:3]
+    spans = [(item, a, b) for item in head for a, b in sentence_spans(item.text)]
+    sentences = [item.text[a:b] for item, a, b in spans]
+    query = dl19_request.query
+    cosine = [j.score for j in bi_encoder.judge([Request(query, tuple(Candidate(f"{i}", t)
+                                                                      for i, t in enumerate(sentences)))])[0]]
+    bm25 = dl19_sentence_bm25.score(query.text, sentences)
+    assert len(set(bm25)) > 2 and bm25 != sorted(bm25)  # the lexical side has something to say
+
+    def z(values):
+        mean, spread = statistics.fmean(values), statistics.pstdev(values)
+        return [(value - mean) / spread for value in values]
+
+    expected = {(item.docid, a, b): 0.8 * model + 0.2 * lexical
+                for (item, a, b), model, lexical in zip(spans, z(cosine), z(bm25), strict=True)}
+    found = {(item.docid, e.start, e.end): e.score for item in head for e in item.evidence}
+    assert found.keys() == expected.keys()
+    assert [found[key] for key in expected] == pytest.approx(list(expected.values()), abs=1e-5)
+    for item in head:
+        assert item.explanation.startswith("Evidence by minilm-bi+bm25@0.8 (sentence score 0.8·z(minilm-bi) + "
+                                           "0.2·z(bm25)): ")
+    hybrid.close()
 
 
 def test_maxp_interpolates_passage_and_best_sentence(bi_encoder, dl19_request):

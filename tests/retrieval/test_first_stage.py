@@ -76,6 +76,27 @@ def test_candidates_carry_the_passage_text(dl19, dl19_top100):
         assert scores == sorted(scores, reverse=True) and all(isinstance(s, float) for s in scores)
 
 
+def test_text_scorer_gives_texts_the_score_a_search_gives_them(dl19_bm25, dl19_top100):
+    """Evidence for the default fuses BM25 of sentences: the text scorer gives an indexed passage exactly its search
+    score, and weighs a query term by its count in the query as Anserini's bag-of-words query does."""
+    scorer = dl19_bm25.text_scorer()
+    rounded = 5.1e-5  # Anserini rounds search scores to 4 decimals
+    try:
+        for request in dl19_top100[:3]:
+            texts = [c.text for c in request.candidates]
+            expected = [c.score for c in request.candidates]
+            assert scorer.score(request.query.text, texts) == pytest.approx(expected, rel=0, abs=rounded)
+        query = dl19_top100[0].query
+        (doubled,) = dl19_bm25.search([Query("twice", f"{query.text} {query.text}")], hits=5)
+        texts, expected = [c.text for c in doubled.candidates], [c.score for c in doubled.candidates]
+        assert scorer.score(doubled.query.text, texts) == pytest.approx(expected, rel=0, abs=rounded)
+        assert expected[0] > 1.9 * dl19_top100[0].candidates[0].score  # the doubled query does weigh terms twice
+        assert scorer.score(query.text, ["", "zzyzx qwertyuiop"]) == [0.0, 0.0]
+    finally:
+        scorer.close()
+    assert dl19_bm25.search([query], hits=1)[0].candidates  # the first stage's own reader stays open
+
+
 def test_same_run_as_pyserini_cli(dl19, dl19_index, dl19_top100, tmp_path):
     """`python -m pyserini.search.lucene --bm25 --hits 100` on our index writes exactly our ranking."""
     runtime = find_java()
