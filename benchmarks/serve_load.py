@@ -11,6 +11,12 @@ worked before dynamic batching) and the batched one side by side, for every ``--
 request with the same ranking and scores. The services it starts run without the persistent embedding cache
 (``REASONRANK_EMBEDDING_CACHE=0``; ``--embedding-cache`` keeps it): otherwise the second mode would read back the
 vectors the first one computed for the same passages and the comparison would time SQLite, not the model.
+``--candidates`` takes several sizes (e.g. ``--candidates 1 10 100``): one table per size.
+
+``--model-only`` (with ``--compare``) also loads the reranker in this process and times its ``rerank_many`` on the
+same requests, once one request per call and once ``--max-batch-size`` requests per call, with no HTTP at all. That
+speed-up is the ceiling of any batching server for this model on this machine: a service adds the same per-request
+work (HTTP, JSON, the client) to both modes, which can only bring the ratio closer to 1.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from reasonrank.pipeline import embedded_collection  # noqa: E402
 from reasonrank.serve.app import running_service  # noqa: E402
+from reasonrank.serve.batching import DEFAULT_MAX_BATCH_CANDIDATES, DEFAULT_MAX_WAIT_MS  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,21 +160,25 @@ def report(load: Load, candidates: int) -> int:
     return 1 if load.problems else 0
 
 
-def compare(args: argparse.Namespace) -> int:
+def compare(args: argparse.Namespace, candidates: int) -> int:
     """Serialised and batched services side by side: one table, and the answers of both compared."""
     modes = {"serialised": ["--max-batch-size", "1"],
              "batched": ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
+                         "--max-batch-candidates", str(args.max_batch_candidates),
                          *(["--batch-generative"] if args.batch_generative else [])]}
     loads: dict[tuple[str, int], Load] = {}
     if not args.embedding_cache:
         os.environ["REASONRANK_EMBEDDING_CACHE"] = "0"  # the services inherit it
     for mode, options in modes.items():
         with running_service(args.reranker, *options) as url:
-            run_load(url, build_payloads(1, 2, args.candidates, args.seed + 1))  # warm-up, not measured
+            # Warm-up, not measured, at the highest load: the engine prepares its kernels per input shape on first
+            # use, and the mode measured first would otherwise pay for that alone.
+            run_load(url, build_payloads(max(args.clients), 2, candidates, args.seed + 1))
             for clients in args.clients:
-                loads[mode, clients] = run_load(url, build_payloads(clients, args.requests, args.candidates, args.seed))
-    print(f"{args.reranker}: {args.requests} requests per client x {args.candidates} candidates; batched = "
-          f"--max-batch-size {args.max_batch_size} --max-wait-ms {args.max_wait_ms}"
+                loads[mode, clients] = run_load(url, build_payloads(clients, args.requests, candidates, args.seed))
+    print(f"{args.reranker}: {args.requests} requests per client x {candidates} candidates; batched = "
+          f"--max-batch-size {args.max_batch_size} --max-wait-ms {args.max_wait_ms} "
+          f"--max-batch-candidates {args.max_batch_candidates}"
           f"{' --batch-generative' if args.batch_generative else ''}; embedding cache "
           f"{'on' if args.embedding_cache else 'off'}")
     print("| clients | mode | requests/s | p50 ms | p95 ms | speed-up | same answers |")
@@ -190,6 +201,45 @@ def compare(args: argparse.Namespace) -> int:
     return failed
 
 
+def as_requests(payloads: Sequence[Sequence[dict]]) -> list:
+    from reasonrank.types import Candidate, Query, Request
+
+    return [Request(Query(body["qid"], body["query"]),
+                    tuple(Candidate(c["docid"], c["text"], c["score"]) for c in body["candidates"]))
+            for bodies in payloads for body in bodies]
+
+
+def model_only(args: argparse.Namespace, sizes: Sequence[int]) -> int:
+    """The reranker's own ``rerank_many``, one request per call against ``--max-batch-size`` per call: the
+    ceiling of the batching speed-up, with no service around the model."""
+    from reasonrank.rerank.registry import load_reranker
+    from reasonrank.serve.batching import Batching, batch_size_for
+
+    reranker = load_reranker(args.reranker, None)
+    group = batch_size_for(reranker, Batching(args.max_batch_size, args.max_wait_ms, args.batch_generative))
+    print(f"{reranker.name} alone, in this process (no HTTP): {args.requests} x {max(args.clients)} requests per "
+          f"size, one per call vs {group} per call")
+    print("| candidates | one per call ms/request | batched ms/request | speed-up | same answers |")
+    print("|---:|---:|---:|---:|---:|")
+    failed = 0
+    for size in sizes:
+        reranker.rerank_many(as_requests(build_payloads(1, 2, size, args.seed + 1)))  # warm-up, not measured
+        requests = as_requests(build_payloads(max(args.clients), args.requests, size, args.seed))
+        start = time.perf_counter()
+        alone = [reranker.rerank_many([request])[0] for request in requests]
+        serial = time.perf_counter() - start
+        start = time.perf_counter()
+        together = [ranking for first in range(0, len(requests), group)
+                    for ranking in reranker.rerank_many(requests[first:first + group])]
+        batched = time.perf_counter() - start
+        same = alone == together
+        failed |= not same
+        print(f"| {size} | {1000 * serial / len(requests):.1f} | {1000 * batched / len(requests):.1f} | "
+              f"{serial / batched:.2f}x | {'yes' if same else 'NO'} |")
+    reranker.close()
+    return int(failed)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     target = parser.add_mutually_exclusive_group()
@@ -197,11 +247,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     target.add_argument("--reranker", default="minilm-bi", help="start a service with this reranker (default)")
     parser.add_argument("--clients", type=int, nargs="+", default=[4], help="concurrent clients (several: --compare)")
     parser.add_argument("--requests", type=int, default=10, help="requests per client")
-    parser.add_argument("--candidates", type=int, default=20, help="passages per request")
+    parser.add_argument("--candidates", type=int, nargs="+", default=[20],
+                        help="passages per request (several: --compare, one table per size)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare", action="store_true", help="serialised vs batched service, side by side")
     parser.add_argument("--max-batch-size", type=int, default=16, help="the batched service's --max-batch-size")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="the batched service's --max-wait-ms")
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=DEFAULT_MAX_WAIT_MS, help="the batched service's --max-wait-ms"
+    )
+    parser.add_argument("--max-batch-candidates", type=int, default=DEFAULT_MAX_BATCH_CANDIDATES,
+                        help="the batched service's --max-batch-candidates")
     parser.add_argument(
         "--batch-generative", action="store_true",
         help="the batched service batches generative rerankers too (else it keeps them at one request per call)",
@@ -209,22 +264,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--embedding-cache", action="store_true", help="--compare: keep the services' persistent embedding cache"
     )
+    parser.add_argument(
+        "--model-only", action="store_true",
+        help="--compare: also time the reranker in this process without HTTP (the ceiling of batching)",
+    )
     args = parser.parse_args(argv)
-    if min(*args.clients, args.requests, args.candidates) < 1:
+    if min(*args.clients, args.requests, *args.candidates) < 1:
         parser.error("--clients, --requests and --candidates must be at least 1")
     if args.compare:
         if args.url:
             parser.error("--compare starts its own services: pass --reranker, not --url")
-        return compare(args)
-
-    payloads = build_payloads(args.clients[0], args.requests, args.candidates, args.seed)
+        failed = 0
+        for size in args.candidates:
+            failed |= compare(args, size)
+        if args.model_only:
+            failed |= model_only(args, args.candidates)
+        return failed
+    if args.model_only:
+        parser.error("--model-only goes with --compare")
+    if len(args.candidates) > 1:
+        parser.error("several --candidates sizes go with --compare")
+    candidates = args.candidates[0]
+    payloads = build_payloads(args.clients[0], args.requests, candidates, args.seed)
     service = nullcontext(args.url) if args.url else running_service(args.reranker)
     with service as url:
         model = httpx.get(f"{url}/health").json()["model"]
         print(f"service {url} ({model}); {args.clients[0]} clients x {args.requests} requests x "
-              f"{args.candidates} candidates")
+              f"{candidates} candidates")
         load = run_load(url, payloads)
-    return report(load, args.candidates)
+    return report(load, candidates)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,13 @@ from reasonrank.serve.app import (
     create_app,
     write_openapi,
 )
-from reasonrank.serve.batching import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS, Batching, batch_size_for
+from reasonrank.serve.batching import (
+    DEFAULT_MAX_BATCH_CANDIDATES,
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_WAIT_MS,
+    Batching,
+    batch_size_for,
+)
 
 
 def _positive(text: str) -> int:
@@ -48,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="requests gathered into one model call (1: one request at a time)",
     )
     parser.add_argument(
+        "--max-batch-candidates", type=_positive, default=DEFAULT_MAX_BATCH_CANDIDATES,
+        help="candidates (passages) one model call may hold across its requests; a larger request runs alone",
+    )
+    parser.add_argument(
         "--max-wait-ms", type=_non_negative, default=DEFAULT_MAX_WAIT_MS,
         help="how long a lone request waits for others to share its model call",
     )
@@ -74,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from reasonrank.rerank.registry import load_reranker
 
     reranker = load_reranker(args.reranker, args.reranker_family)
-    batching = Batching(args.max_batch_size, args.max_wait_ms, args.batch_generative)
+    batching = Batching(args.max_batch_size, args.max_wait_ms, args.batch_generative, args.max_batch_candidates)
     if batch_size_for(reranker, batching) < args.max_batch_size:
         print(f"{reranker.name}: one request per model call, since its scores depend on which requests share a "
               "call; pass --batch-generative to batch anyway", file=sys.stderr)

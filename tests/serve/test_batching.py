@@ -29,6 +29,7 @@ class RecordingReranker(ScoringReranker):
     def __init__(self, pause: float = 0.05, fail_on: str | None = None, independent: bool = True) -> None:
         self.pause, self.fail_on, self.independent = pause, fail_on, independent
         self.sizes: list[int] = []
+        self.candidates: list[int] = []
         self.active = self.most_active = 0
         self._guard = threading.Lock()
 
@@ -41,6 +42,7 @@ class RecordingReranker(ScoringReranker):
             self.active += 1
             self.most_active = max(self.most_active, self.active)
             self.sizes.append(len(requests))
+            self.candidates.append(sum(len(r.candidates) for r in requests))
         try:
             time.sleep(self.pause)  # the model is busy: requests arriving now form the next batch
             if self.fail_on and any(r.query.text == self.fail_on for r in requests):
@@ -94,6 +96,22 @@ def test_batch_size_one_is_one_request_per_call(dl19_requests):
     answers = asyncio.run(_post_all(create_app(reranker, batching=Batching(max_batch_size=1)), dl19_requests[:12]))
     assert all(a.status_code == 200 for a in answers)
     assert reranker.sizes == [1] * 12
+
+
+def test_a_call_holds_at_most_max_batch_candidates_and_a_larger_request_runs_alone(dl19_requests):
+    passages = list({c.docid: c for r in dl19_requests[:12] for c in r.candidates}.values())
+    large = Request(Query("large", dl19_requests[0].query.text), tuple(passages[:70]))
+    requests = [*dl19_requests[:8], large, *dl19_requests[8:16]]  # 20 candidates each, and one of 70
+    reranker = RecordingReranker(pause=0.03)
+    batching = Batching(max_batch_size=16, max_batch_candidates=50)
+    answers = asyncio.run(_post_all(create_app(reranker, batching=batching), requests))
+    assert [a.json()["qid"] for a in answers] == [r.query.qid for r in requests]
+    assert sum(reranker.sizes) == len(requests)  # each answered once: none lost at a budget boundary
+    assert max(reranker.sizes) == 2  # 2 x 20 fit under 50, 3 x 20 do not
+    assert sorted(reranker.candidates)[-1] == 70 and sorted(reranker.candidates)[-2] <= 50  # the large one alone
+    assert [(r["docid"], r["score"]) for r in answers[8].json()["ranking"]] == [
+        (i.docid, i.score) for i in RecordingReranker(pause=0).rerank_request(large)
+    ]
 
 
 def test_rerankers_whose_answers_depend_on_the_batch_mix_are_batched_only_on_request(dl19_requests):
@@ -194,6 +212,8 @@ def test_bounds_are_checked():
         Batching(max_batch_size=0)
     with pytest.raises(ValueError, match="max_wait_ms"):
         Batching(max_wait_ms=-1)
+    with pytest.raises(ValueError, match="max_batch_candidates"):
+        Batching(max_batch_candidates=0)
 
 
 @pytest.mark.slow
