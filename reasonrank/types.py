@@ -11,10 +11,15 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """One passage of a corpus as read from disk (before any first stage)."""
+    """One passage of a corpus as read from disk (before any first stage).
+
+    ``title`` is the document's own title when the corpus has one (BEIR ``title``); ``contents`` then begins with
+    it (``title text``, as Pyserini's BEIR indexes join them).
+    """
 
     docid: str
     contents: str
+    title: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +33,17 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A document handed to a reranker; ``score`` is what the previous stage gave it."""
+    """A document handed to a reranker; ``score`` is what the previous stage gave it.
+
+    ``text`` is the whole text, title first; ``title`` is that title when the source has one ("" for untitled
+    documents such as MS MARCO passages, and where the source does not say). Only prompt formats that place the
+    title themselves read it (DeAR's ``'document: ' + title + ' ' + text``).
+    """
 
     docid: str
     text: str
     score: float = 0.0
+    title: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,13 @@ def _document_from_json(record: dict, where: str) -> Document:
         raise UserError(f"{where}: document {docid!r} has no text (expected `contents`, `content`, or `title`/`text`)")
     if not contents.strip():
         raise UserError(f"{where}: document {docid!r} is empty: remove it from the corpus")
-    return Document(str(docid), contents)
+    return Document(str(docid), contents, title_of(record))
+
+
+def title_of(record: dict) -> str:
+    """The title a BEIR-style record's text begins with: its ``title`` when it has both a title and a text."""
+    title, text = str(record.get("title") or "").strip(), str(record.get("text") or "").strip()
+    return title if title and text else ""
 
 
 def _cbor_documents(path: Path) -> Iterator[tuple[str, Document]]:

@@ -70,8 +70,9 @@ register(ModelSpec(
 _DEAR_BASES = {"8b": "meta-llama/Llama-3.1-8B", "3b": "meta-llama/Llama-3.2-3B"}
 _DEAR_LOSSES = {"ce": "binary cross-entropy", "ranknet": "RankNet"}
 # Inputs as DeAR's data.py/modeling.py build them (see CrossEncoderReranker): BOS before each segment, every pair
-# padded to 32 + 196 tokens, config.pad_token_id 0, so the head reads the score at the last position.
-_DEAR_INPUTS = {"segment_bos": True, "padded_length": 228, "head_pad_id": 0}
+# padded to 32 + 196 tokens, config.pad_token_id 0, so the head reads the score at the last position; documents
+# as 'document: ' + title + ' ' + text, two spaces when the title is empty.
+_DEAR_INPUTS = {"segment_bos": True, "padded_length": 228, "head_pad_id": 0, "title_slot": True}
 for _size, _base in _DEAR_BASES.items():
     for _loss, _loss_name in _DEAR_LOSSES.items():
         register(ModelSpec(

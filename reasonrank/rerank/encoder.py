@@ -34,7 +34,7 @@ from reasonrank.encoders.loading import (
 from reasonrank.encoders.onnx import ExportedForward, RelevanceScore, fingerprint, resolve_precision, resolve_runtime
 from reasonrank.errors import UserError
 from reasonrank.rerank.base import ScoringReranker
-from reasonrank.types import Judgment, Request
+from reasonrank.types import Candidate, Judgment, Request
 from reasonrank.weights import locate_model
 
 if TYPE_CHECKING:
@@ -58,9 +58,10 @@ class CrossEncoderReranker(ScoringReranker):
     ``head_pad_id=0`` is the ``config.pad_token_id`` the reference gives a checkpoint that has none, so the
     Llama head (last token that is not ``pad_token_id``) reads the score at the last of the 228 positions, a
     padding position. A fixed-length spec runs on torch (``runtime='auto'`` picks it; ``'onnx'`` is refused).
-    Title: the reference feeds ``"document: " + title + " " + text``; our candidates carry ``title text``
-    already joined (``documents.text_from_raw``), so titled documents get identical text, but an untitled one
-    gets ``"document: text"`` where the reference, given an empty ``title`` field, has two spaces.
+    ``title_slot`` renders each document as the reference does, ``"document: " + title + " " + text`` with the
+    title left empty for untitled documents: a candidate's text already begins with its title
+    (:attr:`Candidate.title`), so a titled document reads ``"document: {title} {text}"`` and an untitled one (every
+    MS MARCO passage) ``"document:  {text}"``, with two spaces.
 
     Scores: a one-label head gives its logit. A two-label head (monoBERT-style not-relevant/relevant)
     gives ``logit[1] - logit[0]``, the log-odds of "relevant": it orders pairs exactly as the softmax
@@ -92,6 +93,7 @@ class CrossEncoderReranker(ScoringReranker):
         segment_bos: bool = False,
         padded_length: int | None = None,
         head_pad_id: int | None = None,
+        title_slot: bool = False,
         batch_size: int = 32,
         device: str | None = None,
         quantize: bool = False,
@@ -107,6 +109,7 @@ class CrossEncoderReranker(ScoringReranker):
         self.query_prefix, self.document_prefix = query_prefix, document_prefix
         self.query_max_length, self.document_max_length = query_max_length, document_max_length
         self.segment_bos, self.padded_length, self.head_pad_id = segment_bos, padded_length, head_pad_id
+        self.title_slot = title_slot
         self.batch_size, self.progress = batch_size, progress
         self.device = device_for(device)
         adapter_location = locate_model(adapter) if adapter else None
@@ -181,6 +184,11 @@ class CrossEncoderReranker(ScoringReranker):
     def format_document(self, text: str) -> str:
         return self.document_prefix + text
 
+    def document_text(self, candidate: Candidate) -> str:
+        """What follows the document prefix: the candidate's text, after an empty title slot (a space) when the
+        format has one and the candidate has no title."""
+        return candidate.text if candidate.title or not self.title_slot else " " + candidate.text
+
     def encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[Encoding]:
         """Token inputs for raw (query, document) texts, formatted and truncated as at inference.
 
@@ -217,7 +225,8 @@ class CrossEncoderReranker(ScoringReranker):
         groups = [list(requests)] if self.batch_independent else [[request] for request in requests]
         judgments = []
         for group in groups:
-            scores = self.score_pairs([(r.query.text, c.text) for r in group for c in r.candidates]).tolist()
+            pairs = [(r.query.text, self.document_text(c)) for r in group for c in r.candidates]
+            scores = self.score_pairs(pairs).tolist()
             start = 0
             for request in group:
                 judgments.append([Judgment(score) for score in scores[start : start + len(request.candidates)]])

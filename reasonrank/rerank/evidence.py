@@ -77,7 +77,7 @@ class EvidenceFinder:
         probes: list[Candidate] = []
         for number, (candidate, sentences) in enumerate(zip(candidates, spans, strict=True)):
             if self.method == "leave-one-out" and sentences:
-                probes.append(Candidate(f"{number}", candidate.text))
+                probes.append(Candidate(f"{number}", candidate.text, title=candidate.title))  # scored as ranked
             texts = _probes(candidate.text, sentences, self.method)
             probes.extend(Candidate(f"{number}:{i}", text) for i, text in enumerate(texts))
         if not probes:

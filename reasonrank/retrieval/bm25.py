@@ -15,7 +15,7 @@ from tqdm import tqdm
 from reasonrank.errors import UserError
 from reasonrank.io.corpus import corpus_files, is_corpus_file
 from reasonrank.retrieval.base import Closing, FirstStageSettings, check_search, is_excluded, search_depth
-from reasonrank.retrieval.documents import text_from_raw
+from reasonrank.retrieval.documents import read_raw
 from reasonrank.retrieval.index import ensure_index, is_lucene_index
 from reasonrank.retrieval.java import import_pyserini_search
 from reasonrank.types import Candidate, Query, Request
@@ -94,13 +94,14 @@ class Bm25FirstStage(Closing):
             docid = hit.docid.strip()  # each attribute of a Java hit is a JNI call: read each one once
             if is_excluded(query, docid, remove_query):
                 continue
-            text = self._text(hit, docid) if len(candidates) < with_text else ""
-            candidates.append(Candidate(docid, text, hit.score))
+            raw = self._raw(hit, docid) if len(candidates) < with_text else None
+            text, title = read_raw(raw) if raw is not None else ("", "")
+            candidates.append(Candidate(docid, text, hit.score, title))
             if len(candidates) == hits:
                 break
         return tuple(candidates)
 
-    def _text(self, hit, docid: str) -> str:
+    def _raw(self, hit, docid: str) -> str:
         document = hit.lucene_document
         raw = document.get("raw") if document is not None else None
         if raw is None:
@@ -108,7 +109,7 @@ class Bm25FirstStage(Closing):
                 f"index {self.index} stores no raw text (document {docid}): rerankers need the passages; "
                 "use an index built with -storeRaw (e.g. msmarco-v1-passage, not -slim) or pass the corpus"
             )
-        return text_from_raw(raw)
+        return raw
 
     def text_scorer(self) -> Bm25TextScorer:
         return Bm25TextScorer(str(self.index_dir), self.k1, self.b)

@@ -58,6 +58,7 @@ class DenseFirstStage(Closing):
             raise UserError(f"{self.corpus_path}: the corpus holds no documents")
         self.docids = [d.docid for d in documents]
         self.texts = [d.contents for d in documents]
+        self.titles = [d.title for d in documents]
         root = (Path(cache_dir).expanduser() if cache_dir else cache_root()) / "dense"
         self.cache = root / f"{index_name(self.corpus_path)}-{self._cache_key(encoder)[:16]}"
         embeddings = self._cached_embeddings()
@@ -128,7 +129,7 @@ class DenseFirstStage(Closing):
                 docid = self.docids[row]
                 if is_excluded(query, docid, remove_query):
                     continue
-                candidates.append(Candidate(docid, self.texts[row], float(score)))
+                candidates.append(Candidate(docid, self.texts[row], float(score), self.titles[row]))
                 if len(candidates) == hits:
                     break
             requests.append(Request(query, tuple(candidates)))

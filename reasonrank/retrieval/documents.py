@@ -6,25 +6,33 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from reasonrank.io.corpus import title_of
 from reasonrank.types import Candidate, Query, Request
 
 
-def text_from_raw(raw: str) -> str:
-    """The passage text of a stored raw document.
+def read_raw(raw: str) -> tuple[str, str]:
+    """The passage text of a stored raw document and the title that text begins with ("" if untitled).
 
-    Pyserini JSONL stores ``contents``; BEIR-style prebuilt indexes store ``title`` and ``text``;
-    anything else (plain text, TREC SGML) is returned as it is.
+    Pyserini JSONL stores ``contents`` (reasonrank's own indexes add the ``title`` it begins with); BEIR-style
+    prebuilt indexes store ``title`` and ``text``, joined as ``title text``; anything else (plain text, TREC SGML)
+    is returned as it is, untitled.
     """
     try:
         doc = json.loads(raw)
     except (json.JSONDecodeError, TypeError):
-        return raw
+        return raw, ""
     if not isinstance(doc, dict):
-        return raw
+        return raw, ""
     if "contents" in doc:
-        return str(doc["contents"])
+        text, title = str(doc["contents"]), str(doc.get("title") or "")
+        return text, title if title and text.startswith(title + " ") else ""
     parts = [str(doc[key]).strip() for key in ("title", "text") if doc.get(key)]
-    return " ".join(parts) if parts else raw
+    return (" ".join(parts), title_of(doc)) if parts else (raw, "")
+
+
+def text_from_raw(raw: str) -> str:
+    """The passage text of a stored raw document (see :func:`read_raw`)."""
+    return read_raw(raw)[0]
 
 
 def _candidate_from(item: Any) -> Candidate:
@@ -42,9 +50,12 @@ def _candidate_from(item: Any) -> Candidate:
         raw = item.lucene_document.get("raw") if getattr(item, "lucene_document", None) is not None else None
         if raw is None:
             raw = getattr(item, "raw", None) or ""
-        return Candidate(str(item.docid), text_from_raw(raw), float(item.score))
+        text, title = read_raw(raw)
+        return Candidate(str(item.docid), text, float(item.score), title)
     if isinstance(item, dict) and "docid" in item:
-        return Candidate(str(item["docid"]), str(item.get("text", "")), float(item.get("score", 0.0)))
+        return Candidate(
+            str(item["docid"]), str(item.get("text", "")), float(item.get("score", 0.0)), str(item.get("title", ""))
+        )
     raise TypeError(f"cannot use {type(item).__name__} as a candidate")
 
 

@@ -33,7 +33,7 @@ class HybridFirstStage(Closing):
         self.rrf_k = settings.rrf_k
         self.dense = DenseFirstStage(corpus_path, settings.encoder, progress=settings.progress)  # needs the corpus
         self.bm25 = Bm25FirstStage(corpus_path, k1=settings.k1, b=settings.b)
-        self.texts = dict(zip(self.dense.docids, self.dense.texts, strict=True))
+        self.rows = {docid: row for row, docid in enumerate(self.dense.docids)}
 
     def search(
         self,
@@ -53,7 +53,12 @@ class HybridFirstStage(Closing):
         for query, first, second in zip(queries, lexical, semantic, strict=True):
             lists = [[c.docid for c in request.candidates] for request in (first, second)]
             fused = reciprocal_rank_fusion(lists, self.rrf_k)[:hits]
-            requests.append(Request(query, tuple(Candidate(d, self.texts[d], score) for d, score in fused)))
+            candidates = (
+                Candidate(d, self.dense.texts[row], score, self.dense.titles[row])
+                for d, score in fused
+                for row in (self.rows[d],)
+            )
+            requests.append(Request(query, tuple(candidates)))
         return requests
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ from reasonrank.io.corpus import cache_root, corpus_files, iter_documents
 from reasonrank.retrieval.java import import_pyserini_search
 
 # Bump when the conversion to Pyserini JSON or the indexing options change, so cached indexes are rebuilt.
-INDEX_FORMAT = "reasonrank-bm25-v1"
+INDEX_FORMAT = "reasonrank-bm25-v2"  # v2: titled documents store their title in the raw JSON
 DOCS_PER_SHARD = 200_000  # Anserini indexes one collection file per thread
 
 
@@ -91,7 +91,10 @@ def _write_json_collection(corpus_path: Path, folder: Path) -> tuple[int, int]:
                     out.close()
                 out = (folder / f"docs{shard:05d}.jsonl").open("w", encoding="utf-8")
                 shard += 1
-            out.write(json.dumps({"id": document.docid, "contents": document.contents}, ensure_ascii=False) + "\n")
+            raw = {"id": document.docid, "contents": document.contents}
+            if document.title:  # beside the contents it begins, for prompts that place the title (DeAR)
+                raw["title"] = document.title
+            out.write(json.dumps(raw, ensure_ascii=False) + "\n")
             count += 1
     finally:
         if out:

@@ -68,6 +68,11 @@ class CandidateIn(BaseModel):
 
     docid: str = Field(min_length=1, description="Document id, unique within the request")
     text: str = Field(description="The passage text the reranker reads")
+    title: str = Field(
+        "",
+        description="The document's title when it has one and `text` does not hold it (BEIR-style): the reranker "
+        "reads `title text`, and formats that place the title themselves (DeAR) get it there",
+    )
     score: Annotated[float, NumberOnly] = Field(
         0.0, allow_inf_nan=False, description="First-stage score, finite (rerankers that fuse scores may use it)"
     )
@@ -204,6 +209,12 @@ def disconnect_aware(batcher: DynamicBatcher):
     return rerank
 
 
+def _candidate(candidate: CandidateIn) -> Candidate:
+    if not candidate.title:
+        return Candidate(candidate.docid, candidate.text, candidate.score)
+    return Candidate(candidate.docid, f"{candidate.title} {candidate.text}", candidate.score, candidate.title)
+
+
 def _validation_message(errors: Sequence[dict[str, Any]]) -> str:
     first = errors[0]
     if first.get("type") == "json_invalid":
@@ -293,7 +304,7 @@ def create_app(
             )
         qid = body.qid or uuid.uuid4().hex
         request = RerankRequest(
-            Query(qid, body.query), tuple(Candidate(c.docid, c.text, c.score) for c in body.candidates)
+            Query(qid, body.query), tuple(_candidate(c) for c in body.candidates)
         )
         items = (await rerank_call(request, http)).items[: body.top_k] if request.candidates else ()
         return RerankOut(

@@ -20,7 +20,7 @@ from reasonrank.io.jsonl import parse_object
 from reasonrank.io.runs import read_run
 from reasonrank.io.text import numbered_lines
 from reasonrank.io.topics import load_qrels, load_topics
-from reasonrank.types import Query
+from reasonrank.types import Candidate, Query
 
 __all__ = [
     "ResumableJsonl", "content_word_list", "content_words", "load_candidates", "load_corpus", "load_qrels",
@@ -30,10 +30,14 @@ log = logging.getLogger("reasonrank")
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-def load_corpus(path: str | Path, docids: set[str] | None = None) -> dict[str, str]:
-    """``docid -> text`` (title and text joined); ``docids`` keeps only those, so a large corpus costs no memory
-    beyond what training reads."""
-    return {d.docid: d.contents for d in iter_documents(path) if docids is None or d.docid in docids}
+def load_corpus(path: str | Path, docids: set[str] | None = None) -> dict[str, Candidate]:
+    """``docid -> candidate`` (text = title and text joined, with its title); ``docids`` keeps only those, so a
+    large corpus costs no memory beyond what training reads."""
+    return {
+        d.docid: Candidate(d.docid, d.contents, title=d.title)
+        for d in iter_documents(path)
+        if docids is None or d.docid in docids
+    }
 
 
 def topics_by_id(spec: str) -> dict[str, Query]:

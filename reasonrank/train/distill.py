@@ -36,6 +36,7 @@ from reasonrank.errors import UserError, command
 from reasonrank.train.config import TRAIN_LOGGING, config_command
 from reasonrank.train.data import load_candidates, load_corpus, load_qrels, read_jsonl, topics_by_id
 from reasonrank.train.losses import MAIN_LOSSES, distillation_loss
+from reasonrank.types import Candidate
 from reasonrank.weights import locate_model
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class DistillConfig:
 @dataclass(frozen=True)
 class Group:
     query: str
-    documents: tuple[str, ...]
+    documents: tuple[Candidate, ...]
     labels: tuple[float, ...]
     teacher: tuple[float, ...] | None
 
@@ -139,19 +140,19 @@ def build_groups(config: DistillConfig) -> list[Group]:
     if not plan:
         raise UserError("no training group could be built: too few negatives per query for group_size")
     needed = {d for _, p, negs in plan for d in (p, *negs)}
-    texts = load_corpus(config.corpus, needed)
+    documents = load_corpus(config.corpus, needed)
     rng = random.Random(config.seed)
     groups = []
     for _ in range(config.epochs):
         for qid, positive, negatives in rng.sample(plan, len(plan)):
             docs = [positive, *rng.sample(negatives, config.group_size - 1)]
-            missing = [d for d in docs if d not in texts]
+            missing = [d for d in docs if d not in documents]
             if missing:
                 raise UserError(f"document {missing[0]} of query {qid} is not in {config.corpus}: use the same corpus")
             groups.append(
                 Group(
                     topics[qid].text,
-                    tuple(texts[d] for d in docs),
+                    tuple(documents[d] for d in docs),
                     (1.0,) + (0.0,) * (len(docs) - 1),
                     tuple(teacher[qid][d] for d in docs) if teacher is not None else None,
                 )
@@ -167,8 +168,8 @@ class PairCollator:
         self.reranker = reranker
 
     def __call__(self, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
-        pairs = [(g.query, d) for g in groups for d in g.documents]
-        reranker = self.reranker  # padded_length: a fixed-length format (DeAR) trains as it is scored
+        reranker = self.reranker  # padded_length, title_slot: a fixed format (DeAR) trains as it is scored
+        pairs = [(g.query, reranker.document_text(d)) for g in groups for d in g.documents]
         return reranker.tokens.batch(reranker.encode_pairs(pairs), reranker.padded_length) | _targets(groups)
 
 
@@ -181,7 +182,7 @@ class TextCollator:
     def __call__(self, groups: Sequence[Group]) -> dict[str, torch.Tensor]:
         tokens = self.reranker.tokens
         queries = tokens.singles([g.query for g in groups], self.reranker.query_max_length)
-        documents = tokens.singles([d for g in groups for d in g.documents], self.reranker.document_max_length)
+        documents = tokens.singles([d.text for g in groups for d in g.documents], self.reranker.document_max_length)
         return (
             {f"query_{name}": tensor for name, tensor in tokens.batch(queries).items()}
             | {f"document_{name}": tensor for name, tensor in tokens.batch(documents).items()}

@@ -24,7 +24,7 @@ import logging
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -120,14 +120,14 @@ def _requests(config: TeacherConfig, with_positives: bool) -> tuple[list[Request
         if with_positives:
             docs += [d for d, g in sorted(qrels.get(qid, {}).items()) if g > 0 and d not in docs]
         wanted[qid] = docs
-    texts = load_corpus(config.corpus, {d for docs in wanted.values() for d in docs})
+    documents = load_corpus(config.corpus, {d for docs in wanted.values() for d in docs})
     requests = []
     for qid, docs in wanted.items():
-        present = [d for d in docs if d in texts]
+        present = [d for d in docs if d in documents]
         if len(present) < len(docs):
             log.warning("query %s: %d documents are not in the corpus", qid, len(docs) - len(present))
         lowest = min(run[qid].values())
-        candidates = tuple(Candidate(d, texts[d], run[qid].get(d, lowest)) for d in present)
+        candidates = tuple(replace(documents[d], score=run[qid].get(d, lowest)) for d in present)
         requests.append(Request(topics[qid], candidates))
     return requests, qrels
 

@@ -17,6 +17,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassificat
 from reasonrank.errors import UserError
 from reasonrank.rerank.catalog import SPECS
 from reasonrank.rerank.encoder import CrossEncoderReranker
+from reasonrank.types import Candidate, Query, Request
 from reasonrank.weights import locate_model
 
 BOS, PAD = 1, 2  # SmolLM2: <|im_start|>, and <|im_end|> as EOS = pad
@@ -56,6 +57,7 @@ def test_dear_specs_carry_the_reference_input_options():
     for name in ("dear-3b-ce", "dear-8b-ranknet", "dear-3b-ranknet-lora", "dear-8b-ce-lora"):
         options = SPECS[name].options
         assert (options["segment_bos"], options["padded_length"], options["head_pad_id"]) == (True, 228, 0)
+        assert options["title_slot"] is True
     assert "padded_length" not in SPECS["minilm-cross"].options
 
 
@@ -100,6 +102,26 @@ def test_score_is_the_reference_models_logit_at_the_last_padded_position(dear, d
     assert not torch.allclose(at_last_position, at_last_real_token, atol=1e-4)  # ...which is not the last real token
     scores = torch.from_numpy(dear.score_pairs(pairs))
     torch.testing.assert_close(scores, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_documents_fill_the_reference_title_slot(dear, dear_folder):
+    """``'document: ' + title + ' ' + text``: two spaces for an untitled document (every MS MARCO passage), the title
+    and one space for a titled one; judge() scores exactly those strings."""
+    _, tokenizer = dear_folder
+    query, text = "what is a llama?", "The llama is a camelid!"
+    two = tokenizer.encode("document: " + "" + " " + text, add_special_tokens=False)
+    assert two != DOCUMENT_IDS  # the extra space is a token of its own: the slot changes the input
+    untitled = Candidate("d1", text)
+    titled = Candidate("d2", "Llamas " + text, title="Llamas")
+    ids = _inputs(dear, [(query, dear.document_text(untitled)), (query, dear.document_text(titled))])["input_ids"]
+    assert ids[0].tolist()[: 2 + len(QUERY_IDS) + len(two)] == [BOS, *QUERY_IDS, BOS, *two]
+    with_title = tokenizer.encode("document: " + "Llamas" + " " + text, add_special_tokens=False)
+    assert ids[1].tolist()[: 2 + len(QUERY_IDS) + len(with_title)] == [BOS, *QUERY_IDS, BOS, *with_title]
+    [judged] = dear.judge([Request(Query("q", query), (untitled, titled))])
+    expected = dear.score_pairs([(query, " " + text), (query, "Llamas " + text)])
+    assert [j.score for j in judged] == expected.tolist()
+    plain = CrossEncoderReranker(str(dear_folder[0]), progress=False, segment_bos=True, padded_length=228)
+    assert plain.document_text(untitled) == text  # formats without the slot read the text as it is
 
 
 def test_fixed_length_refuses_the_onnx_runtime(dear_folder):

@@ -71,7 +71,7 @@ def test_candidates_carry_the_passage_text(dl19, dl19_top100):
     lines = (dl19 / "corpus.jsonl").read_text(encoding="utf-8").strip("\n").split("\n")  # "\u2028" is no line end
     texts = {r["_id"]: r["text"] for r in map(json.loads, lines)}
     for request in dl19_top100[:5]:
-        assert all(c.text == texts[c.docid] for c in request.candidates)
+        assert all(c.text == texts[c.docid] and c.title == "" for c in request.candidates)  # MS MARCO: untitled
         scores = [c.score for c in request.candidates]
         assert scores == sorted(scores, reverse=True) and all(isinstance(s, float) for s in scores)
 
@@ -143,6 +143,13 @@ def test_scifact_bm25_ndcg(shared_data):
         requests = bm25.search(load_topics(str(scifact / "topics.test.tsv")), hits=100, threads=2)
     assert len(requests) == 300
     assert ndcg_at_10(requests, load_qrels(str(scifact / "qrels.test.txt"))) == pytest.approx(0.679, abs=0.001)
+    # Titled documents keep their title beside the text it begins (DeAR's prompt places the title itself).
+    with (scifact / "corpus.jsonl").open(encoding="utf-8") as lines:
+        records = {r["_id"]: r for r in map(json.loads, lines)}
+    for candidate in requests[0].candidates[:10]:
+        record = records[candidate.docid]
+        assert candidate.title == record["title"].strip() != ""
+        assert candidate.text == f"{record['title'].strip()} {record['text'].strip()}"
 
 
 def test_corpus_path_reuses_the_cached_index(dl19, dl19_index):

@@ -67,7 +67,9 @@ def test_killed_worker_is_replaced_and_the_run_equals_the_single_process_run(clu
     topics = tmp_path / "topics.tsv"
     topics.write_text("".join(embedded_collection().topics.read_text().splitlines(keepends=True)[:12]))
     # --no-evidence: Ray actors rerank without the evidence step (issue 15), so the reference does too.
-    common = ["--topics", str(topics), "--reranker", "minilm-bi", "--hits", "10", "--rerank-depth", "10",
+    # 100 passages a query keeps each actor busy long enough (tenths of a second per query) to be killed mid-shard on
+    # an idle machine; at 10 the whole run could end between two polls.
+    common = ["--topics", str(topics), "--reranker", "minilm-bi", "--hits", "100", "--rerank-depth", "100",
               "--batch-size", "2", "--quiet", "--no-evidence"]
     # CPU float rounding depends on the number of intra-op threads, and Ray gives each actor as many as it reserves
     # CPUs (one): the single-process reference runs with one thread too.

@@ -94,6 +94,22 @@ def test_top_k_missing_qid_and_empty_candidates(client, dl19):
     assert empty.status_code == 200 and empty.json()["ranking"] == []
 
 
+def test_a_candidate_title_is_read_before_its_text_and_kept_for_formats_that_place_it():
+    class Recording(OverlapReranker):
+        def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
+            self.seen = [(c.text, c.title) for r in requests for c in r.candidates]
+            return super().judge(requests)
+
+    reranker = Recording()
+    candidates = [{"docid": "titled", "text": "Alterations of white matter.", "title": "Newborn brains"},
+                  {"docid": "untitled", "text": "Fahrenheit invented the thermometer."}]
+    body = {"query": "newborn brains", "candidates": candidates}
+    answer = TestClient(create_app(reranker)).post("/rerank", json=body)
+    assert answer.status_code == 200 and answer.json()["ranking"][0]["docid"] == "titled"  # the title's words count
+    assert reranker.seen == [("Newborn brains Alterations of white matter.", "Newborn brains"),
+                             ("Fahrenheit invented the thermometer.", "")]
+
+
 def test_health_and_not_ready_without_a_model():
     assert TestClient(create_app(OverlapReranker())).get("/health").json() == {"model": "word-overlap", "ready": True}
     idle = TestClient(create_app(None))

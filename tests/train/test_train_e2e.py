@@ -217,7 +217,7 @@ def test_listwise_sft_adapter_loads_into_listwise_reranker(shared_data, scifact_
     for qid, docids in list(candidates.items())[:4]:
         order = sorted(range(1, len(docids) + 1), key=lambda i: -qrels.get(qid, {}).get(docids[i - 1], 0))
         records.append({
-            "qid": qid, "start": 0, "query": topics[qid], "docids": docids, "passages": [texts[d] for d in docids],
+            "qid": qid, "start": 0, "query": topics[qid], "docids": docids, "passages": [texts[d].text for d in docids],
             "reasoning": "The judged passage answers the claim.", "permutation": order, "teacher": "qrels",
         })
     data = tmp_path / "windows.jsonl"

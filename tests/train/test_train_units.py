@@ -306,9 +306,11 @@ def test_student_trains_on_the_scores_its_reranker_gives(shared_data, student):
         topics=str(scifact / "topics.train.tsv"), qrels=str(scifact / "qrels.train.txt"), candidates="unused",
         alpha=0.0, student=student, document_max_length=48,
     )
+    documents = [("Vitamin D and mood.", "Cats."), ("Aspirin is an antipyretic drug.", "Fever " * 80)]
+    documents = [tuple(Candidate(f"d{j}", text) for j, text in enumerate(pair)) for pair in documents]
     groups = [
-        distill.Group("Vitamin D deficiency is linked to depression.", ("Vitamin D and mood.", "Cats."), (1, 0), None),
-        distill.Group("Aspirin lowers fever.", ("Aspirin is an antipyretic drug.", "Fever " * 80), (1, 0), None),
+        distill.Group("Vitamin D deficiency is linked to depression.", documents[0], (1, 0), None),
+        distill.Group("Aspirin lowers fever.", documents[1], (1, 0), None),
     ]
     reranker, model = distill._student(config)
     model.eval()
@@ -321,8 +323,7 @@ def test_student_trains_on_the_scores_its_reranker_gives(shared_data, student):
     labels = batch.pop("labels")
     with torch.no_grad():
         trained_on = (scorer(model, batch, labels.shape) / scale).tolist()
-    requests = [Request(Query(str(i), g.query), tuple(Candidate(f"d{j}", d) for j, d in enumerate(g.documents)))
-                for i, g in enumerate(groups)]
+    requests = [Request(Query(str(i), g.query), g.documents) for i, g in enumerate(groups)]
     inferred = [[j.score for j in row] for row in reranker.judge(requests)]
     assert trained_on == [pytest.approx(row, abs=1e-5) for row in inferred]
 
