@@ -61,6 +61,7 @@ class GenerationParams:
     max_new_tokens: int = 256
     temperature: float = 0.0  # 0 means greedy
     top_p: float = 1.0
+    top_k: int = 0  # 0: no top-k filter (vLLM's and OpenAI's default); transformers' own default of 50 is not used
     stop: tuple[str, ...] = ()
     top_logprobs: int = 0  # >0: return that many alternatives per generated token
     seed: int | None = None

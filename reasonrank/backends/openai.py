@@ -127,6 +127,8 @@ class OpenAICompatibleBackend(Backend):
             "temperature": params.temperature,
             "top_p": params.top_p,
         }
+        if params.top_k:  # not an OpenAI parameter: vLLM's and other open servers' extension, sent only when set
+            body["top_k"] = params.top_k
         if prompt.assistant_prefix:
             messages.append({"role": "assistant", "content": prompt.assistant_prefix})
             body.update(continue_final_message=True, add_generation_prompt=False)

@@ -164,8 +164,9 @@ class TransformersBackend(Backend):
             "output_logits": params.top_logprobs > 0,
         }
         if sample:
-            # top_k=0 switches off transformers' default top-50 filter, matching vLLM and OpenAI sampling.
-            options.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+            # top_k=0 switches off transformers' default top-50 filter, matching vLLM and OpenAI sampling; a
+            # template that was run with that default says top_k: 50 itself.
+            options.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
         return GenerationConfig(**options)
 
     def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams) -> list[Generation]:

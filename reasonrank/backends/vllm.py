@@ -134,6 +134,7 @@ class VLLMBackend(Backend):
             max_tokens=params.max_new_tokens,
             temperature=params.temperature,
             top_p=params.top_p,
+            top_k=params.top_k,
             stop=list(params.stop) or None,
             seed=params.seed,
             logprobs=top if top > 0 else None,

@@ -75,6 +75,7 @@ SETTINGS: dict[str, type | tuple[type, ...]] = {
     "add_special_tokens": bool,
     "skip_special_tokens": bool,
     "top_p": float,
+    "top_k": int,
 }
 METADATA = {"id", "kind", "description", "source"}
 

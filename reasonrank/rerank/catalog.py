@@ -111,7 +111,7 @@ register(ModelSpec(
 register(ModelSpec(
     "dear-8b-listwise", "listwise", "meta-llama/Llama-3.1-8B-Instruct",
     "DeAR-L 8B: LoRA on Llama 3.1 8B Instruct, reasoning then ranking of the top 30 (DataScienceUIBK/DeAR-Reranking)",
-    {"adapter": "abdoelsayed/dear-8b-reranker-listwise-lora-v1", "template": "listwise/dear-v2", "depth": 30,
+    {"adapter": "abdoelsayed/dear-8b-reranker-listwise-lora-v1", "template": "listwise/dear-v3", "depth": 30,
      "max_new_tokens": 1024, "temperature": 0.5, "seed": 0},
 ))
 register(ModelSpec(

@@ -51,6 +51,7 @@ class ListwiseReranker(Reranker):
             max_new_tokens=positive("max_new_tokens", max_new_tokens),
             temperature=temperature,
             top_p=template.setting("top_p", 1.0),
+            top_k=template.setting("top_k", 0),
             seed=seed,
         )
 

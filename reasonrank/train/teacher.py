@@ -375,7 +375,8 @@ def teacher_listwise(config: TeacherConfig) -> int:
     prompts = [window_prompt(template, r.query.text, [c.text for c in window], tokenizer=tokenizer)
                for r, _, window in jobs]
     params = GenerationParams(
-        max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=template.setting("top_p", 1.0)
+        max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=template.setting("top_p", 1.0),
+        top_k=template.setting("top_k", 0),
     )
     generations = backend.generate(prompts, params, desc="teacher listwise") if prompts else []
     records = []

@@ -145,6 +145,15 @@ def test_sampling_with_a_seed_repeats(smollm, prompts):
 
 
 @pytest.mark.slow
+def test_top_k_filters_sampling(smollm, prompts, greedy):
+    """top_k=1 leaves only the best token at each step, so sampling at temperature 1 must give the greedy text."""
+    sampled = smollm.generate(prompts, GenerationParams(max_new_tokens=8, temperature=1.0, top_k=1, seed=3))
+    assert [g.text for g in sampled] == [g.text for g in greedy]
+    free = smollm.generate(prompts, GenerationParams(max_new_tokens=8, temperature=1.0, top_k=0, seed=3))
+    assert [g.text for g in free] != [g.text for g in greedy]  # without the filter, this seed strays
+
+
+@pytest.mark.slow
 def test_lora_adapter_merges_into_the_gguf_base(smollm, prompts, tmp_path):
     from peft import LoraConfig, get_peft_model
 

@@ -199,3 +199,29 @@ def test_raw_text_prompts_use_the_completions_endpoint():
     assert generation.text == " true" and generation.tokens[0].top == {" true": -0.1, " false": -2.4}
     assert generation.prompt_tokens == 7
     assert options == {" true": -0.1, " false": -2.4, " maybe": -math.inf}
+
+
+def test_top_k_is_sent_only_when_set_and_the_local_server_honours_it():
+    """top_k is vLLM's extension to the OpenAI request: sent for templates that set it (DeAR-L), never otherwise,
+    and reasonrank's own OpenAI server passes it on to its backend."""
+    from fastapi import FastAPI
+
+    from reasonrank.serve.openai_server import ChatRequest, to_prompt
+
+    received = []
+    chat = FastAPI()
+
+    @chat.post("/v1/chat/completions")
+    def complete(body: dict) -> dict:
+        received.append(body)
+        return {"choices": [{"message": {"content": "[1] > [2]"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 4}}
+
+    with background_server(chat) as url:
+        remote = client(url)
+        remote.generate([ChatPrompt.of("Rank.")], GenerationParams(temperature=0.5, top_p=0.9, top_k=50))
+        remote.generate([ChatPrompt.of("Rank.")], GenerationParams(temperature=0.5, top_p=0.9))
+        remote.close()
+    assert received[0]["top_k"] == 50 and "top_k" not in received[1]
+    _, params = to_prompt(ChatRequest(messages=[{"role": "user", "content": "Rank."}], top_k=50))
+    assert params.top_k == 50

@@ -64,6 +64,18 @@ def test_dear_v2_keeps_bracketed_numbers_and_samples_with_top_p():
     assert (reranker.params.temperature, reranker.params.top_p) == (0.5, 0.9)
 
 
+def test_dear_v3_is_dear_v2_sampled_with_the_reference_top_k_and_the_catalog_runs_it():
+    from reasonrank.rerank.catalog import SPECS
+
+    old = build_listwise("fake", backend=FakeBackend(_unused), template="listwise/dear-v2", temperature=0.5)
+    new = build_listwise("fake", backend=FakeBackend(_unused), template="listwise/dear-v3", temperature=0.5)
+    prompt = (QUERY + " [3]", [_candidate(P2)])
+    assert new.prompt(*prompt) == old.prompt(*prompt)  # the same text, token for token
+    assert (new.params.temperature, new.params.top_p, new.params.top_k) == (0.5, 0.9, 50)  # transformers' default
+    assert old.params.top_k == 0
+    assert SPECS["dear-8b-listwise"].options["template"] == "listwise/dear-v3"
+
+
 def test_dear_answer_is_read_after_the_first_think_end_in_any_case():
     from reasonrank.prompts.readers import parse_permutation
 

@@ -58,6 +58,14 @@ def test_greedy_generation_starts_like_transformers(engine, reference, requests_
         assert a.prompt_tokens == b.prompt_tokens
 
 
+def test_top_k_reaches_the_engine(engine, requests_dl19):
+    """top_k=1 sampling is greedy decoding: the engine got the filter (DeAR-L's reference samples with top_k 50)."""
+    prompts = chats(requests_dl19)
+    greedy = engine.generate(prompts, GenerationParams(max_new_tokens=8))
+    sampled = engine.generate(prompts, GenerationParams(max_new_tokens=8, temperature=1.0, top_k=1, seed=3))
+    assert [g.text for g in sampled] == [g.text for g in greedy]
+
+
 def test_label_logprobs_match_transformers(engine, reference, requests_dl19):
     template_prompts = [
         ChatPrompt.of(f"Is this passage relevant to '{r.query.text}'? Answer 0, 1 or 2.\n{c.text[:400]}",
