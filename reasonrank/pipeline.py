@@ -189,7 +189,10 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
             checkpoint.remove()
         # On Ray one step holds every query: the cluster cuts it into shards of batch_size and checkpoints each.
         step = max(1, len(requests)) if settings.ray is not None else settings.batch_size
-        explained = with_evidence(reranker, settings, sentence_scorer)
+        if owns_reranker and settings.ray is not None:  # the actors explain: each builds it with its evidence step
+            explained = reranker.explained_with(sentence_scorer)
+        else:
+            explained = with_evidence(reranker, settings, sentence_scorer)
         try:
             final = _rerank(explained, requests, checkpoint, step, settings.progress)
         finally:
@@ -213,6 +216,12 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
             evaluations[reranker.name] = evaluate(rankings_to_run(final), qrels, excluded)
     name = reranker.name if reranker is not None else None
     return SearchResult(output, explanations, baseline, final, name, events, evaluations)
+
+
+def build_explained_reranker(settings: SearchSettings, first_stage: TextScorer | None = None) -> Reranker | None:
+    """:func:`build_reranker` with its evidence step, as a Ray actor builds it (reasonrank.scale.ray)."""
+    reranker = build_reranker(settings)
+    return with_evidence(reranker, settings, first_stage) if reranker is not None else None
 
 
 def with_evidence(reranker: Reranker, settings: SearchSettings, first_stage: TextScorer | None = None) -> Reranker:

@@ -131,6 +131,7 @@ class Bm25TextScorer:
     FIELD = "contents"  # Anserini's field for the indexed text
 
     def __init__(self, index_dir: str, k1: float = 0.9, b: float = 0.4) -> None:
+        self._arguments = (index_dir, float(k1), float(b))
         import_pyserini_search()  # the JVM, configured
         from pyserini.analysis import Analyzer, get_lucene_analyzer
         from pyserini.index.lucene import LuceneIndexReader
@@ -143,6 +144,10 @@ class Bm25TextScorer:
         self._searcher = autoclass("org.apache.lucene.search.IndexSearcher")(self._index.reader)
         self._collection = self._searcher.collectionStatistics(self.FIELD)
         self._similarity = autoclass("org.apache.lucene.search.similarities.BM25Similarity")(float(k1), float(b))
+
+    def __reduce__(self):
+        # Pickled as where it reads from (Ray actors open the same index themselves): its Java objects cannot travel.
+        return Bm25TextScorer, self._arguments
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
         reader = self._index.reader

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from reasonrank.errors import UserError
 from reasonrank.io.checkpoints import Checkpoint
 from reasonrank.rerank.base import Reranker
+from reasonrank.retrieval.base import TextScorer
 from reasonrank.types import Query, Ranking, Request
 
 log = logging.getLogger("reasonrank")
@@ -251,6 +252,7 @@ class RayReranker(Reranker):
         # Shard boundaries depend on the batch size; where the cluster is does not change the results.
         self.key = {k: v for k, v in key.items() if k != "ray"} | {"batch_size": settings.batch_size}
         self.name = settings.cascade or settings.reranker  # until the actors report the loaded reranker's own name
+        self.sentence_scorer: TextScorer | None = None
         if not settings.resume:
             remove_shard_files(self.folder)
 
@@ -262,17 +264,23 @@ class RayReranker(Reranker):
             return max(depth for _, depth in parse_cascade(self.settings.cascade))
         return self.settings.rerank_depth
 
+    def explained_with(self, sentence_scorer: TextScorer | None) -> RayReranker:
+        """This reranker with the evidence step in its actors: ``sentence_scorer`` (the first stage's, for fusions
+        with it) travels to them by value, e.g. a BM25 scorer as its index path and parameters."""
+        self.sentence_scorer = sentence_scorer
+        return self
+
     def rerank_request(self, request: Request) -> Ranking:
         return self.rerank_many([request])[0]
 
     def rerank_many(self, requests: Sequence[Request]) -> list[Ranking]:
         from functools import partial
 
-        from reasonrank.pipeline import build_reranker
+        from reasonrank.pipeline import build_explained_reranker
 
         rankings = rerank_on_ray(
-            requests, partial(build_reranker, self.settings), self.folder, self.key, self.plan,
-            self.settings.batch_size, self.settings.progress, self.name,
+            requests, partial(build_explained_reranker, self.settings, self.sentence_scorer), self.folder, self.key,
+            self.plan, self.settings.batch_size, self.settings.progress, self.name,
         )
         if rankings:
             self.name = rankings[0].model
@@ -286,10 +294,6 @@ def ray_reranker(settings: Any, output: Path, key: Mapping[str, object]) -> RayR
     """The stand-in for the configured reranker, or None when the search reranks nothing."""
     if not settings.cascade and settings.reranker.lower() == "none":
         return None
-    if settings.evidence:
-        # The evidence step needs the first stage's index beside the model; actors have only the model.
-        log.warning("--ray: encoder rerankers write no evidence sentences on Ray yet; run without --ray for "
-                    "evidence, or pass --no-evidence to silence this")
     return RayReranker(settings, output, key)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import statistics
 import subprocess
 import sys
@@ -92,6 +93,12 @@ def test_text_scorer_gives_texts_the_score_a_search_gives_them(dl19_bm25, dl19_t
         assert scorer.score(doubled.query.text, texts) == pytest.approx(expected, rel=0, abs=rounded)
         assert expected[0] > 1.9 * dl19_top100[0].candidates[0].score  # the doubled query does weigh terms twice
         assert scorer.score(query.text, ["", "zzyzx qwertyuiop"]) == [0.0, 0.0]
+        # Ray actors get the scorer pickled: as its index and parameters, reopened there, scoring the same.
+        copy = pickle.loads(pickle.dumps(scorer))
+        try:
+            assert copy.score(query.text, texts) == scorer.score(query.text, texts)
+        finally:
+            copy.close()
     finally:
         scorer.close()
     assert dl19_bm25.search([query], hits=1)[0].candidates  # the first stage's own reader stays open

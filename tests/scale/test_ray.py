@@ -4,6 +4,7 @@ run's byte for byte (no query lost, none written twice)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -66,11 +67,11 @@ def busy_actor_pids() -> list[int]:
 def test_killed_worker_is_replaced_and_the_run_equals_the_single_process_run(cluster_address, tmp_path):
     topics = tmp_path / "topics.tsv"
     topics.write_text("".join(embedded_collection().topics.read_text().splitlines(keepends=True)[:12]))
-    # --no-evidence: Ray actors rerank without the evidence step (issue 15), so the reference does too.
+    # The default reranker with its evidence step: the actors open the first stage's index to score sentences by BM25.
     # 100 passages a query keeps each actor busy long enough (tenths of a second per query) to be killed mid-shard on
     # an idle machine; at 10 the whole run could end between two polls.
-    common = ["--topics", str(topics), "--reranker", "minilm-bi", "--hits", "100", "--rerank-depth", "100",
-              "--batch-size", "2", "--quiet", "--no-evidence"]
+    common = ["--topics", str(topics), "--reranker", "minilm-hybrid", "--hits", "100", "--rerank-depth", "100",
+              "--batch-size", "2", "--quiet"]
     # CPU float rounding depends on the number of intra-op threads, and Ray gives each actor as many as it reserves
     # CPUs (one): the single-process reference runs with one thread too.
     threads = torch.get_num_threads()
@@ -108,6 +109,9 @@ def test_killed_worker_is_replaced_and_the_run_equals_the_single_process_run(clu
     assert "Ray actor lost during shard" in output and "every query reranked once" in output
     assert (tmp_path / "ray.txt").read_bytes() == (tmp_path / "single.txt").read_bytes()
     assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "single.jsonl").read_bytes()
+    records = [json.loads(line) for line in (tmp_path / "ray.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 12 * 10 and all(r["evidence"] for r in records)  # every explained document has evidence
+    assert "+bm25" in (tmp_path / "ray.jsonl").read_text(encoding="utf-8")  # ...fused with the first stage's BM25
     assert not shards.exists()  # shard files are removed once the run is written
 
 
