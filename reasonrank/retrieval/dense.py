@@ -129,11 +129,15 @@ class DenseFirstStage(Closing):
                 docid = self.docids[row]
                 if is_excluded(query, docid, remove_query):
                     continue
-                candidates.append(Candidate(docid, self.texts[row], float(score), self.titles[row]))
+                candidates.append(self.candidate(row, float(score)))
                 if len(candidates) == hits:
                     break
             requests.append(Request(query, tuple(candidates)))
         return requests
+
+    def candidate(self, row: int, score: float) -> Candidate:
+        """The corpus document at ``row`` as a candidate with ``score`` (its text and title)."""
+        return Candidate(self.docids[row], self.texts[row], score, self.titles[row])
 
     def close(self) -> None:
         self.encoder.close()

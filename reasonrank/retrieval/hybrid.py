@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from reasonrank.retrieval.base import Closing, FirstStageSettings, check_search
 from reasonrank.retrieval.bm25 import Bm25FirstStage
 from reasonrank.retrieval.dense import DenseFirstStage
-from reasonrank.types import Candidate, Query, Request
+from reasonrank.types import Query, Request
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, float]]:
@@ -53,12 +53,7 @@ class HybridFirstStage(Closing):
         for query, first, second in zip(queries, lexical, semantic, strict=True):
             lists = [[c.docid for c in request.candidates] for request in (first, second)]
             fused = reciprocal_rank_fusion(lists, self.rrf_k)[:hits]
-            candidates = (
-                Candidate(d, self.dense.texts[row], score, self.dense.titles[row])
-                for d, score in fused
-                for row in (self.rows[d],)
-            )
-            requests.append(Request(query, tuple(candidates)))
+            requests.append(Request(query, tuple(self.dense.candidate(self.rows[d], score) for d, score in fused)))
         return requests
 
     def close(self) -> None:

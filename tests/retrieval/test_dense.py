@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,18 @@ def test_excluded_ids_and_remove_query(dense, folder):
 def test_missing_corpus_is_user_error(tmp_path):
     with pytest.raises(UserError, match="corpus not found"):
         DenseFirstStage(tmp_path / "nope.jsonl")
+
+
+def test_titled_documents_keep_their_title(shared_data, tmp_path):
+    """SciFact abstracts have titles: a dense (and so a hybrid) candidate carries its text, title first, and that
+    title, for prompts that place it themselves (DeAR)."""
+    lines = (shared_data / "scifact" / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:12]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    records = {r["_id"]: r for r in map(json.loads, lines)}
+    with DenseFirstStage(corpus, progress=False, cache_dir=tmp_path / "cache") as dense:
+        [request] = dense.search([Query("q", "cerebral white matter in newborns")], hits=5)
+    for candidate in request.candidates:
+        record = records[candidate.docid]
+        assert candidate.title == record["title"].strip() != ""
+        assert candidate.text == f"{record['title'].strip()} {record['text'].strip()}"
