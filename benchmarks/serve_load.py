@@ -202,11 +202,9 @@ def compare(args: argparse.Namespace, candidates: int) -> int:
 
 
 def as_requests(payloads: Sequence[Sequence[dict]]) -> list:
-    from reasonrank.types import Candidate, Query, Request
+    from reasonrank.retrieval.documents import as_request
 
-    return [Request(Query(body["qid"], body["query"]),
-                    tuple(Candidate(c["docid"], c["text"], c["score"]) for c in body["candidates"]))
-            for bodies in payloads for body in bodies]
+    return [as_request(body["query"], body["candidates"], qid=body["qid"]) for bodies in payloads for body in bodies]
 
 
 def model_only(args: argparse.Namespace, sizes: Sequence[int]) -> int:
