@@ -1,21 +1,18 @@
-"""Shared fixtures: the real test data lives in ../shared/data beside the project root."""
+"""Fixtures every test may use: the real test data lives in tests/data (slices of public collections)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("REASONRANK_SHARED_DATA", ROOT.parent / "shared" / "data"))
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"test data not found at {SHARED_DATA}: put the shared data folder beside the project")
-    return SHARED_DATA
+def test_data() -> Path:
+    """Small real slices of DL19 mini, SciFact, BRIGHT and TREC DL (tests/data/README.md says how they were cut)."""
+    return TEST_DATA
 
 
 @pytest.fixture(autouse=True)

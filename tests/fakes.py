@@ -74,11 +74,11 @@ class SortingModel:
         return generation(answer)
 
 
-def load_dl19(shared_data) -> tuple[dict[str, str], dict[str, dict[str, int]], dict[str, str]]:
+def load_dl19(test_data) -> tuple[dict[str, str], dict[str, dict[str, int]], dict[str, str]]:
     """DL19-mini: topics (qid -> text), graded qrels (qid -> docid -> grade), corpus (docid -> text)."""
     import json
 
-    folder = shared_data / "msmarco-dl19-mini"
+    folder = test_data / "msmarco-dl19-mini"
     topics = dict(line.split("\t", 1) for line in (folder / "topics.dl19-passage.tsv").read_text().splitlines())
     qrels: dict[str, dict[str, int]] = {}
     for line in (folder / "qrels.dl19-passage.txt").read_text().splitlines():

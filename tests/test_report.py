@@ -47,10 +47,10 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def dl19_runs(shared_data, tmp_path_factory):
+def dl19_runs(test_data, tmp_path_factory):
     """A BM25 run and its MiniLM rerank on the first DL19 topics, with an explanation file for the rerank."""
     folder = tmp_path_factory.mktemp("report")
-    data = shared_data / "msmarco-dl19-mini"
+    data = test_data / "msmarco-dl19-mini"
     topics = folder / "topics.tsv"
     topics.write_text("\n".join((data / "topics.dl19-passage.tsv").read_text().splitlines()[:TOPICS]) + "\n")
     common = ["--index", str(data / "corpus.jsonl"), "--topics", str(topics), "--hits", "30", "--quiet"]

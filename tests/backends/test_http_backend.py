@@ -59,8 +59,8 @@ def app(smollm):
 
 
 @pytest.fixture(scope="module")
-def prompts(shared_data):
-    return relevance_prompts(shared_data, count=2)
+def prompts(test_data):
+    return relevance_prompts(test_data, count=2)
 
 
 def client(urls, **options) -> OpenAICompatibleBackend:

@@ -30,19 +30,19 @@ def reasoning_bait(qid: str) -> str:
     return f"reasoning-bait-{qid}"
 
 
-def build_offline_bright(shared_data: Path, folder: Path, tasks=("biology", "aops")) -> tuple[Path, Path]:
+def build_offline_bright(test_data: Path, folder: Path, tasks=("biology", "aops")) -> tuple[Path, Path]:
     """``topics/`` with the first queries of each task (real text) and ``corpus/{task}.jsonl`` made up here."""
     topics_dir, corpus_dir = folder / "topics", folder / "corpus"
     topics_dir.mkdir(parents=True)
     corpus_dir.mkdir(parents=True)
     rng = random.Random(0)
     for task in tasks:
-        lines = (shared_data / "bright" / f"topics.bright-{task}-original.jsonl").read_text().splitlines()
+        lines = (test_data / "bright" / f"topics.bright-{task}-original.jsonl").read_text().splitlines()
         records = [json.loads(line) for line in lines[:QUERIES_PER_TASK]]
         topics = topics_dir / f"topics.bright-{task}-original.jsonl"
         topics.write_text("\n".join(lines[:QUERIES_PER_TASK]) + "\n")
         qids = {r["id"] for r in records}
-        qrels = [line for line in (shared_data / "bright" / f"qrels.bright-{task}.txt").read_text().splitlines()
+        qrels = [line for line in (test_data / "bright" / f"qrels.bright-{task}.txt").read_text().splitlines()
                  if line.split()[0] in qids]
         (topics_dir / f"qrels.bright-{task}.txt").write_text("\n".join(qrels) + "\n")
         documents: dict[str, str] = {}
@@ -67,8 +67,8 @@ def build_offline_bright(shared_data: Path, folder: Path, tasks=("biology", "aop
 
 
 @pytest.fixture(scope="module")
-def offline_bright(shared_data, tmp_path_factory) -> tuple[Path, Path]:
-    return build_offline_bright(shared_data, tmp_path_factory.mktemp("bright"))
+def offline_bright(test_data, tmp_path_factory) -> tuple[Path, Path]:
+    return build_offline_bright(test_data, tmp_path_factory.mktemp("bright"))
 
 
 class ReverseReranker(Reranker):

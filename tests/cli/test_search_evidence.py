@@ -34,8 +34,8 @@ def check_explanations(run_path, explanations_path, corpus_path) -> None:
 
 
 @pytest.mark.slow
-def test_default_search_explains_every_shown_passage_on_dl19(tmp_path, shared_data, monkeypatch):
-    data = shared_data / "msmarco-dl19-mini"
+def test_default_search_explains_every_shown_passage_on_dl19(tmp_path, test_data, monkeypatch):
+    data = test_data / "msmarco-dl19-mini"
     topics = tmp_path / "topics.tsv"
     topics.write_text("\n".join((data / "topics.dl19-passage.tsv").read_text().splitlines()[:TOPICS]) + "\n")
     monkeypatch.chdir(tmp_path)  # the default run and its explanations go to runs/ here
@@ -46,8 +46,8 @@ def test_default_search_explains_every_shown_passage_on_dl19(tmp_path, shared_da
 
 
 @pytest.mark.slow
-def test_default_search_explains_every_shown_passage_on_scifact_test(tmp_path, shared_data):
-    data = shared_data / "scifact"
+def test_default_search_explains_every_shown_passage_on_scifact_test(tmp_path, test_data):
+    data = test_data / "scifact"
     topics = tmp_path / "topics.tsv"
     topics.write_text("\n".join((data / "topics.test.tsv").read_text().splitlines()[:TOPICS]) + "\n")
     run, notes = tmp_path / "run.txt", tmp_path / "notes.jsonl"

@@ -25,9 +25,9 @@ def _offline(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def requests_(shared_data: Path) -> list[Request]:
+def requests_(test_data: Path) -> list[Request]:
     """Four DL19 queries with 12 passages each (of many lengths), from the mini collection."""
-    folder = shared_data / "msmarco-dl19-mini"
+    folder = test_data / "msmarco-dl19-mini"
     with (folder / "corpus.jsonl").open(encoding="utf-8") as handle:
         passages = [json.loads(line) for _, line in zip(range(48), handle, strict=False)]
     topics = [line.split("\t") for line in (folder / "topics.dl19-passage.tsv").read_text().splitlines()[:4]]

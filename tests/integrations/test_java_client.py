@@ -36,11 +36,11 @@ def program(tmp_path_factory) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def dl19(shared_data, tmp_path_factory) -> tuple[Path, Path]:
+def dl19(test_data, tmp_path_factory) -> tuple[Path, Path]:
     """The BM25 index of the mini corpus, as reasonrank builds it, and a topics file of the first few topics."""
     from reasonrank.retrieval.index import ensure_index
 
-    folder = shared_data / "msmarco-dl19-mini"
+    folder = test_data / "msmarco-dl19-mini"
     work = tmp_path_factory.mktemp("dl19")
     index = ensure_index(folder / "corpus.jsonl", cache_dir=work / "cache")
     topics = work / "topics.tsv"

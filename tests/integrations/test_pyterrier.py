@@ -34,9 +34,9 @@ class WordOverlap(ScoringReranker):
 
 
 @pytest.fixture(scope="module")
-def results(shared_data) -> pd.DataFrame:
+def results(test_data) -> pd.DataFrame:
     """A PyTerrier-style results frame: two DL19 queries, their judged passages, scores in reverse file order."""
-    data = shared_data / "msmarco-dl19-mini"
+    data = test_data / "msmarco-dl19-mini"
     topics = dict(line.split("\t", 1) for line in (data / "topics.dl19-passage.tsv").read_text().splitlines()[:2])
     judged: dict[str, list[str]] = {}
     for line in (data / "qrels.dl19-passage.txt").read_text().splitlines():

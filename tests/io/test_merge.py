@@ -15,12 +15,12 @@ TOPICS = 8  # DL19 queries searched: enough for uneven shards (3, 3, 2), small e
 
 
 @pytest.fixture(scope="module")
-def dl19(shared_data, tmp_path_factory):
+def dl19(test_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("merge")
-    lines = (shared_data / "msmarco-dl19-mini" / "topics.dl19-passage.tsv").read_text().splitlines()[:TOPICS]
+    lines = (test_data / "msmarco-dl19-mini" / "topics.dl19-passage.tsv").read_text().splitlines()[:TOPICS]
     topics = folder / "topics.tsv"
     topics.write_text("\n".join(lines) + "\n")
-    return folder, topics, shared_data / "msmarco-dl19-mini" / "corpus.jsonl"
+    return folder, topics, test_data / "msmarco-dl19-mini" / "corpus.jsonl"
 
 
 def search_shards(dl19, reranker: str) -> tuple[Path, Path]:
@@ -74,8 +74,8 @@ def test_without_topics_queries_keep_their_order_of_appearance(tmp_path):
     ]
 
 
-def test_topics_order_the_merged_run(tmp_path, shared_data):
-    topics = shared_data / "msmarco-dl19-mini" / "topics.dl19-passage.tsv"
+def test_topics_order_the_merged_run(tmp_path, test_data):
+    topics = test_data / "msmarco-dl19-mini" / "topics.dl19-passage.tsv"
     qids = [line.split("\t")[0] for line in topics.read_text().splitlines()[:3]]
     late = write(tmp_path / "late.txt", [f"{qids[2]} Q0 d 1 1.0 m"])
     early = write(tmp_path / "early.txt", [f"{qids[0]} Q0 d 1 1.0 m", f"{qids[1]} Q0 d 1 1.0 m"])

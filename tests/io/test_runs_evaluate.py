@@ -27,8 +27,8 @@ def qrels_ranking(qrels: dict[str, dict[str, int]], qid: str, reverse: bool) -> 
 
 
 @pytest.fixture(scope="module")
-def dl19_qrels(shared_data):
-    return load_qrels(str(shared_data / "msmarco-dl19-mini" / "qrels.dl19-passage.txt"))
+def dl19_qrels(test_data):
+    return load_qrels(str(test_data / "msmarco-dl19-mini" / "qrels.dl19-passage.txt"))
 
 
 def test_run_round_trip_and_metrics(tmp_path, dl19_qrels):
@@ -104,9 +104,9 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run.txt", live.name, other.name])
 
 
-def test_evaluate_cli(tmp_path, dl19_qrels, capsys, shared_data):
+def test_evaluate_cli(tmp_path, dl19_qrels, capsys, test_data):
     write_run(tmp_path / "run.txt", [qrels_ranking(dl19_qrels, q, reverse=False) for q in sorted(dl19_qrels)])
-    qrels = str(shared_data / "msmarco-dl19-mini" / "qrels.dl19-passage.txt")
+    qrels = str(test_data / "msmarco-dl19-mini" / "qrels.dl19-passage.txt")
     assert evaluate_main(["--run", str(tmp_path / "run.txt"), "--qrels", qrels]) == 0
     table = capsys.readouterr().out
     assert "nDCG@10" in table and "1.0000" in table

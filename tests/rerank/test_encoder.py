@@ -30,9 +30,9 @@ def _offline(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def dl19(shared_data: Path) -> list[Request]:
+def dl19(test_data: Path) -> list[Request]:
     """The first 8 DL19 queries, each with its judged passages (relevant and not) as candidates, shuffled."""
-    folder = shared_data / "msmarco-dl19-mini"
+    folder = test_data / "msmarco-dl19-mini"
     texts = {}
     with (folder / "corpus.jsonl").open(encoding="utf-8") as handle:
         for line in handle:
@@ -49,8 +49,8 @@ def dl19(shared_data: Path) -> list[Request]:
 
 
 @pytest.fixture(scope="module")
-def qrels(shared_data: Path) -> dict[str, dict[str, int]]:
-    return load_qrels(str(shared_data / "msmarco-dl19-mini" / "qrels.dl19-passage.txt"))
+def qrels(test_data: Path) -> dict[str, dict[str, int]]:
+    return load_qrels(str(test_data / "msmarco-dl19-mini" / "qrels.dl19-passage.txt"))
 
 
 @pytest.fixture(scope="module")

@@ -38,18 +38,18 @@ def bi_encoder():
 
 
 @pytest.fixture(scope="module")
-def dl19_request(shared_data):
+def dl19_request(test_data):
     """The first DL19 query with five of its judged passages (short: three to five sentences each)."""
-    topics, qrels, corpus = load_dl19(shared_data)
+    topics, qrels, corpus = load_dl19(test_data)
     qid = sorted(qrels)[0]
     docids = sorted(d for d in qrels[qid] if d in corpus and len(sentence_spans(corpus[d])) > 2)[:5]
     return Request(Query(qid, topics[qid]), tuple(Candidate(d, corpus[d], 10.0 - i) for i, d in enumerate(docids)))
 
 
 @pytest.fixture(scope="module")
-def dl19_sentence_bm25(shared_data, tmp_path_factory):
+def dl19_sentence_bm25(test_data, tmp_path_factory):
     """BM25 of any text with the DL19 mini index's statistics (the default's first stage, sentence by sentence)."""
-    index = ensure_index(shared_data / "msmarco-dl19-mini" / "corpus.jsonl",
+    index = ensure_index(test_data / "msmarco-dl19-mini" / "corpus.jsonl",
                          cache_dir=tmp_path_factory.getbasetemp() / "cache")
     first_stage = Bm25FirstStage(str(index))
     scorer = first_stage.text_scorer()
@@ -59,9 +59,9 @@ def dl19_sentence_bm25(shared_data, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def rationale_pairs(shared_data):
+def rationale_pairs(test_data):
     """(claim, passage as a reranker reads it, rationale spans) for the first SciFact train pairs."""
-    folder = shared_data / "scifact"
+    folder = test_data / "scifact"
     claims = dict(line.split("\t", 1) for line in (folder / "topics.train.tsv").read_text().splitlines())
     raw = {json.loads(line)["_id"]: line for line in (folder / "corpus.jsonl").read_text().splitlines()}
     pairs = []
@@ -83,9 +83,9 @@ def test_sentences_are_offsets_into_the_text_and_reproduce_scifact_rationales(ra
     assert sentence_spans("no full stop here") == [(0, 17)]
 
 
-def test_the_model_finds_the_answering_sentence_among_other_topics_sentences(bi_encoder, shared_data):
+def test_the_model_finds_the_answering_sentence_among_other_topics_sentences(bi_encoder, test_data):
     """The DL19 passage judged most relevant, inside other queries' best passages: the best evidence is in it."""
-    topics, qrels, corpus = load_dl19(shared_data)
+    topics, qrels, corpus = load_dl19(test_data)
     qids = sorted(qrels)[:4]
     answers = {qid: max(sorted(d for d in qrels[qid] if d in corpus), key=qrels[qid].get) for qid in qids}
     for position, qid in enumerate(qids):

@@ -76,8 +76,8 @@ def test_parser_keeps_the_first_mention_of_each_id(ids, noise, rnd):
 
 
 @pytest.fixture(scope="module")
-def dl19(shared_data):
-    return load_dl19(shared_data)
+def dl19(test_data):
+    return load_dl19(test_data)
 
 
 def _request(dl19, qid, n, seed=0):

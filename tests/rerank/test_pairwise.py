@@ -21,8 +21,8 @@ def test_wins_add_up_over_both_orders_and_ties_keep_the_old_order():
 
 
 @pytest.fixture(scope="module")
-def dl19(shared_data):
-    return load_dl19(shared_data)
+def dl19(test_data):
+    return load_dl19(test_data)
 
 
 def test_head_is_reordered_by_wins_and_the_tail_kept(dl19):

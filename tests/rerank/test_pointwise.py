@@ -25,8 +25,8 @@ DISTRIBUTIONS = {
 
 
 @pytest.fixture(scope="module")
-def dl19(shared_data):
-    return load_dl19(shared_data)
+def dl19(test_data):
+    return load_dl19(test_data)
 
 
 def _requests(dl19, queries=2, per_query=5, seed=0):

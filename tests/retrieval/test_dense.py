@@ -23,8 +23,8 @@ def _offline(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def folder(shared_data: Path) -> Path:
-    return shared_data / "msmarco-dl19-mini"
+def folder(test_data: Path) -> Path:
+    return test_data / "msmarco-dl19-mini"
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +76,10 @@ def test_missing_corpus_is_user_error(tmp_path):
         DenseFirstStage(tmp_path / "nope.jsonl")
 
 
-def test_titled_documents_keep_their_title(shared_data, tmp_path):
+def test_titled_documents_keep_their_title(test_data, tmp_path):
     """SciFact abstracts have titles: a dense (and so a hybrid) candidate carries its text, title first, and that
     title, for prompts that place it themselves (DeAR)."""
-    lines = (shared_data / "scifact" / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:12]
+    lines = (test_data / "scifact" / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:12]
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     records = {r["_id"]: r for r in map(json.loads, lines)}

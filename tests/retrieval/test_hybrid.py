@@ -24,17 +24,17 @@ def test_reciprocal_rank_fusion_by_hand():
 
 
 @pytest.fixture(scope="module")
-def small_corpus(shared_data: Path, tmp_path_factory) -> Path:
+def small_corpus(test_data: Path, tmp_path_factory) -> Path:
     """The first 400 passages of msmarco-dl19-mini (real text; small enough to encode in seconds)."""
-    lines = (shared_data / "msmarco-dl19-mini" / "corpus.jsonl").read_text(encoding="utf-8").split("\n")[:400]
+    lines = (test_data / "msmarco-dl19-mini" / "corpus.jsonl").read_text(encoding="utf-8").split("\n")[:400]
     path = tmp_path_factory.mktemp("hybrid") / "corpus.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
 @pytest.fixture(scope="module")
-def queries(shared_data: Path):
-    return load_topics(str(shared_data / "msmarco-dl19-mini" / "topics.dl19-passage.tsv"))[:6]
+def queries(test_data: Path):
+    return load_topics(str(test_data / "msmarco-dl19-mini" / "topics.dl19-passage.tsv"))[:6]
 
 
 def test_hybrid_is_the_rrf_of_bm25_and_dense(small_corpus, queries):

@@ -54,9 +54,9 @@ class RecordingReranker(ScoringReranker):
 
 
 @pytest.fixture(scope="module")
-def dl19_requests(shared_data) -> list[Request]:
+def dl19_requests(test_data) -> list[Request]:
     """48 requests: DL19 queries, each with 20 passages of the mini corpus (a different slice per request)."""
-    folder = shared_data / "msmarco-dl19-mini"
+    folder = test_data / "msmarco-dl19-mini"
     topics = [line.split("\t", 1) for line in (folder / "topics.dl19-passage.tsv").read_text().splitlines()]
     with (folder / "corpus.jsonl").open() as lines:
         passages = [json.loads(line) for line, _ in zip(lines, range(400), strict=False)]

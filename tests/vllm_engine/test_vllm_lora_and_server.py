@@ -21,9 +21,9 @@ pytestmark = pytest.mark.slow
 LABELS = ["0", "1", "2"]
 
 
-def _label_prompts(shared_data: Path) -> tuple[list[dict], list[ChatPrompt]]:
+def _label_prompts(test_data: Path) -> tuple[list[dict], list[ChatPrompt]]:
     """SciFact claims with their rationale sentences (label 2) and an unrelated claim's abstract (label 0)."""
-    scifact = shared_data / "scifact"
+    scifact = test_data / "scifact"
     claims = dict(line.split("\t", 1) for line in (scifact / "topics.train.tsv").read_text().splitlines())
     abstracts = {}
     with (scifact / "corpus.jsonl").open() as corpus:
@@ -48,10 +48,10 @@ def _label_prompts(shared_data: Path) -> tuple[list[dict], list[ChatPrompt]]:
 
 
 @pytest.fixture(scope="module")
-def adapter(model_folder, shared_data, tmp_path_factory) -> Path:
+def adapter(model_folder, test_data, tmp_path_factory) -> Path:
     """A tiny LoRA (rank 8, q/v projections, 4 steps) trained with `python -m reasonrank.train.sft`."""
     folder = tmp_path_factory.mktemp("lora")
-    records, _ = _label_prompts(shared_data)
+    records, _ = _label_prompts(test_data)
     data = folder / "explanations.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in records))
     config = folder / "sft.yaml"
@@ -68,12 +68,12 @@ def adapter(model_folder, shared_data, tmp_path_factory) -> Path:
     return folder / "adapter"
 
 
-def test_lora_adapter_served_by_vllm_matches_transformers(model_folder, adapter, shared_data, engine,
+def test_lora_adapter_served_by_vllm_matches_transformers(model_folder, adapter, test_data, engine,
                                                           engine_settings):
     """vLLM applies the adapter (LoRARequest) as transformers does (merged weights), and it changes the model."""
     from reasonrank.backends.transformers import TransformersBackend
 
-    _, prompts = _label_prompts(shared_data)
+    _, prompts = _label_prompts(test_data)
     engine_env, options = engine_settings
     base = engine.next_token_logprobs(prompts, LABELS)
     job = {

@@ -20,10 +20,10 @@ DL19 = Path(__file__).resolve().parents[2] / "reasonrank" / "data" / "msmarco-dl
 
 
 @pytest.fixture(scope="module")
-def request_long(shared_data: Path) -> Request:
+def request_long(test_data: Path) -> Request:
     """BRIGHT biology's first question (~110 words) with 3 passages of the DL19 mini collection."""
     documents = list(read_documents(DL19 / "corpus.jsonl"))[:3]
-    query = load_topics(str(shared_data / "bright" / "topics.bright-biology.tsv"))[0]
+    query = load_topics(str(test_data / "bright" / "topics.bright-biology.tsv"))[0]
     return Request(Query(query.qid, query.text), tuple(Candidate(d.docid, d.contents) for d in documents))
 
 
