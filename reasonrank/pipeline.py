@@ -149,14 +149,14 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     explanations = Path(settings.explanations) if settings.explanations else None
     if explanations is None and reranks:  # a reranked run always says why, beside the run by default
         explanations = output.with_name(f"{output.stem}.explanations.jsonl")
-    # Refuse unwritable or colliding outputs now, not after the first stage and the reranker have done their work.
-    check_writable(output, "--output")
-    if explanations is not None:
-        check_writable(explanations, "--explanations")
+    # Refuse colliding or unwritable outputs now, not after the first stage and the reranker have done their work.
     check_paths(
         [("--index", index), ("--topics", topics), ("--qrels", qrels_spec), ("--reranker", settings.reranker)],
         [("--output", output), ("--explanations", explanations)],
     )
+    check_writable(output, "--output")
+    if explanations is not None:
+        check_writable(explanations, "--explanations")
 
     queries = load_topics(topics, query_field=settings.query_field)
     if settings.shard:

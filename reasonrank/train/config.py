@@ -89,7 +89,7 @@ def _parse_override(text: str) -> tuple[str, Any]:
     try:
         return key.strip(), yaml.safe_load(raw)
     except yaml.YAMLError as error:
-        raise UserError(f"--set {text!r}: the value is not valid YAML ({str(error).splitlines()[0]})") from None
+        raise UserError(f"--set {text}: the value is not valid YAML ({str(error).splitlines()[0]})") from None
 
 
 def _key_lines(path: Path, text: str) -> dict[str, str]:
@@ -97,13 +97,14 @@ def _key_lines(path: Path, text: str) -> dict[str, str]:
     node = yaml.compose(text, Loader=yaml.SafeLoader)
     if not isinstance(node, yaml.MappingNode):
         raise UserError(f"{path}: expected a mapping of settings (key: value lines) at the top level")
-    places: dict[str, str] = {}
+    lines: dict[str, int] = {}
     for key_node, _ in node.value:
-        place = f"{path}:{key_node.start_mark.line + 1}"
-        if key_node.value in places:
-            raise UserError(f"{place}: {key_node.value} is set twice (first at {places[key_node.value]}): keep one")
-        places[key_node.value] = place
-    return places
+        line = key_node.start_mark.line + 1
+        if key_node.value in lines:
+            raise UserError(f"{path}:{line}: {key_node.value} is set twice (first at line {lines[key_node.value]}): "
+                            "keep one")
+        lines[key_node.value] = line
+    return {key: f"{path}:{line}" for key, line in lines.items()}
 
 
 def load_config(cls: type[C], path: str | Path, overrides: Sequence[str] = ()) -> C:

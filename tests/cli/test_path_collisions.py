@@ -1,0 +1,36 @@
+"""The path rule on every command: no output may be an input, lie inside an input folder or be another output.
+
+Each case runs the real command in this process and fails fast (the rule is checked before any model loads):
+exit 2, one ``error:`` line naming both flags, every file byte-identical (tests/collisions.py).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from collisions import LAYOUTS, collision_outcome, collisions, every_collision
+from hypothesis import HealthCheck, given, settings
+
+CASES = every_collision()
+
+
+def test_every_command_with_outputs_is_covered():
+    from reasonrank.cli import COMMANDS
+
+    # evaluate writes nothing; java-build, docs and openai-server read no user file.
+    assert set(COMMANDS) - set(LAYOUTS) == {"evaluate", "java-build", "docs", "openai-server"}
+    assert {case.command for case in CASES} == set(LAYOUTS)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.command}-{c.output}-{c.target}-{c.spelling}")
+def test_each_output_on_each_input_and_other_output_is_refused(case, tmp_path):
+    assert collision_outcome(case, tmp_path) == "refused"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(collisions)
+def test_any_pairing_through_any_spelling_is_refused(case):
+    with tempfile.TemporaryDirectory() as folder:
+        assert collision_outcome(case, Path(folder).resolve()) == "refused"
