@@ -40,7 +40,8 @@ def _check_type(name: str, value: Any, annotation: Any, where: str) -> Any:
     if origin is tuple or hint is tuple:
         if not isinstance(value, list | tuple):
             raise UserError(f"{where}: {name} must be a list, got {value!r}: write it as [a, b, ...]")
-        return tuple(value)
+        element = (typing.get_args(hint) or (Any,))[0]
+        return tuple(_check_type(f"each item of {name}", item, element, where) for item in value)
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise UserError(f"{where}: {name} must be a mapping, got {value!r}")
