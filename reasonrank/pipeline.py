@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from reasonrank.errors import UserError
 from reasonrank.evaluation import Evaluation
+from reasonrank.io.corpus import cache_root
 from reasonrank.io.paths import check_paths
 from reasonrank.io.text import check_writable
 from reasonrank.rerank.base import Reranker
@@ -152,7 +153,8 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     # Refuse colliding or unwritable outputs now, not after the first stage and the reranker have done their work.
     check_paths(
         [("--index", index), ("--topics", topics), ("--qrels", qrels_spec), ("--reranker", settings.reranker)],
-        [("--output", output), ("--explanations", explanations)],
+        # The first stage's index and embedding caches are written there: a cache folder is an output too.
+        [("--output", output), ("--explanations", explanations), ("$REASONRANK_CACHE", cache_root())],
     )
     check_writable(output, "--output")
     if explanations is not None:

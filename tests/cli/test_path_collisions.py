@@ -34,3 +34,18 @@ def test_each_output_on_each_input_and_other_output_is_refused(case, tmp_path):
 def test_any_pairing_through_any_spelling_is_refused(case):
     with tempfile.TemporaryDirectory() as folder:
         assert collision_outcome(case, Path(folder).resolve()) == "refused"
+
+
+def test_a_cache_folder_inside_the_corpus_folder_is_refused(tmp_path, monkeypatch, capsys):
+    """The first stage writes its index and embeddings under $REASONRANK_CACHE: a folder output like the others."""
+    from reasonrank.cli.search import main
+    from reasonrank.pipeline import embedded_collection
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "corpus.jsonl").write_bytes(embedded_collection().corpus.read_bytes())
+    monkeypatch.setenv("REASONRANK_CACHE", str(corpus / "cache"))
+    argv = ["--index", str(corpus), "--reranker", "none", "--quiet", "--output", str(tmp_path / "run.txt")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"error: $REASONRANK_CACHE {corpus / 'cache'} lies inside the --index")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["corpus", "corpus.jsonl"]
