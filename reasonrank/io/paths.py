@@ -44,6 +44,10 @@ def check_paths(inputs: Iterable[Named], outputs: Iterable[Named]) -> None:
     """Refuse, in one line naming both flags, an output that is an input, lies inside an input folder, or is another
     output; inputs that do not exist as local paths are names of something else and are left alone."""
     sources = [(flag, path) for flag, path in _given(inputs) if path.expanduser().exists()]
+    outputs = list(outputs)
+    empty = next((flag for flag, path in outputs if path is not None and str(path).strip() == ""), None)
+    if empty is not None:
+        raise UserError(f"{empty} is empty: pass the path to write")
     targets = _given(outputs)
     for position, (flag, path) in enumerate(targets):
         for source_flag, source in sources:

@@ -155,9 +155,9 @@ def check_config_paths(
         value = getattr(config, key)
         if value is None:
             continue
-        if kind == FILE and not Path(value).expanduser().exists():
-            raise UserError(f"{places.get(key, key)}: {key} {value} does not exist: fix the path (relative paths "
-                            "start from the folder the command runs in)")
+        if kind == FILE and not (str(value).strip() and Path(value).expanduser().exists()):
+            raise UserError(f"{places.get(key, key)}: {key} {value!r} does not exist: fix the path (relative "
+                            "paths start from the folder the command runs in)")
         inputs.append((named(key), model_input(value) if kind == MODEL else value))
     check_paths(inputs, [(named(key), path) for key, path in writes])
 

@@ -88,10 +88,10 @@ def test_a_missing_input_file_is_refused_at_its_line_before_any_model_loads(tmp_
     _write(tmp_path / "c.yaml", DISTILL)
     (tmp_path / "c").write_text("x\n")
     assert main(["--config", "c.yaml"]) == 2
-    assert capsys.readouterr().err == ("error: c.yaml:6: candidates r does not exist: fix the path (relative paths "
-                                       "start from the folder the command runs in)\n")
+    assert capsys.readouterr().err == ("error: c.yaml:6: candidates 'r' does not exist: fix the path (relative "
+                                       "paths start from the folder the command runs in)\n")
     assert main(["--config", "c.yaml", "--set", "candidates=runs/none.txt"]) == 2
-    assert "error: --set candidates=runs/none.txt: candidates runs/none.txt does not exist" in capsys.readouterr().err
+    assert "error: --set candidates=runs/none.txt: candidates 'runs/none.txt' does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
