@@ -31,7 +31,8 @@ def same_file(a: str | Path, b: str | Path) -> bool:
     return _real(a) == _real(b)
 
 
-def _inside(path: str | Path, folder: str | Path) -> bool:
+def lies_inside(path: str | Path, folder: str | Path) -> bool:
+    """Whether ``path`` is somewhere below ``folder`` (symlinks resolved), not ``folder`` itself."""
     real, root = _real(path), _real(folder)
     return real != root and real.is_relative_to(root)
 
@@ -54,7 +55,7 @@ def check_paths(inputs: Iterable[Named], outputs: Iterable[Named]) -> None:
             if same_file(path, source):
                 raise UserError(f"{flag} {path} is the same file as {source_flag} {source}, which the command "
                                 f"reads: writing it would destroy that input; pass another {flag}")
-            if source.expanduser().is_dir() and _inside(path, source):
+            if source.expanduser().is_dir() and lies_inside(path, source):
                 raise UserError(f"{flag} {path} lies inside the {source_flag} folder {source}, which the command "
                                 f"reads: pass a {flag} outside it")
         for other_flag, other in targets[:position]:

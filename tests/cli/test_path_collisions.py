@@ -19,7 +19,8 @@ CASES = every_collision()
 def test_every_command_with_outputs_is_covered():
     from reasonrank.cli import COMMANDS
 
-    # evaluate writes nothing; java-build, docs and openai-server read no user file.
+    # evaluate writes nothing; docs and openai-server read no user file; java-build reads the project's own
+    # sources (its test is below).
     assert set(COMMANDS) - set(LAYOUTS) == {"evaluate", "java-build", "docs", "openai-server"}
     assert {case.command for case in CASES} == set(LAYOUTS)
 
@@ -49,3 +50,17 @@ def test_a_cache_folder_inside_the_corpus_folder_is_refused(tmp_path, monkeypatc
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith(f"error: $REASONRANK_CACHE {corpus / 'cache'} lies inside the --index")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["corpus", "corpus.jsonl"]
+
+
+@pytest.mark.parametrize("clean", [False, True])
+def test_java_build_never_writes_over_or_removes_its_sources(clean, capsys):
+    from reasonrank.cli.java_build import main
+    from reasonrank.integrations.anserini import JAVA_DIR
+
+    sources = JAVA_DIR / "src"
+    before = {p: p.read_bytes() for p in sources.rglob("*") if p.is_file()}
+    out = JAVA_DIR if clean else sources
+    assert main(["--out", str(out), *(["--clean"] if clean else [])]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("error: --")
+    assert {p: p.read_bytes() for p in sources.rglob("*") if p.is_file()} == before
