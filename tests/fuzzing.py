@@ -6,6 +6,9 @@ explanations) built from mostly-valid lines with hostile fields, encodings and l
 ``evaluate``, ``merge`` or ``report`` over such files. ``outcome`` runs the real reader or command and says
 ``accepted`` (with the result's invariants checked: nothing silently wrong) or ``error`` (one ``error:`` line,
 no output file left behind); anything else raises, which is what the test and the benchmark count as a failure.
+A config case is a training or teacher config damaged in some way, put through everything its command checks
+before a model loads (``accepted`` with its invariants checked, or one ``error:`` line naming the file or the
+``--set``; no file changed).
 """
 
 from __future__ import annotations
