@@ -83,6 +83,9 @@ def command(
         except KeyboardInterrupt:
             print(on_interrupt, file=sys.stderr)
             return EXIT_INTERRUPTED
+        except BrokenPipeError:  # the reader of our output left (`| head`): nobody to tell, and no bug
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail too
+            return EXIT_BUG
         except Exception as error:  # the last resort: a bug, reported without a raw traceback
             return report_bug(error, parser.prog)
 
