@@ -37,6 +37,11 @@ def lies_inside(path: str | Path, folder: str | Path) -> bool:
     return real != root and real.is_relative_to(root)
 
 
+def _bare(flag: str) -> str:
+    """A config setting's name without the ``(file:line)`` it is named with."""
+    return flag.split(" (", 1)[0]
+
+
 def _given(named: Iterable[Named]) -> list[tuple[str, Path]]:
     return [(flag, Path(path)) for flag, path in named if path is not None and str(path) != ""]
 
@@ -54,10 +59,10 @@ def check_paths(inputs: Iterable[Named], outputs: Iterable[Named]) -> None:
         for source_flag, source in sources:
             if same_file(path, source):
                 raise UserError(f"{flag} {path} is the same file as {source_flag} {source}, which the command "
-                                f"reads: writing it would destroy that input; pass another {flag}")
+                                f"reads: writing it would destroy that input; pass another {_bare(flag)}")
             if source.expanduser().is_dir() and lies_inside(path, source):
                 raise UserError(f"{flag} {path} lies inside the {source_flag} folder {source}, which the command "
-                                f"reads: pass a {flag} outside it")
+                                f"reads: pass a {_bare(flag)} outside it")
         for other_flag, other in targets[:position]:
             if same_file(path, other):
                 raise UserError(f"{flag} {path} is the same file as {other_flag} {other}: each output needs its own "
