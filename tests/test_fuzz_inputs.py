@@ -1,4 +1,5 @@
-"""Property-based fuzzing of every reader and of the evaluate/merge/report commands (cases in tests/fuzzing.py).
+"""Property-based fuzzing of every reader, of the evaluate/merge/report commands and of the training and teacher
+configs (cases in tests/fuzzing.py).
 
 Each generated file or command line must end in a valid result whose invariants hold, or in one ``error:``
 line with nothing half-written; benchmarks/fuzz.py runs the same cases with a larger budget.
@@ -10,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from fuzzing import command_cases, command_outcome, file_cases, file_outcome
+from fuzzing import command_cases, command_outcome, config_cases, config_outcome, file_cases, file_outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +33,13 @@ def test_every_reader_accepts_or_refuses_in_one_line(case):
 def test_every_command_ends_in_a_result_or_one_error_line(case):
     with tempfile.TemporaryDirectory() as folder:
         assert command_outcome(case, Path(folder)) in {"accepted", "error"}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@given(config_cases)
+def test_every_training_config_is_checked_in_one_line_before_any_model_loads(case):
+    with tempfile.TemporaryDirectory() as folder:
+        assert config_outcome(case, Path(folder).resolve()) in {"accepted", "error"}
 
 
 @pytest.mark.parametrize("option", ["batch_sise=4", "batch_size=abc", "device=cuda", "max_length=-1x", "=3"])

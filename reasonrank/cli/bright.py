@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from reasonrank.errors import EXIT_USER_ERROR, UserError, command
+from reasonrank.io.paths import check_paths
 
 TASKS = (
     "biology", "earth-science", "economics", "psychology", "robotics", "stackoverflow", "sustainable-living",
@@ -221,6 +222,12 @@ def run(args: argparse.Namespace) -> int:
     tasks = parse_tasks(args.tasks)
     sources = [task_sources(t, args.query_field, args.index_template, args.corpus_dir, args.topics_dir)
                for t in tasks]
+    index_flag = "--corpus-dir" if args.corpus_dir else "--index-template"
+    check_paths(
+        [("--corpus-dir", args.corpus_dir), ("--topics-dir", args.topics_dir), ("--reranker", args.reranker),
+         *((index_flag, source.index) for source in sources if not source.prebuilt)],
+        [("--output-dir", args.output_dir)],
+    )
     label = args.cascade or (None if args.reranker.lower() == "none" else args.reranker)
     first_row = first_stage_row(args.first_stage)
     rows: dict[str, dict[str, float]] = {first_row: {}, **({label: {}} if label else {})}

@@ -21,8 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reasonrank.weights import export_hf_folder
+    from reasonrank.io.paths import check_paths
+    from reasonrank.weights import export_hf_folder, model_input
 
+    check_paths([("model", model_input(args.model))], [("--output", args.output)])
     print(export_hf_folder(args.model, args.output))
     return 0
 

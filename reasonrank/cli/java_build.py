@@ -12,8 +12,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from reasonrank.errors import command
+from reasonrank.errors import UserError, command
 from reasonrank.integrations.anserini import JAVA_DIR, build, java_command
+from reasonrank.io.paths import check_paths, lies_inside, same_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     out = args.out or JAVA_DIR / "build"
+    sources = JAVA_DIR / "src"
+    check_paths([("the Java sources", sources)], [("--out", out)])
+    if args.clean and (same_file(out, Path.cwd()) or lies_inside(sources, out) or lies_inside(Path.cwd(), out)):
+        raise UserError(f"--clean would remove {out}, which holds the Java sources or the working folder: pass an "
+                        "--out folder of its own")
     if args.clean:
         shutil.rmtree(out, ignore_errors=True)
     jar = build(out)

@@ -12,6 +12,7 @@ import sys
 
 from reasonrank.errors import command
 from reasonrank.io.merge import merge
+from reasonrank.io.paths import check_distinct, check_paths
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_distinct("--runs", args.runs)
+    check_distinct("--explanations", args.explanations)
+    check_paths(
+        [*(("--runs", run) for run in args.runs), ("--topics", args.topics),
+         *(("--explanations", notes) for notes in args.explanations)],
+        [("--output", args.output), ("--explanations-output", args.explanations_output)],
+    )
     order = None
     if args.topics:
         from reasonrank.io.topics import load_topics

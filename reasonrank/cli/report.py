@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from reasonrank.errors import UserError, command
+from reasonrank.io.paths import check_paths
 from reasonrank.io.runs import atomic_write
 from reasonrank.report import load_explanations, load_passages, load_run, render_report
 
@@ -32,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from reasonrank.io.topics import load_qrels, load_topics
 
+    check_paths(
+        [(f"--{flag}", getattr(args, flag)) for flag in ("run", "baseline", "explanations", "qrels", "topics",
+                                                         "corpus")],
+        [("--out", args.out)],
+    )
     run_file = load_run(args.run)
     baseline = load_run(args.baseline) if args.baseline else None
     shown = {docid for listed in (run_file, baseline) if listed for docs in listed.ranked.values()

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from reasonrank.errors import UserError, command
+from reasonrank.io.paths import check_paths
 from reasonrank.serve.app import (
     DEFAULT_MAX_CANDIDATES,
     DEFAULT_MAX_REQUEST_BYTES,
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if args.write_openapi:
+        check_paths([("--reranker", args.reranker)], [("--write-openapi", args.write_openapi)])
         write_openapi(args.write_openapi)
         return 0
     if not args.reranker:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from reasonrank.errors import UserError
 from reasonrank.io.jsonl import parse_object
-from reasonrank.io.runs import atomic_write, run_fields
+from reasonrank.io.runs import atomic_write, first_repeated_pair, run_fields
 from reasonrank.io.text import numbered_lines
 
 log = logging.getLogger("reasonrank")
@@ -74,6 +74,15 @@ def ordered(merged: Merged, order: Sequence[str] | None, kind: str) -> list[str]
     return sorted(merged.lines, key=rank.__getitem__)
 
 
+def check_pairs(merged: Merged) -> None:
+    """Refuse, before anything is written, a (query, document) pair that would be in the merged run twice."""
+    for qid, lines in merged.lines.items():
+        repeated = first_repeated_pair((qid, line.split()[2]) for line in lines)
+        if repeated:
+            raise UserError(f"{merged.sources[qid]}: query {qid} lists document {repeated[1]} twice: a TREC run "
+                            "holds each (query, document) pair once; fix the run that wrote it")
+
+
 def write_lines(path: str | Path, merged: Merged, qids: Sequence[str]) -> None:
     with atomic_write(path) as out:
         for qid in qids:
@@ -95,6 +104,7 @@ def merge(
         raise UserError("--explanations and --explanations-output go together: pass both or neither")
     merged = group_lines(runs, run_qid, "run")
     qids = ordered(merged, topics, "run")
+    check_pairs(merged)
     if explanations_output is not None:
         notes = group_lines(explanations, explanation_qid, "explanations")
         unknown = [qid for qid in notes.lines if qid not in merged.lines]

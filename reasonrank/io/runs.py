@@ -84,9 +84,34 @@ def run_lines(ranking: Ranking, tag: str | None = None) -> Iterator[str]:
         yield f"{ranking.query.qid} Q0 {item.docid} {item.rank} {item.score:.6f} {tag}\n"
 
 
+def first_repeated_pair(pairs: Iterable[tuple[str, str]]) -> tuple[str, str] | None:
+    """The first (qid, docid) that comes twice: a TREC run holds each pair once, and trec_eval would count both."""
+    seen: set[tuple[str, str]] = set()
+    for pair in pairs:
+        if pair in seen:
+            return pair
+        seen.add(pair)
+    return None
+
+
+def unique_rankings(rankings: Iterable[Ranking], path: str | Path) -> Iterator[Ranking]:
+    """``rankings`` as they come, refusing (before the file is renamed into place) a query ranked twice or a
+    ranking that lists one document twice: no command writes a run with a repeated (query, document) pair."""
+    queries: set[str] = set()
+    for ranking in rankings:
+        qid = ranking.query.qid
+        repeated = first_repeated_pair((qid, item.docid) for item in ranking.items)
+        if qid in queries or repeated:
+            what = f"document {repeated[1]} twice" if repeated else "its documents a second time"
+            raise UserError(f"cannot write {path}: query {qid} would list {what} (two documents with one id in the "
+                            "corpus or candidates?): a TREC run holds each (query, document) pair once")
+        queries.add(qid)
+        yield ranking
+
+
 def write_run(path: str | Path, rankings: Iterable[Ranking], tag: str | None = None) -> None:
     with atomic_write(path) as out:
-        for ranking in rankings:
+        for ranking in unique_rankings(rankings, path):
             out.writelines(run_lines(ranking, tag))
 
 
@@ -98,7 +123,7 @@ def write_run_and_explanations(
     with ExitStack() as stack:
         run_out = stack.enter_context(atomic_write(run))
         notes_out = stack.enter_context(atomic_write(explanations)) if explanations else None
-        for ranking in rankings:
+        for ranking in unique_rankings(rankings, run):
             run_out.writelines(run_lines(ranking))
             if notes_out is not None:
                 notes_out.writelines(explanation_lines(ranking, depth))

@@ -348,7 +348,12 @@ def openapi_schema() -> dict[str, Any]:
 
 
 def write_openapi(path: str | Path) -> None:
-    Path(path).write_text(json.dumps(openapi_schema(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    from reasonrank.io.runs import atomic_write
+    from reasonrank.io.text import check_writable
+
+    check_writable(path, "--write-openapi")  # a folder or a path under a file is one line, not a traceback
+    with atomic_write(path) as out:
+        out.write(json.dumps(openapi_schema(), indent=2, sort_keys=True) + "\n")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

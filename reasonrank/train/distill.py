@@ -33,7 +33,7 @@ from transformers import Trainer, TrainingArguments
 
 from reasonrank.encoders.embedding import pooled_embeddings
 from reasonrank.errors import UserError, command
-from reasonrank.train.config import TRAIN_LOGGING, config_command
+from reasonrank.train.config import FILE, FILE_OR_NAME, MODEL, TRAIN_LOGGING, config_command
 from reasonrank.train.data import load_candidates, load_corpus, load_qrels, read_jsonl, topics_by_id
 from reasonrank.train.losses import MAIN_LOSSES, distillation_loss
 from reasonrank.types import Candidate
@@ -344,6 +344,8 @@ build_parser, run = config_command(
     "Distil an encoder student from qrels and teacher scores.",
     DistillConfig,
     distill,
+    reads={"model": MODEL, "corpus": FILE, "topics": FILE_OR_NAME, "qrels": FILE_OR_NAME, "candidates": FILE,
+           "teacher_scores": FILE},
 )
 main = command(build_parser, run, **TRAIN_LOGGING)
 

@@ -31,7 +31,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from reasonrank.errors import UserError, command
-from reasonrank.train.config import TRAIN_LOGGING, config_command
+from reasonrank.train.config import FILE, MODEL, TRAIN_LOGGING, config_command
 from reasonrank.train.data import ResumableJsonl, content_words, read_jsonl
 from reasonrank.train.sft import (
     chat_token_count,
@@ -361,6 +361,8 @@ build_parser, run = config_command(
     "Reward refinement: reward-weighted SFT or GRPO on sampled explanations.",
     RewardConfig,
     refine,
+    reads={"model": MODEL, "data": FILE, "adapter": FILE},
+    writes=lambda config: [("output", config.output), ("samples", samples_path(config))],
 )
 main = command(build_parser, run, **TRAIN_LOGGING)
 

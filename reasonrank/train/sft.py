@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonrank.errors import UserError, command
-from reasonrank.train.config import TRAIN_LOGGING, config_command
+from reasonrank.train.config import FILE, MODEL, TRAIN_LOGGING, config_command
 from reasonrank.train.data import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -327,6 +327,7 @@ build_parser, run = config_command(
     "LoRA SFT of a causal LM on teacher explanations or permutations.",
     SftConfig,
     sft,
+    reads={"model": MODEL, "data": FILE},
 )
 main = command(build_parser, run, **TRAIN_LOGGING)
 

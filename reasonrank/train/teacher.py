@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from reasonrank.backends.base import ChatPrompt, GenerationParams
 from reasonrank.errors import UserError, command
-from reasonrank.train.config import TRAIN_LOGGING, config_command
+from reasonrank.train.config import FILE, FILE_OR_NAME, MODEL, TRAIN_LOGGING, config_command
 from reasonrank.train.data import (
     ResumableJsonl,
     content_word_list,
@@ -408,6 +408,8 @@ build_parser, run = config_command(
     "Write teacher data (scores, explanations, pairs, permutations) as JSONL.",
     TeacherConfig,
     generate_teacher_data,
+    reads={"topics": FILE_OR_NAME, "corpus": FILE, "candidates": FILE, "qrels": FILE_OR_NAME, "rationales": FILE,
+           "model": MODEL},
 )
 main = command(build_parser, run, **TRAIN_LOGGING)
 

@@ -128,3 +128,29 @@ def test_a_bad_explanation_line_is_named_with_what_to_pass(tmp_path, capsys, lin
     error = capsys.readouterr().err
     assert f"{notes}{message}" in error and error.count("\n") == 1
     assert not (tmp_path / "out.txt").exists() and not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("spelling", ["same", "relative", "symlink", "hardlink"])
+def test_one_run_given_twice_is_refused_however_it_is_spelled(tmp_path, monkeypatch, capsys, spelling):
+    monkeypatch.chdir(tmp_path)
+    run = write(tmp_path / "a.txt", ["q1 Q0 d1 1 1.0 m", "q1 Q0 d2 2 0.5 m"])
+    twin = {"same": run, "relative": "./a.txt"}.get(spelling, str(tmp_path / "twin.txt"))
+    if spelling == "symlink":
+        (tmp_path / "twin.txt").symlink_to(run)
+    elif spelling == "hardlink":
+        (tmp_path / "twin.txt").hardlink_to(run)
+    assert merge_main(["--runs", run, twin, "--output", "out.txt"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: --runs names the file") and "twice" in error and error.count("\n") == 1
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_a_pair_that_would_appear_twice_is_refused_before_anything_is_written(tmp_path, capsys):
+    run = write(tmp_path / "a.txt", ["q1 Q0 d1 1 1.0 m", "q1 Q0 d1 2 0.5 m"])
+    other = write(tmp_path / "b.txt", ["q2 Q0 d1 1 1.0 m"])
+    notes = write(tmp_path / "a.jsonl", ['{"qid": "q1", "docid": "d1"}', '{"qid": "q2", "docid": "d1"}'])
+    argv = ["--runs", run, other, "--output", str(tmp_path / "out.txt"), "--explanations", notes,
+            "--explanations-output", str(tmp_path / "out.jsonl")]
+    assert merge_main(argv) == 2
+    assert f"{run}: query q1 lists document d1 twice" in capsys.readouterr().err
+    assert not (tmp_path / "out.txt").exists() and not (tmp_path / "out.jsonl").exists()

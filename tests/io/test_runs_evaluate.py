@@ -113,3 +113,15 @@ def test_evaluate_cli(tmp_path, dl19_qrels, capsys, test_data):
     assert evaluate_main(["--run", str(tmp_path / "missing.txt"), "--qrels", qrels]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: run file") and "\n" not in error
+
+
+@pytest.mark.parametrize("repeat", ["document", "query"])
+def test_a_repeated_query_document_pair_is_never_written(tmp_path, repeat):
+    query = Query("q1", "q")
+    docids = ["d1", "d1"] if repeat == "document" else ["d1", "d2"]
+    ranking = Ranking.from_judgments(query, [Candidate(d, "text") for d in docids],
+                                     [Judgment(2.0), Judgment(1.0)], "m")
+    rankings = [ranking] if repeat == "document" else [ranking, ranking]
+    with pytest.raises(UserError, match=r"query q1 would list .* a TREC run holds each"):
+        write_run(tmp_path / "run.txt", rankings)
+    assert list(tmp_path.iterdir()) == []

@@ -57,6 +57,43 @@ def test_config_needs_teacher_scores_for_alpha(tmp_path):
         load_config(DistillConfig, path)
 
 
+DISTILL = "model: m\noutput: o\ncorpus: c\ntopics: t\nqrels: q\ncandidates: r\nalpha: 0\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "overrides", "message"),
+    [
+        ("epoch: 2\n", [], "c.yaml:8: unknown setting 'epoch' for DistillConfig: did you mean epochs?"),
+        ("group_size: eight\n", [], "c.yaml:8: group_size must be a whole number, got 'eight'"),
+        ("group_size: yes\n", [], "c.yaml:8: group_size must be a whole number, got True"),
+        ("learning_rate: [1]\n", [], "c.yaml:8: learning_rate must be a number, got [1]"),
+        ("corpus: c2\n", [], "c.yaml:8: corpus is set twice (first at line 3): keep one"),
+        ("seed:\n", [], "c.yaml:8: seed needs a value"),
+        ("", ["epochs=two"], "--set epochs=two: epochs must be a whole number, got 'two'"),
+        ("", ["group_size=[1"], "--set group_size=[1: the value is not valid YAML"),
+    ],
+)
+def test_each_config_mistake_is_one_line_at_its_file_and_line(tmp_path, extra, overrides, message):
+    path = _write(tmp_path / "c.yaml", DISTILL + extra)
+    with pytest.raises(UserError) as error:
+        load_config(DistillConfig, path, overrides)
+    assert str(error.value).startswith(str(tmp_path / message.split(":")[0]) if ".yaml" in message else message)
+    assert message.split(" ", 1)[1] in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_missing_input_file_is_refused_at_its_line_before_any_model_loads(tmp_path, capsys, monkeypatch):
+    from reasonrank.train.distill import main
+
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "c.yaml", DISTILL)
+    (tmp_path / "c").write_text("x\n")
+    assert main(["--config", "c.yaml"]) == 2
+    assert capsys.readouterr().err == ("error: c.yaml:6: candidates 'r' does not exist: fix the path (relative "
+                                       "paths start from the folder the command runs in)\n")
+    assert main(["--config", "c.yaml", "--set", "candidates=runs/none.txt"]) == 2
+    assert "error: --set candidates=runs/none.txt: candidates 'runs/none.txt' does not exist" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_parse(config):
     from reasonrank.train import distill, reward, sft, teacher
