@@ -133,7 +133,7 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     from reasonrank.io.checkpoints import Checkpoint
     from reasonrank.io.runs import rankings_to_run, write_run_and_explanations
     from reasonrank.io.topics import load_qrels, load_topics
-    from reasonrank.retrieval.base import load_first_stage
+    from reasonrank.retrieval.base import load_first_stage, parse_first_stage
 
     embedded = embedded_collection()
     index = settings.index or str(embedded.corpus)
@@ -141,6 +141,7 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     qrels_spec = settings.qrels or (
         str(embedded.qrels) if settings.index is None and settings.topics is None else None
     )
+    parse_first_stage(settings.first_stage)  # an unknown name fails before any model loads
     if min(settings.hits, settings.rerank_depth, settings.batch_size, settings.explanations_depth) < 1:
         raise UserError("--hits, --rerank-depth, --batch-size and --explanations-depth must be at least 1")
     output = Path(settings.output) if settings.output else default_output(settings, index)
@@ -180,7 +181,7 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
         sentence_scorer = first_stage.text_scorer() if reranker is not None and settings.evidence else None
     finally:
         first_stage.close()
-    baseline = [first_stage_ranking(r, settings.first_stage) for r in requests]
+    baseline = [first_stage_ranking(r, first_stage.name) for r in requests]
 
     final, events = baseline, {}
     if reranker is not None:
@@ -211,7 +212,7 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     evaluations = {}
     if qrels is not None:
         excluded = {q.qid: q.excluded_ids for q in queries if q.excluded_ids}
-        evaluations[settings.first_stage] = evaluate(rankings_to_run(baseline), qrels, excluded)
+        evaluations[first_stage.name] = evaluate(rankings_to_run(baseline), qrels, excluded)
         if reranker is not None:
             evaluations[reranker.name] = evaluate(rankings_to_run(final), qrels, excluded)
     name = reranker.name if reranker is not None else None

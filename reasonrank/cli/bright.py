@@ -130,6 +130,8 @@ def _ndcg(run: Path, qrels: dict[str, dict[str, int]], excluded: dict[str, froze
 
 def first_stage_row(first_stage: str) -> str:
     """The table row of the first stage alone: ``BM25`` as in BRIGHT's tables, else the first stage's name."""
+    if first_stage.startswith("run:"):
+        return f"run:{Path(first_stage[len('run:'):]).name}"
     return "BM25" if first_stage == "bm25" else first_stage
 
 
@@ -142,13 +144,14 @@ def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str
     from reasonrank.retrieval.bm25 import Bm25FirstStage, prebuilt_index_names
 
     task, index = sources.task, sources.index
+    stage = args.first_stage.replace("{task}", task)  # run:runs/{task}.txt: one run per task
     if sources.prebuilt:
         if index not in prebuilt_index_names():
             raise UserError(f"--index-template gives {index!r} for {task}: not a local path and not a Pyserini "
                             "prebuilt index name (e.g. bright-{task})")
-        if args.first_stage != "bm25":
+        if stage != "bm25" and not stage.startswith("run:"):  # a run reads the index's documents by id
             return TaskResult(task, {}, skipped=(
-                f"the {args.first_stage} first stage reads the documents, and {index!r} is an index name; pass "
+                f"the {stage} first stage reads the documents, and {index!r} is an index name; pass "
                 f"--corpus-dir DIR with DIR/{task}.jsonl (BRIGHT documents: id, contents)"))
         try:
             with Bm25FirstStage(index) as first_stage:
@@ -166,10 +169,10 @@ def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str
         raise UserError(f"{error} — or pass --topics-dir DIR with BRIGHT's original topics and qrels") from None
     excluded = {q.qid: q.excluded_ids for q in queries if q.excluded_ids}
     first_only = SearchSettings(
-        index=index, topics=sources.topics, query_field=args.query_field, first_stage=args.first_stage,
+        index=index, topics=sources.topics, query_field=args.query_field, first_stage=stage,
         hits=args.hits, remove_query=True, threads=args.threads, reranker="none", progress=not args.quiet,
     )
-    stages = [(first_stage_row(args.first_stage), args.first_stage, first_only)]
+    stages = [(first_stage_row(args.first_stage), _slug(first_stage_row(stage)), first_only)]
     if reranker_label is not None:
         reranked = replace(
             first_only, reranker=args.reranker, reranker_family=args.reranker_family, cascade=args.cascade,
@@ -198,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cascade", help="NAME:DEPTH stages, e.g. minilm-bi:100,smollm2-pointwise:20")
     parser.add_argument("--query-field", default="query", choices=["query", "reasoning"],
                         help="the original query, or the topic's reasoning text as the query")
-    parser.add_argument("--first-stage", default="bm25", choices=list(FIRST_STAGES),
-                        help="the first stage (dense and hybrid read the documents: pass --corpus-dir)")
+    parser.add_argument("--first-stage", default="bm25", metavar="{" + ",".join(FIRST_STAGES) + "}",
+                        help="the first stage (dense and hybrid read the documents: pass --corpus-dir), or "
+                        "run:PATH with {task} in PATH, one TREC run per task (e.g. ReasonIR's top 100)")
     parser.add_argument("--index-template", default="bright-{task}",
                         help="first-stage index per task: a Pyserini prebuilt name or a path, with {task}")
     parser.add_argument("--corpus-dir", help="offline: folder with {task}.jsonl (id, contents) or {task}/ per task")
@@ -234,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         scores = ", ".join(f"{row} {100 * score:.1f}" for row, score in result.ndcg.items())
         print(f"{result.task}: nDCG@10 {scores}", file=sys.stderr)
     table = format_bright_table(rows)
-    path = Path(args.output_dir) / f"bright.{_slug(label or args.first_stage)}.{args.query_field}.md"
+    path = Path(args.output_dir) / f"bright.{_slug(label or first_row)}.{args.query_field}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"BRIGHT nDCG@10 (x100), query field: {args.query_field}, hits {args.hits}"
                     + (f", rerank depth {args.rerank_depth}" if label and not args.cascade else "") + "\n\n"

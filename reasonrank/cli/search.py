@@ -54,8 +54,9 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
     first.add_argument(
         "--first-stage",
         default="bm25",
-        choices=list(FIRST_STAGES),
-        help="BM25 (Lucene), dense retrieval with the MiniLM bi-encoder (faiss), or both fused by RRF (hybrid)",
+        metavar="{" + ",".join(FIRST_STAGES) + "}",
+        help="BM25 (Lucene), dense retrieval with the MiniLM bi-encoder (faiss), both fused by RRF (hybrid), or "
+        "run:PATH, another system's TREC run reranked with the passages of --index",
     )
     first.add_argument("--hits", type=int, default=100, help="candidates per query from the first stage")
     first.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (Pyserini's default)")
