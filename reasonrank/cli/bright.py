@@ -130,9 +130,16 @@ def _ndcg(run: Path, qrels: dict[str, dict[str, int]], excluded: dict[str, froze
 
 def first_stage_row(first_stage: str) -> str:
     """The table row of the first stage alone: ``BM25`` as in BRIGHT's tables, else the first stage's name."""
-    if first_stage.startswith("run:"):
-        return f"run:{Path(first_stage[len('run:'):]).name}"
+    name, _, argument = first_stage.partition(":")
+    if argument:
+        return f"{name}:{Path(argument).name}"
     return "BM25" if first_stage == "bm25" else first_stage
+
+
+def stage_slug(first_stage: str) -> str:
+    """The first stage in file names: its name, or ``run-FILE`` for ``run:PATH/FILE``."""
+    name, _, argument = first_stage.partition(":")
+    return f"{name}-{_slug(Path(argument).name)}" if argument else first_stage
 
 
 def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str | None) -> TaskResult:
@@ -149,7 +156,7 @@ def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str
         if index not in prebuilt_index_names():
             raise UserError(f"--index-template gives {index!r} for {task}: not a local path and not a Pyserini "
                             "prebuilt index name (e.g. bright-{task})")
-        if stage != "bm25" and not stage.startswith("run:"):  # a run reads the index's documents by id
+        if stage.partition(":")[0] not in ("bm25", "run", "rank-llm"):  # these read no corpus file
             return TaskResult(task, {}, skipped=(
                 f"the {stage} first stage reads the documents, and {index!r} is an index name; pass "
                 f"--corpus-dir DIR with DIR/{task}.jsonl (BRIGHT documents: id, contents)"))
@@ -172,7 +179,7 @@ def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str
         index=index, topics=sources.topics, query_field=args.query_field, first_stage=stage,
         hits=args.hits, remove_query=True, threads=args.threads, reranker="none", progress=not args.quiet,
     )
-    stages = [(first_stage_row(args.first_stage), _slug(first_stage_row(stage)), first_only)]
+    stages = [(first_stage_row(args.first_stage), stage_slug(stage), first_only)]
     if reranker_label is not None:
         reranked = replace(
             first_only, reranker=args.reranker, reranker_family=args.reranker_family, cascade=args.cascade,
@@ -238,7 +245,8 @@ def run(args: argparse.Namespace) -> int:
         scores = ", ".join(f"{row} {100 * score:.1f}" for row, score in result.ndcg.items())
         print(f"{result.task}: nDCG@10 {scores}", file=sys.stderr)
     table = format_bright_table(rows)
-    path = Path(args.output_dir) / f"bright.{_slug(label or first_row)}.{args.query_field}.md"
+    system = _slug(label) if label else stage_slug(args.first_stage)
+    path = Path(args.output_dir) / f"bright.{system}.{args.query_field}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"BRIGHT nDCG@10 (x100), query field: {args.query_field}, hits {args.hits}"
                     + (f", rerank depth {args.rerank_depth}" if label and not args.cascade else "") + "\n\n"

@@ -22,6 +22,7 @@ FIRST_STAGES: dict[str, str] = {
     "dense": "reasonrank.retrieval.dense:build",
     "hybrid": "reasonrank.retrieval.hybrid:build",
     "run": "reasonrank.retrieval.run:build",
+    "rank-llm": "reasonrank.retrieval.rank_llm:build",
 }
 
 

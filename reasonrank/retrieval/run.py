@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +95,7 @@ class RunFirstStage(Closing):
         """The run's top ``hits`` of each query without its excluded ids (and, with ``remove_query``, its own id);
         every candidate is looked up in the index, only the first ``text_depth`` keep their text."""
         check_search(queries, hits, text_depth)
-        self._check_queries(queries)
+        check_listed_queries(self.run_path, self.hits, queries)
         with_text = hits if text_depth is None else min(text_depth, hits)
         requests = []
         for query in queries:
@@ -107,18 +107,6 @@ class RunFirstStage(Closing):
                                   else Candidate(hit.docid, "", hit.score))
             requests.append(Request(query, tuple(candidates)))
         return requests
-
-    def _check_queries(self, queries: Sequence[Query]) -> None:
-        """A topic the run lacks is an error; run queries that are not topics (another shard's, say) are named."""
-        asked = {query.qid for query in queries}
-        lacking = [query.qid for query in queries if query.qid not in self.hits]
-        if lacking:
-            raise UserError(f"{self.run_path}: {len(lacking)} of {len(queries)} topics have no line in the run "
-                            f"({_some(lacking)}): pass the topics the run was made for")
-        extra = [qid for qid in self.hits if qid not in asked]
-        if extra:
-            print(f"{self.run_path}: {len(extra)} run queries are not among these topics, ignored ({_some(extra)})",
-                  file=sys.stderr)
 
     def _passage(self, hit: RunHit) -> tuple[str, str]:
         if self._lucene is None:
@@ -138,6 +126,20 @@ class RunFirstStage(Closing):
     def close(self) -> None:
         if self._lucene is not None:
             self._lucene.close()
+
+
+def check_listed_queries(source: Path, listed: Collection[str], queries: Sequence[Query]) -> None:
+    """A topic that ``source`` (a run, a request file) lists nothing for is an error; queries it lists that are not
+    topics (another shard's, say) are named in one line and ignored."""
+    asked = {query.qid for query in queries}
+    lacking = [query.qid for query in queries if query.qid not in listed]
+    if lacking:
+        raise UserError(f"{source}: {len(lacking)} of {len(queries)} topics have no candidates there "
+                        f"({_some(lacking)}): pass the topics it was made for")
+    extra = [qid for qid in listed if qid not in asked]
+    if extra:
+        print(f"{source}: {len(extra)} of its queries are not among these topics, ignored ({_some(extra)})",
+              file=sys.stderr)
 
 
 def _some(qids: list[str]) -> str:

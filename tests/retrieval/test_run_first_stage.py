@@ -85,7 +85,7 @@ def test_run_stage_bad_input_is_one_line(tmp_path, topics, capsys):
         stage.search([Query("19335", "environment"), Query("47923", "axon")], hits=1)
     with load_first_stage(f"run:{run}", corpus) as stage:
         stage.search([], hits=1)
-    assert "1 run queries are not among these topics, ignored (19335)" in capsys.readouterr().err
+    assert "1 of its queries are not among these topics, ignored (19335)" in capsys.readouterr().err
     run.write_text("19335 Q0 4380635 1 3.0 x\n19335 Q0 4380635 2 2.0 x\n")
     with pytest.raises(UserError, match=rf"{run}:2: document 4380635 appears twice .*first at {run}:1"):
         load_first_stage(f"run:{run}", corpus)
