@@ -16,10 +16,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from reasonrank.errors import EXIT_USER_ERROR, UserError, command
+
+if TYPE_CHECKING:
+    from reasonrank.pipeline import SearchSettings
 
 TASKS = (
     "biology", "earth-science", "economics", "psychology", "robotics", "stackoverflow", "sustainable-living",
@@ -142,12 +146,23 @@ def stage_slug(first_stage: str) -> str:
     return f"{name}-{_slug(Path(argument).name)}" if argument else first_stage
 
 
+def first_stage_settings(sources: TaskSources, first_stage: str, args: argparse.Namespace) -> SearchSettings:
+    """One task's first stage alone, under the conditions of Pyserini's BRIGHT regressions (``pyserini/2cr/
+    bright.yaml``: ``--bm25`` with its default k1 0.9 and b 0.4, ``--hits 1000`` by default, ``--remove-query``)."""
+    from reasonrank.pipeline import SearchSettings
+
+    return SearchSettings(
+        index=sources.index, topics=sources.topics, query_field=args.query_field, first_stage=first_stage,
+        hits=args.hits, remove_query=True, threads=args.threads, reranker="none", progress=not args.quiet,
+    )
+
+
 def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str | None) -> TaskResult:
     """The first stage, then the reranker if any, for one task; a prebuilt index that cannot be downloaded (or a
     first stage that needs the corpus itself) skips the task."""
     from reasonrank.cli.search import parse_options
     from reasonrank.io.topics import load_qrels, load_topics
-    from reasonrank.pipeline import SearchSettings, run_search
+    from reasonrank.pipeline import run_search
     from reasonrank.retrieval.bm25 import Bm25FirstStage, prebuilt_index_names
 
     task, index = sources.task, sources.index
@@ -175,10 +190,7 @@ def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str
             raise
         raise UserError(f"{error} — or pass --topics-dir DIR with BRIGHT's original topics and qrels") from None
     excluded = {q.qid: q.excluded_ids for q in queries if q.excluded_ids}
-    first_only = SearchSettings(
-        index=index, topics=sources.topics, query_field=args.query_field, first_stage=stage,
-        hits=args.hits, remove_query=True, threads=args.threads, reranker="none", progress=not args.quiet,
-    )
+    first_only = first_stage_settings(replace(sources, index=index), stage, args)
     stages = [(first_stage_row(args.first_stage), stage_slug(stage), first_only)]
     if reranker_label is not None:
         reranked = replace(
@@ -216,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corpus-dir", help="offline: folder with {task}.jsonl (id, contents) or {task}/ per task")
     parser.add_argument("--topics-dir", help="folder with topics.bright-{task}-original.jsonl and "
                         "qrels.bright-{task}.txt (default: Pyserini's bright-{task} topics and qrels)")
-    parser.add_argument("--hits", type=int, default=100, help="first-stage candidates per query (default 100)")
+    parser.add_argument("--hits", type=int, default=1000,
+                        help="first-stage candidates per query (default 1000, as Pyserini's BRIGHT regressions)")
     parser.add_argument("--rerank-depth", type=int, default=100, help="rerank the top K (default 100)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reranker option")
     parser.add_argument("--batch-size", type=int, default=8, help="queries per reranking step")

@@ -14,7 +14,7 @@ from contextlib import contextmanager, nullcontext
 
 from reasonrank.errors import UserError, command
 from reasonrank.pipeline import DEFAULT_RERANKER, embedded_collection
-from reasonrank.retrieval.base import FIRST_STAGES
+from reasonrank.retrieval.base import FIRST_STAGES, parse_first_stage
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hits", type=int, default=100, help="first-stage candidates reranked per search (100)")
     parser.add_argument("--reranker", default=DEFAULT_RERANKER, help=f"registry name (default {DEFAULT_RERANKER})")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reranker option")
+    parser.add_argument("--explanations-depth", type=int, default=10,
+                        help="evidence for the top K results of each call (default 10)")
     parser.add_argument("--no-evidence", action="store_true", help="no evidence spans (faster)")
     parser.add_argument("--transport", default="stdio", choices=["stdio", "streamable-http"],
                         help="stdio (an agent starts the server) or streamable HTTP at http://HOST:PORT/mcp")
@@ -43,11 +45,15 @@ def run(args: argparse.Namespace) -> int:
     if args.transport == "streamable-http" and args.host not in LOOPBACK:
         raise UserError(f"--host {args.host}: the MCP server listens on loopback only (127.0.0.1, localhost, ::1); "
                         "put an authenticating proxy in front of it to reach it from elsewhere")
-    if args.hits < 1:
-        raise UserError(f"--hits must be at least 1, got {args.hits}")
+    if min(args.hits, args.explanations_depth) < 1:
+        raise UserError("--hits and --explanations-depth must be at least 1")
+    if parse_first_stage(args.first_stage)[0] in ("run", "rank-llm"):
+        raise UserError(f"--first-stage {args.first_stage}: a fixed candidate set cannot search new queries; use a "
+                        "first stage over an index (bm25, dense, hybrid) and the rerank tool for your own documents")
     settings = ServiceSettings(
         index=args.index or str(embedded_collection().corpus), first_stage=args.first_stage,
-        reranker=args.reranker, hits=args.hits, evidence=not args.no_evidence, options=parse_options(args.option),
+        reranker=args.reranker, hits=args.hits, evidence=not args.no_evidence,
+        explanations_depth=args.explanations_depth, options=parse_options(args.option),
     )
     # Over stdio the protocol owns stdout: what loading prints (the JVM, an index build) goes to stderr.
     with _stdout_to_stderr() if args.transport == "stdio" else nullcontext():

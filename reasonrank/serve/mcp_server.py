@@ -45,6 +45,7 @@ class ServiceSettings:
     reranker: str = "minilm-hybrid"
     hits: int = 100  # first-stage candidates reranked per search
     evidence: bool = True
+    explanations_depth: int = 10  # the top K of each answer get evidence (a scoring reranker's costs one pass each)
     options: dict[str, Any] | None = None
 
 
@@ -55,7 +56,7 @@ class SearchService:
         self.settings = settings
         search = SearchSettings(index=settings.index, first_stage=settings.first_stage, reranker=settings.reranker,
                                 rerank_depth=settings.hits, evidence=settings.evidence, options=settings.options or {},
-                                explanations_depth=MAX_RESULTS)
+                                explanations_depth=settings.explanations_depth)
         self.first_stage = load_first_stage(settings.first_stage, settings.index, FirstStageSettings(progress=False))
         reranker = build_reranker(search)
         if reranker is None:

@@ -116,3 +116,14 @@ def test_streamable_http_server_on_loopback(tmp_path):
         child.terminate()
         child.wait(timeout=30)
         log.close()
+
+
+def test_bad_command_lines_are_one_error_line(capsys):
+    from reasonrank.cli.mcp import main
+
+    for args, message in [(["--transport", "streamable-http", "--host", "0.0.0.0"], "listens on loopback only"),
+                          (["--first-stage", "run:runs/x.txt"], "a fixed candidate set cannot search"),
+                          (["--hits", "0"], "must be at least 1")]:
+        assert main(args) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and error[0].startswith("error:") and message in error[0]
