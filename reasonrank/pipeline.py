@@ -67,6 +67,7 @@ class SearchSettings:
     output: str | None = None
     explanations: str | None = None  # None: beside the run (RUN.explanations.jsonl) when something reranks
     explanations_depth: int = 10  # the top K of each query are explained and written, as many as the report shows
+    rank_llm_output: str | None = None  # the final rankings in rank_llm's result format too (reasonrank.io.rank_llm)
     evidence: bool = True  # evidence sentences for scoring rerankers (reasonrank.rerank.evidence)
     evidence_method: str = "sentence"
     qrels: str | None = None
@@ -77,7 +78,7 @@ class SearchSettings:
 
     def checkpoint_key(self, index: str, topics: str) -> dict[str, Any]:
         """What makes two runs the same run: a checkpoint is resumed only under the same key."""
-        ignored = {"threads", "batch_size", "resume", "progress", "ray"}
+        ignored = {"threads", "batch_size", "resume", "progress", "ray", "rank_llm_output"}
         return {**{k: v for k, v in asdict(self).items() if k not in ignored}, "index": index, "topics": topics}
 
 
@@ -135,7 +136,7 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     from reasonrank.io.checkpoints import Checkpoint
     from reasonrank.io.runs import rankings_to_run, write_run_and_explanations
     from reasonrank.io.topics import load_qrels, load_topics
-    from reasonrank.retrieval.base import load_first_stage
+    from reasonrank.retrieval.base import load_first_stage, parse_first_stage
 
     embedded = embedded_collection()
     index = settings.index or str(embedded.corpus)
@@ -143,6 +144,7 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     qrels_spec = settings.qrels or (
         str(embedded.qrels) if settings.index is None and settings.topics is None else None
     )
+    parse_first_stage(settings.first_stage)  # an unknown name fails before any model loads
     if min(settings.hits, settings.rerank_depth, settings.batch_size, settings.explanations_depth) < 1:
         raise UserError("--hits, --rerank-depth, --batch-size and --explanations-depth must be at least 1")
     output = Path(settings.output) if settings.output else default_output(settings, index)
@@ -159,6 +161,8 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     check_writable(output, "--output")
     if explanations is not None:
         check_writable(explanations, "--explanations")
+    if settings.rank_llm_output:
+        check_writable(Path(settings.rank_llm_output), "--rank-llm-output")
 
     queries = load_topics(topics, query_field=settings.query_field)
     if settings.shard:
@@ -181,13 +185,13 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
         # Reading passages out of the Lucene index costs BM25 more than the search itself: fetch only those read.
         requests = first_stage.search(
             queries, hits=settings.hits, threads=settings.threads, remove_query=settings.remove_query,
-            progress=settings.progress, text_depth=0 if reranker is None else reranker.text_depth,
+            progress=settings.progress, text_depth=text_depth(settings, reranker),
         )
         # Evidence for a fusion with the first stage fuses its sentence scores too (reasonrank.rerank.fusion).
         sentence_scorer = first_stage.text_scorer() if reranker is not None and settings.evidence else None
     finally:
         first_stage.close()
-    baseline = [first_stage_ranking(r, settings.first_stage) for r in requests]
+    baseline = [first_stage_ranking(r, first_stage.name) for r in requests]
 
     final, events = baseline, {}
     if reranker is not None:
@@ -209,6 +213,10 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
             reranker.close()
     # Both or neither; the checkpoint keeps the work.
     write_run_and_explanations(output, explanations, final, settings.explanations_depth)
+    if settings.rank_llm_output:
+        from reasonrank.io.rank_llm import write_rank_llm
+
+        write_rank_llm(settings.rank_llm_output, final)
     if reranker is not None:
         checkpoint.remove()
         for ranking in final:
@@ -218,11 +226,19 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
     evaluations = {}
     if qrels is not None:
         excluded = {q.qid: q.excluded_ids for q in queries if q.excluded_ids}
-        evaluations[settings.first_stage] = evaluate(rankings_to_run(baseline), qrels, excluded)
+        evaluations[first_stage.name] = evaluate(rankings_to_run(baseline), qrels, excluded)
         if reranker is not None:
             evaluations[reranker.name] = evaluate(rankings_to_run(final), qrels, excluded)
     name = reranker.name if reranker is not None else None
     return SearchResult(output, explanations, baseline, final, name, events, evaluations)
+
+
+def text_depth(settings: SearchSettings, reranker: Reranker | None) -> int | None:
+    """How many candidates of each query need their passage: those the reranker reads, every one when the
+    rank_llm file (which carries them) is written."""
+    if settings.rank_llm_output:
+        return None
+    return 0 if reranker is None else reranker.text_depth
 
 
 def build_explained_reranker(settings: SearchSettings, first_stage: TextScorer | None = None) -> Reranker | None:

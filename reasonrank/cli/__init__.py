@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "merge": "reasonrank.cli.merge",
     "bright": "reasonrank.cli.bright",
     "serve": "reasonrank.cli.serve",
+    "mcp": "reasonrank.cli.mcp",
     "openai-server": "reasonrank.serve.openai_server",
     "java-build": "reasonrank.cli.java_build",
     "export-hf": "reasonrank.cli.export_hf",

@@ -16,11 +16,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from reasonrank.errors import EXIT_USER_ERROR, UserError, command
 from reasonrank.io.paths import check_paths
+
+if TYPE_CHECKING:
+    from reasonrank.pipeline import SearchSettings
 
 TASKS = (
     "biology", "earth-science", "economics", "psychology", "robotics", "stackoverflow", "sustainable-living",
@@ -131,7 +135,27 @@ def _ndcg(run: Path, qrels: dict[str, dict[str, int]], excluded: dict[str, froze
 
 def first_stage_row(first_stage: str) -> str:
     """The table row of the first stage alone: ``BM25`` as in BRIGHT's tables, else the first stage's name."""
+    name, _, argument = first_stage.partition(":")
+    if argument:
+        return f"{name}:{Path(argument).name}"
     return "BM25" if first_stage == "bm25" else first_stage
+
+
+def stage_slug(first_stage: str) -> str:
+    """The first stage in file names: its name, or ``run-FILE`` for ``run:PATH/FILE``."""
+    name, _, argument = first_stage.partition(":")
+    return f"{name}-{_slug(Path(argument).name)}" if argument else first_stage
+
+
+def first_stage_settings(sources: TaskSources, first_stage: str, args: argparse.Namespace) -> SearchSettings:
+    """One task's first stage alone, under the conditions of Pyserini's BRIGHT regressions (``pyserini/2cr/
+    bright.yaml``: ``--bm25`` with its default k1 0.9 and b 0.4, ``--hits 1000`` by default, ``--remove-query``)."""
+    from reasonrank.pipeline import SearchSettings
+
+    return SearchSettings(
+        index=sources.index, topics=sources.topics, query_field=args.query_field, first_stage=first_stage,
+        hits=args.hits, remove_query=True, threads=args.threads, reranker="none", progress=not args.quiet,
+    )
 
 
 def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str | None) -> TaskResult:
@@ -139,17 +163,18 @@ def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str
     first stage that needs the corpus itself) skips the task."""
     from reasonrank.cli.search import parse_options
     from reasonrank.io.topics import load_qrels, load_topics
-    from reasonrank.pipeline import SearchSettings, run_search
+    from reasonrank.pipeline import run_search
     from reasonrank.retrieval.bm25 import Bm25FirstStage, prebuilt_index_names
 
     task, index = sources.task, sources.index
+    stage = args.first_stage.replace("{task}", task)  # run:runs/{task}.txt: one run per task
     if sources.prebuilt:
         if index not in prebuilt_index_names():
             raise UserError(f"--index-template gives {index!r} for {task}: not a local path and not a Pyserini "
                             "prebuilt index name (e.g. bright-{task})")
-        if args.first_stage != "bm25":
+        if stage.partition(":")[0] not in ("bm25", "run", "rank-llm"):  # these read no corpus file
             return TaskResult(task, {}, skipped=(
-                f"the {args.first_stage} first stage reads the documents, and {index!r} is an index name; pass "
+                f"the {stage} first stage reads the documents, and {index!r} is an index name; pass "
                 f"--corpus-dir DIR with DIR/{task}.jsonl (BRIGHT documents: id, contents)"))
         try:
             with Bm25FirstStage(index) as first_stage:
@@ -166,11 +191,8 @@ def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str
             raise
         raise UserError(f"{error} — or pass --topics-dir DIR with BRIGHT's original topics and qrels") from None
     excluded = {q.qid: q.excluded_ids for q in queries if q.excluded_ids}
-    first_only = SearchSettings(
-        index=index, topics=sources.topics, query_field=args.query_field, first_stage=args.first_stage,
-        hits=args.hits, remove_query=True, threads=args.threads, reranker="none", progress=not args.quiet,
-    )
-    stages = [(first_stage_row(args.first_stage), args.first_stage, first_only)]
+    first_only = first_stage_settings(replace(sources, index=index), stage, args)
+    stages = [(first_stage_row(args.first_stage), stage_slug(stage), first_only)]
     if reranker_label is not None:
         reranked = replace(
             first_only, reranker=args.reranker, reranker_family=args.reranker_family, cascade=args.cascade,
@@ -199,14 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cascade", help="NAME:DEPTH stages, e.g. minilm-bi:100,smollm2-pointwise:20")
     parser.add_argument("--query-field", default="query", choices=["query", "reasoning"],
                         help="the original query, or the topic's reasoning text as the query")
-    parser.add_argument("--first-stage", default="bm25", choices=list(FIRST_STAGES),
-                        help="the first stage (dense and hybrid read the documents: pass --corpus-dir)")
+    parser.add_argument("--first-stage", default="bm25", metavar="{" + ",".join(FIRST_STAGES) + "}",
+                        help="the first stage (dense and hybrid read the documents: pass --corpus-dir), or "
+                        "run:PATH with {task} in PATH, one TREC run per task (e.g. ReasonIR's top 100)")
     parser.add_argument("--index-template", default="bright-{task}",
                         help="first-stage index per task: a Pyserini prebuilt name or a path, with {task}")
     parser.add_argument("--corpus-dir", help="offline: folder with {task}.jsonl (id, contents) or {task}/ per task")
     parser.add_argument("--topics-dir", help="folder with topics.bright-{task}-original.jsonl and "
                         "qrels.bright-{task}.txt (default: Pyserini's bright-{task} topics and qrels)")
-    parser.add_argument("--hits", type=int, default=100, help="first-stage candidates per query (default 100)")
+    parser.add_argument("--hits", type=int, default=1000,
+                        help="first-stage candidates per query (default 1000, as Pyserini's BRIGHT regressions)")
     parser.add_argument("--rerank-depth", type=int, default=100, help="rerank the top K (default 100)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reranker option")
     parser.add_argument("--batch-size", type=int, default=8, help="queries per reranking step")
@@ -241,7 +265,8 @@ def run(args: argparse.Namespace) -> int:
         scores = ", ".join(f"{row} {100 * score:.1f}" for row, score in result.ndcg.items())
         print(f"{result.task}: nDCG@10 {scores}", file=sys.stderr)
     table = format_bright_table(rows)
-    path = Path(args.output_dir) / f"bright.{_slug(label or args.first_stage)}.{args.query_field}.md"
+    system = _slug(label) if label else stage_slug(args.first_stage)
+    path = Path(args.output_dir) / f"bright.{system}.{args.query_field}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"BRIGHT nDCG@10 (x100), query field: {args.query_field}, hits {args.hits}"
                     + (f", rerank depth {args.rerank_depth}" if label and not args.cascade else "") + "\n\n"

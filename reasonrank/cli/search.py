@@ -54,8 +54,10 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
     first.add_argument(
         "--first-stage",
         default="bm25",
-        choices=list(FIRST_STAGES),
-        help="BM25 (Lucene), dense retrieval with the MiniLM bi-encoder (faiss), or both fused by RRF (hybrid)",
+        metavar="{" + ",".join(FIRST_STAGES) + "}",
+        help="BM25 (Lucene), dense retrieval with the MiniLM bi-encoder (faiss), both fused by RRF (hybrid), "
+        "run:PATH (another system's TREC run, passages from --index) or rank-llm:PATH (a rank_llm request file, "
+        "passages included; pass it as --topics too)",
     )
     first.add_argument("--hits", type=int, default=100, help="candidates per query from the first stage")
     first.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (Pyserini's default)")
@@ -112,6 +114,11 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
         help="how a scoring reranker's model finds evidence (docs/evidence.md; default sentence)",
     )
     output.add_argument("--no-evidence", action="store_true", help="no evidence sentences (faster)")
+    output.add_argument(
+        "--rank-llm-output",
+        help="also write the final rankings, with their passages, as a rank_llm result file (JSONL, or JSON for "
+        ".json), which rank_llm reads as requests",
+    )
     output.add_argument("--qrels", help="TREC qrels file or Pyserini qrels name: print metrics")
     output.add_argument("--shard", help="I/N: only every N-th topic, starting at I (merge with reasonrank.merge)")
     output.add_argument("--no-resume", action="store_true", help="ignore a checkpoint left by an interrupted run")
@@ -135,6 +142,7 @@ def settings_from(args: argparse.Namespace) -> SearchSettings:
         reranker=args.reranker, reranker_family=args.reranker_family, cascade=args.cascade,
         rerank_depth=args.rerank_depth, options=options, batch_size=args.batch_size,
         output=args.output, explanations=args.explanations, explanations_depth=args.explanations_depth,
+        rank_llm_output=args.rank_llm_output,
         evidence=not args.no_evidence, evidence_method=args.evidence_method, qrels=args.qrels, shard=args.shard,
         resume=not args.no_resume, progress=not args.quiet, ray=plan_from_args(args),
     )

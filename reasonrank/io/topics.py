@@ -2,8 +2,9 @@
 
 A spec is one of:
 
-* a file: TSV (``qid<TAB>text``), BEIR ``queries.jsonl`` (``_id``, ``text``) or a BRIGHT original jsonl
-  (``id``, ``query``, ``reasoning``, ``excluded_ids``); qrels files are TREC ``qid 0 docid rel``;
+* a file: TSV (``qid<TAB>text``), BEIR ``queries.jsonl`` (``_id``, ``text``), a BRIGHT original jsonl
+  (``id``, ``query``, ``reasoning``, ``excluded_ids``) or a rank_llm request file (its queries); qrels files are
+  TREC ``qid 0 docid rel``;
 * ``irds:<dataset id>``, read with ir_datasets;
 * anything else is a Pyserini topic or qrels name (``dl19-passage``, ``beir-v1.0.0-scifact-test``,
   ``bright-biology``). Anserini fetches those from GitHub on first use and caches them in
@@ -92,6 +93,13 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def _file_topics(path: Path, query_field: str) -> list[Query]:
+    from reasonrank.io.rank_llm import is_rank_llm_file, read_rank_llm
+
+    if is_rank_llm_file(path):  # rank_llm requests carry their queries
+        queries = _QueryCollector(path)
+        for request in read_rank_llm(path):
+            queries.add(None, request.query.qid, request.query.text)
+        return queries.result()
     if path.name.lower().endswith((".jsonl", ".json")):
         return _jsonl_topics(path, query_field)
     if query_field != "query":

