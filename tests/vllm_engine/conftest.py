@@ -96,7 +96,7 @@ def servers(model_folder, tmp_path_factory):
         port = free_port()
         command = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_folder),
-            "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16",
+            "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
             "--max-model-len", "2048", "--enforce-eager", "--max-logprobs", "20", "--seed", "0",
         ]
         log = (logs / f"server{index}.log").open("w")
