@@ -8,8 +8,8 @@ Prompts are InteRank pointwise prompts (``pointwise/interank-v2``) for DL19 quer
 with one judged passage each. Both backends get identical token ids (same chat template rendering). Reported:
 how many greedy outputs are identical (same text, hence the same tokens), where the others first differ, and
 generated tokens per second of each backend on the whole batch (one call each, after a one-prompt warm-up), side
-by side in one process. vLLM runs in bfloat16 (its CPU default here) and, to separate the engine from the
-precision, in float32.
+by side in one process. vLLM runs in bfloat16 (what GPUs run) and, to separate the engine from the precision, in
+float32 (the backend's CPU default).
 """
 
 from __future__ import annotations

