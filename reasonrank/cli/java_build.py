@@ -1,8 +1,9 @@
-"""Compile the Java client and Anserini program in ``java/`` with javac + jar.
+"""Compile the Java client and Anserini program shipped in the package with javac + jar.
 
 ``python -m reasonrank.java_build``.
 
-Output: ``java/build/reasonrank-anserini.jar`` (see :mod:`reasonrank.integrations.anserini`).
+Output: ``$REASONRANK_CACHE/java/<Anserini jar>/reasonrank-anserini.jar`` unless ``--out`` says (see
+:mod:`reasonrank.integrations.anserini`).
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ import sys
 from pathlib import Path
 
 from reasonrank.errors import command
-from reasonrank.integrations.anserini import JAVA_DIR, build, java_command
+from reasonrank.integrations.anserini import build, default_build_dir, java_command
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m reasonrank.java_build", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: java/build)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: $REASONRANK_CACHE/java/ANSERINI-JAR)"
+    )
     parser.add_argument("--clean", action="store_true", help="remove the output folder first")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    out = args.out or JAVA_DIR / "build"
+    out = args.out or default_build_dir()
     if args.clean:
         shutil.rmtree(out, ignore_errors=True)
     jar = build(out)
