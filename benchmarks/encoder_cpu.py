@@ -369,7 +369,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    print(f"1-minute load average {os.getloadavg()[0]:.1f} at the start; {os.cpu_count()} CPUs.")
+    from machine import cpu_line  # this folder is on sys.path when the script runs
+
+    print(f"{cpu_line()}; 1-minute load average {os.getloadavg()[0]:.1f} at the start.")
     requests = bm25_requests(200)
     if args.throughput:
         peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}

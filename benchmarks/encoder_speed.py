@@ -181,6 +181,9 @@ def main() -> None:
         args.queries, args.candidates, args.batch_size, args.repeats, args.threads, args.quantize
     )
     pairs = len(qids)
+    from machine import cpu_line  # this folder is on sys.path when the script runs
+
+    print(cpu_line())
     print(
         f"{pairs} pairs ({args.queries} DL19 queries x up to {args.candidates} judged passages), "
         f"max 228 tokens, batch {args.batch_size}, {args.threads} threads, best of {args.repeats}"

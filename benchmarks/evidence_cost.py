@@ -19,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from machine import cpu_line  # noqa: E402  (this folder is on sys.path when the script runs)
+
 DATA = Path(os.environ.get("REASONRANK_SHARED_DATA", ROOT.parent / "shared" / "data"))
 COLLECTIONS = {
     "msmarco-dl19-mini": ("msmarco-dl19-mini/corpus.jsonl", "msmarco-dl19-mini/topics.dl19-passage.tsv"),
@@ -61,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             best[name] = min(best[name], time.perf_counter() - started)
     per_query = {name: seconds / len(requests) for name, seconds in best.items()}
     sentences = sum(len(item.evidence) for ranking in explained.rerank_many(requests[:1]) for item in ranking)
+    print(cpu_line())
     print(f"{args.collection}: {len(requests)} queries, BM25 top 100 reranked by {DEFAULT_RERANKER}, evidence for "
           f"the top {args.depth} ({sentences} spans written for the first query), best of {args.repeats}, "
           f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")

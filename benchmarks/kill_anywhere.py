@@ -15,11 +15,11 @@ Kill points cycle through these kinds (the output write twice: once the run's, o
 Every trial is a real kill: when the run ends before its kill point, the trial is tried again (an earlier
 random moment, an earlier checkpoint append) until a kill lands. ``--parallel`` runs trials side by side.
 
-    REASONRANK_CACHE=/tmp/rrcache-19 nice -n 10 python benchmarks/kill_anywhere.py --kills 20 --parallel 2
+    REASONRANK_CACHE=$(mktemp -d) nice -n 10 python benchmarks/kill_anywhere.py --kills 20 --parallel 2
 
 The reranker computes every embedding (``--option cache=false`` by default), so kills land in real work. The
-topics are bundled DL19 queries including 1103812 and 1114819, whose top passages hold U+0085 (the checkpoint
-bug of issue 19). Figures and the command behind them are in docs/robustness.md.
+topics are bundled DL19 queries including 1103812 and 1114819, whose top passages hold U+0085 (they once broke
+the checkpoint reader). Figures and the command behind them are in docs/robustness.md.
 """
 
 from __future__ import annotations

@@ -14,14 +14,14 @@ ties to the earlier sentence); BM25 of the sentence (``Bm25TextScorer``: Lucene'
 statistics, what the default's first stage contributes to its evidence); random (mean of 20 seeds).
 
     .venv/bin/python benchmarks/rationales.py [--claims even|odd|all] \
-        [--models minilm-bi,minilm-hybrid,fusion=/work/students/minilm-scifact-bi-odd --methods sentence,window]
+        [--models minilm-bi,minilm-hybrid,fusion=runs/held-out/minilm-scifact-bi-odd --methods sentence,window]
 
 A model is a registry name or folder, or FAMILY=MODEL (``fusion=FOLDER``: the student fused with BM25 as
 ``minilm-hybrid`` fuses the zero-shot bi-encoder). Each model's evidence scorer scores the sentences: for a fusion,
 the same fusion of its encoder's and BM25's sentence scores (``reasonrank.rerank.fusion``).
 
 Claims: SciFact publishes rationales only for train claims. Students trained for this benchmark see only train
-claims with an odd id (/work/students/README); ``--claims even`` (the default) scores the claims none of them saw.
+claims with an odd id (docs/training.md §5c); ``--claims even`` (the default) scores the claims none of them saw.
 The zero-shot ``minilm-bi`` never saw SciFact. The shipped ``minilm-scifact-bi`` was distilled on all 505 train
 claims (passage-level qrels, not sentences), so its row is flagged.
 """
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="registry names, folders or FAMILY=MODEL, comma-separated")
     parser.add_argument("--methods", default="sentence", help=f"evidence methods ({', '.join(METHODS)})")
     parser.add_argument("--claims", choices=("even", "odd", "all"), default="even",
-                        help="train claims with an even id (held out from this session's students), odd, or all")
+                        help="train claims with an even id (held out from the odd-id students), odd, or all")
     parser.add_argument("--weights", default="", help="also fusions' evidence at these weights (comma-separated)")
     parser.add_argument("--every", type=int, default=1, help="every N-th pair only (a quick look)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")

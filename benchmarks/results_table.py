@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from machine import machine  # noqa: E402  (this folder is on sys.path when the script runs)
 
 from reasonrank.evaluation import METRICS, evaluate  # noqa: E402
 from reasonrank.io.runs import read_run  # noqa: E402
@@ -151,25 +152,6 @@ def _relative(argument: str) -> str:
     """Paths as a reader types them from the repository root (``../shared/data/...``, ``reasonrank/...``)."""
     path = Path(argument)
     return os.path.relpath(path, ROOT) if path.is_absolute() else argument
-
-
-def machine() -> str:
-    import torch
-
-    memory = ""
-    meminfo = Path("/proc/meminfo")
-    if meminfo.is_file():
-        kib = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
-        memory = f", {kib / 2**20:.0f} GiB RAM"
-    cpu = platform.processor() or platform.machine()
-    model = Path("/proc/cpuinfo")
-    if model.is_file():
-        lines = model.read_text().splitlines()
-        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {len(os.sched_getaffinity(0))} cores available{memory}, {gpu}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}, {platform.system()} {platform.release()}")
 
 
 def markdown(rows: Sequence[Row], threads: int) -> str:

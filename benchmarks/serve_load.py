@@ -38,6 +38,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from machine import cpu_line  # noqa: E402  (this folder is on sys.path when the script runs)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from reasonrank.pipeline import embedded_collection  # noqa: E402
@@ -176,6 +178,7 @@ def compare(args: argparse.Namespace, candidates: int) -> int:
             run_load(url, build_payloads(max(args.clients), 2, candidates, args.seed + 1))
             for clients in args.clients:
                 loads[mode, clients] = run_load(url, build_payloads(clients, args.requests, candidates, args.seed))
+    print(cpu_line())
     print(f"{args.reranker}: {args.requests} requests per client x {candidates} candidates; batched = "
           f"--max-batch-size {args.max_batch_size} --max-wait-ms {args.max_wait_ms} "
           f"--max-batch-candidates {args.max_batch_candidates}"
@@ -215,6 +218,7 @@ def model_only(args: argparse.Namespace, sizes: Sequence[int]) -> int:
 
     reranker = load_reranker(args.reranker, None)
     group = batch_size_for(reranker, Batching(args.max_batch_size, args.max_wait_ms, args.batch_generative))
+    print(cpu_line())
     print(f"{reranker.name} alone, in this process (no HTTP): {args.requests} x {max(args.clients)} requests per "
           f"size, one per call vs {group} per call")
     print("| candidates | one per call ms/request | batched ms/request | speed-up | same answers |")

@@ -16,7 +16,7 @@ computes every embedding with torch.
 * ``--sigterm N``: N runs each sent SIGTERM 0-3 s after their first checkpoint (the figure before/after
   ``-Xrs``).
 
-    nice -n 10 python benchmarks/soak.py --minutes 60 --hits 20 --log /tmp/soak.log
+    nice -n 10 python benchmarks/soak.py --minutes 60 --hits 20 --log soak.log
 
 One line per search goes to ``--log`` (and stdout) as it ends, so a long soak can be watched; the table comes
 last. Figures and the commands behind them are in docs/robustness.md.

@@ -308,7 +308,7 @@ def markdown(measures: Sequence[Measure], machine: str, command: str, load: str)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from benchmarks.results_table import machine
+    from machine import machine  # this folder is on sys.path when the script runs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     shared = Path(os.environ.get("REASONRANK_SHARED_DATA", str(ROOT.parent / "shared" / "data")))

@@ -22,6 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from machine import cpu_line  # noqa: E402  (this folder is on sys.path when the script runs)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
@@ -97,6 +99,7 @@ def main() -> int:
         backend.close()
         rows.append((f"vLLM {dtype}", out, seconds))
 
+    print(cpu_line())
     print(f"{len(batch)} prompts, {args.new_tokens} greedy new tokens at most, model {model}")
     print("| backend | identical to transformers | first difference at token | generated tokens | seconds | tokens/s |")
     print("|---|---|---|---|---|---|")

@@ -1,8 +1,10 @@
-"""Anserini: the Java client and Anserini program in ``java/``, compiled with javac + jar, and how to run them.
+"""Anserini: the Java client and Anserini program, compiled with javac + jar, and how to run them.
 
-Compiled against the Anserini fat jar inside the installed Pyserini wheel, with the JDK that
+The sources are package data (``reasonrank/integrations/java/src``), so an installed wheel builds the same program
+as a checkout. Compiled against the Anserini fat jar inside the installed Pyserini wheel, with the JDK that
 :func:`reasonrank.retrieval.java.find_java` picks; nothing is downloaded. The command is ``python -m
-reasonrank.java_build``; output: ``java/build/reasonrank-anserini.jar``.
+reasonrank.java_build``; output: ``$REASONRANK_CACHE/java/<Anserini jar>/reasonrank-anserini.jar``, one jar per
+Anserini version, since a jar compiled against one Anserini does not link against another.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import tempfile
 from pathlib import Path
 
 from reasonrank.errors import UserError
+from reasonrank.io.corpus import cache_root
 from reasonrank.retrieval.java import MIN_JAVA, JavaRuntime, find_java
 
-JAVA_DIR = Path(__file__).resolve().parents[2] / "java"
+JAVA_SOURCES = Path(__file__).resolve().parent / "java" / "src"
 JAR_NAME = "reasonrank-anserini.jar"
 MAIN_CLASS = "io.reasonrank.anserini.SearchAndRerank"
 
@@ -42,13 +45,17 @@ def _javac(runtime: JavaRuntime) -> Path:
     return runtime.javac
 
 
-def build(out_dir: Path | None = None, source_dir: Path | None = None) -> Path:
-    """Compile ``java/src`` into ``out_dir/reasonrank-anserini.jar`` and return its path."""
-    source_dir = source_dir or JAVA_DIR / "src"
-    out_dir = out_dir or JAVA_DIR / "build"
-    sources = sorted(str(p) for p in source_dir.rglob("*.java"))
+def default_build_dir() -> Path:
+    """Where the jar goes unless told: the cache, one folder per Anserini jar it was compiled against."""
+    return cache_root() / "java" / anserini_jar().stem
+
+
+def build(out_dir: Path | None = None) -> Path:
+    """Compile the Java sources into ``out_dir/reasonrank-anserini.jar`` and return its path."""
+    out_dir = out_dir or default_build_dir()
+    sources = sorted(str(p) for p in JAVA_SOURCES.rglob("*.java"))
     if not sources:
-        raise UserError(f"no Java sources under {source_dir}: run this from a reasonrank source checkout")
+        raise UserError(f"no Java sources under {JAVA_SOURCES}: reinstall reasonrank (its wheel ships them)")
     runtime = find_java()
     javac = _javac(runtime)
     classpath = anserini_jar()
@@ -61,7 +68,7 @@ def build(out_dir: Path | None = None, source_dir: Path | None = None) -> Path:
         )
         if compiled.returncode != 0:
             sys.stderr.write(compiled.stderr)  # the compiler's messages are the useful part; they span lines
-            raise UserError(f"javac could not compile {source_dir} against {classpath.name}: see its messages above")
+            raise UserError(f"javac could not compile {JAVA_SOURCES} against {classpath.name}: see its messages above")
         jar = out_dir / JAR_NAME
         packed = subprocess.run(
             [str(runtime.home / "bin" / "jar"), "--create", "--file", str(jar), "--main-class", MAIN_CLASS,

@@ -112,7 +112,7 @@ def configure_jvm() -> JavaRuntime:
     # The JVM shares the process with Python and torch. Left to itself it takes SIGTERM, SIGINT and SIGHUP and
     # answers them by running its shutdown and calling exit() from its own thread while Python's main thread is
     # still inside torch: torch's static state is destroyed under it ("unknown parameter type", or a SIGSEGV in
-    # libtorch_python, as in the crash report of issue 19). -Xrs leaves those signals to Python: Ctrl-C is a
+    # libtorch_python: both seen in JVM crash reports before -Xrs). -Xrs leaves those signals to Python: Ctrl-C is a
     # KeyboardInterrupt and SIGTERM ends the process the way it ends any Python program.
     jnius_config.add_options("-Xrs", f"-XX:ErrorFile={Path(tempfile.gettempdir()) / 'reasonrank-jvm-crash-%p.log'}")
     if runtime.version >= UNSAFE_WARNING_JAVA:

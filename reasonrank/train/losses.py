@@ -4,7 +4,7 @@ Scores come as ``(batch, group)`` tensors: one row per query, one column per doc
 
 KL direction. ``distillation_kl`` is KL(P_teacher ‖ P_student) = Σ_i p_t,i · (log p_t,i − log p_s,i), where
 P = softmax(scores / T) over the group, scaled by T² (Hinton et al., 2015) so that changing T does not change the
-gradient scale. This is the "forward" KL that Hinton-style distillation uses (what the task brief writes as
+gradient scale. This is the "forward" KL that Hinton-style distillation uses (what is often written as
 "KL(student ‖ teacher)", the divergence of the student from the teacher): it is the teacher-weighted cross-entropy
 of the student up to a constant, its gradient w.r.t. the student scores is (p_s − p_t)·T, and it is mass-covering,
 so the student is pushed to score every document the teacher likes highly rather than to pick one mode.

@@ -55,11 +55,10 @@ def test_a_cache_folder_inside_the_corpus_folder_is_refused(tmp_path, monkeypatc
 @pytest.mark.parametrize("clean", [False, True])
 def test_java_build_never_writes_over_or_removes_its_sources(clean, capsys):
     from reasonrank.cli.java_build import main
-    from reasonrank.integrations.anserini import JAVA_DIR
+    from reasonrank.integrations.anserini import JAVA_SOURCES as sources
 
-    sources = JAVA_DIR / "src"
     before = {p: p.read_bytes() for p in sources.rglob("*") if p.is_file()}
-    out = JAVA_DIR if clean else sources
+    out = sources.parent if clean else sources
     assert main(["--out", str(out), *(["--clean"] if clean else [])]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("error: --")
