@@ -19,9 +19,9 @@ CASES = every_collision()
 def test_every_command_with_outputs_is_covered():
     from reasonrank.cli import COMMANDS
 
-    # evaluate writes nothing; docs and openai-server read no user file; java-build reads the project's own
+    # evaluate and mcp write no file; docs and openai-server read no user file; java-build reads the project's own
     # sources (its test is below).
-    assert set(COMMANDS) - set(LAYOUTS) == {"evaluate", "java-build", "docs", "openai-server"}
+    assert set(COMMANDS) - set(LAYOUTS) == {"evaluate", "mcp", "java-build", "docs", "openai-server"}
     assert {case.command for case in CASES} == set(LAYOUTS)
 
 
