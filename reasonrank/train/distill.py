@@ -78,7 +78,7 @@ class DistillConfig:
     seed: int = 42
     threads: int = 2
     save_fp16: bool = True
-    trainer: dict[str, Any] = field(default_factory=dict)  # extra TrainingArguments (bf16, gradient_checkpointing…)
+    trainer: dict[str, Any] = field(default_factory=dict)  # any TrainingArguments key, over the package's choices
 
     def __post_init__(self) -> None:
         if self.student not in STUDENTS:

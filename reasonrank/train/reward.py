@@ -120,7 +120,7 @@ class RewardConfig:
     beta: float = 0.04  # grpo: KL weight to the reference
     seed: int = 42
     threads: int = 2
-    trainer: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)  # any SFTConfig (grpo: GRPOConfig) key, over our choices
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
