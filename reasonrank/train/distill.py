@@ -33,9 +33,10 @@ from transformers import Trainer, TrainingArguments
 
 from reasonrank.encoders.embedding import pooled_embeddings
 from reasonrank.errors import UserError, command
-from reasonrank.train.config import FILE, FILE_OR_NAME, MODEL, TRAIN_LOGGING, config_command
+from reasonrank.train.arguments import resume_checkpoint, training_arguments, training_command, training_device
+from reasonrank.train.config import FILE, FILE_OR_NAME, MODEL, TRAIN_LOGGING
 from reasonrank.train.data import load_candidates, load_corpus, load_qrels, read_jsonl, topics_by_id
-from reasonrank.train.losses import MAIN_LOSSES, distillation_loss
+from reasonrank.train.losses import MAIN_LOSSES, TEACHER_LOSSES, distillation_loss
 from reasonrank.types import Candidate
 from reasonrank.weights import locate_model
 
@@ -77,7 +78,7 @@ class DistillConfig:
     seed: int = 42
     threads: int = 2
     save_fp16: bool = True
-    trainer: dict[str, Any] = field(default_factory=dict)  # extra TrainingArguments (bf16, gradient_checkpointing…)
+    trainer: dict[str, Any] = field(default_factory=dict)  # any TrainingArguments key, over the package's choices
 
     def __post_init__(self) -> None:
         if self.student not in STUDENTS:
@@ -90,6 +91,8 @@ class DistillConfig:
             raise UserError(f"alpha must lie in [0, 1], got {self.alpha}")
         if self.alpha > 0 and not self.teacher_scores:
             raise UserError("alpha > 0 needs teacher_scores (run reasonrank.train.teacher --mode scores) or alpha: 0")
+        if self.loss in TEACHER_LOSSES and not self.teacher_scores:
+            raise UserError(f"loss {self.loss} needs teacher_scores (run reasonrank.train.teacher --mode scores)")
         if self.temperature <= 0:
             raise UserError(f"temperature must be positive, got {self.temperature}")
         if self.group_size < 2:
@@ -119,7 +122,8 @@ def build_groups(config: DistillConfig) -> list[Group]:
     topics = topics_by_id(config.topics)
     qrels = load_qrels(config.qrels)
     candidates = load_candidates(config.candidates, config.negatives_depth)
-    teacher = load_teacher_scores(config.teacher_scores) if config.alpha > 0 and config.teacher_scores else None
+    uses_teacher = config.alpha > 0 or config.loss in TEACHER_LOSSES
+    teacher = load_teacher_scores(config.teacher_scores) if uses_teacher and config.teacher_scores else None
     qids = [q for q in topics if q in qrels and q in candidates][: config.max_queries]
     if not qids:
         raise UserError(f"no query of {config.topics} has both qrels and candidates: check the three files match")
@@ -223,6 +227,9 @@ def bi_encoder_scorer(pooling: str, scale: float) -> GroupScorer:
 class DistillTrainer(Trainer):
     """Trainer whose loss is computed over groups: the student scores B·G pairs, reshaped to (B, G)."""
 
+    # The loss is a mean over one micro-batch, so Trainer must divide it by the gradient-accumulation steps.
+    loss_is_scaled_for_ga = False
+
     def __init__(
         self, *args: Any, scores: GroupScorer, loss: str, alpha: float, temperature: float, **kwargs: Any
     ) -> None:
@@ -249,13 +256,16 @@ def _student(config: DistillConfig):
         for name in ("query_max_length", "document_max_length")
         if getattr(config, name) is not None
     }
+    device = training_device()  # each process of a multi-process launch on its own GPU
     if config.student == "bi-encoder":
         # Training changes the weights under the reranker: no exported graph, no cached vectors.
-        reranker = BiEncoderReranker(config.model, progress=False, runtime="torch", cache=False, **lengths)
+        reranker = BiEncoderReranker(
+            config.model, progress=False, runtime="torch", cache=False, device=device, **lengths
+        )
     else:
         with warnings.catch_warnings():  # "no trained classification head": expected, training it is the point
             warnings.filterwarnings("ignore", message=".*no trained classification head.*")
-            reranker = CrossEncoderReranker(config.model, progress=False, runtime="torch", **lengths)
+            reranker = CrossEncoderReranker(config.model, progress=False, runtime="torch", device=device, **lengths)
     model = reranker.model
     for parameter in model.parameters():
         parameter.requires_grad_(True)
@@ -275,8 +285,8 @@ def _student(config: DistillConfig):
 def _save(model: Any, reranker: Any, config: DistillConfig) -> Path:
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
-    if config.save_fp16:
-        model = model.half()
+    if config.save_fp16 and next(model.parameters()).dtype == torch.float32:
+        model = model.half()  # a bf16-trained student keeps bf16: its range does not fit fp16
     model.save_pretrained(output)
     reranker.tokenizer.save_pretrained(output)
     if config.student == "bi-encoder" and config.lora is None:
@@ -298,33 +308,34 @@ def _save(model: Any, reranker: Any, config: DistillConfig) -> Path:
     return output
 
 
-def distill(config: DistillConfig) -> Path:
-    """Train the student and save it to ``config.output``; returns that folder."""
+def distill(config: DistillConfig, resume: bool = False) -> Path:
+    """Train the student and save it to ``config.output``; returns that folder. ``resume``: continue from the
+    last checkpoint of an earlier run with the same output."""
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    args = training_arguments(TrainingArguments, {
+        "output_dir": str(Path(config.output) / "checkpoints"),
+        "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "learning_rate": config.learning_rate,
+        "warmup_steps": config.warmup_ratio,  # transformers 5: a float below 1 is a fraction of the steps
+        "weight_decay": config.weight_decay,
+        "num_train_epochs": 1,  # the epochs are already unrolled in the groups, each with fresh negatives
+        "max_steps": config.max_steps,
+        "logging_steps": 10,
+        "save_strategy": "no",
+        "report_to": [],
+        "remove_unused_columns": False,
+        "seed": config.seed,
+        "dataloader_num_workers": 0,
+    }, config.trainer)
+    checkpoint = resume_checkpoint(args, resume)
     groups = build_groups(config)
     reranker, model = _student(config)
     if config.student == "bi-encoder":
         collator, scores = TextCollator(reranker), bi_encoder_scorer(reranker.pooling, config.similarity_scale)
     else:
         collator, scores = PairCollator(reranker), cross_encoder_scores
-    args = TrainingArguments(
-        output_dir=str(Path(config.output) / "checkpoints"),
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_ratio,  # transformers 5: a float below 1 is a fraction of the steps
-        weight_decay=config.weight_decay,
-        num_train_epochs=1,  # the epochs are already unrolled in the groups, each with fresh negatives
-        max_steps=config.max_steps,
-        save_strategy="no",
-        report_to=[],
-        remove_unused_columns=False,
-        seed=config.seed,
-        dataloader_num_workers=0,
-        # `trainer:` may override the logging interval (a duplicate keyword would be a TypeError).
-        **({"logging_steps": 10} | config.trainer),
-    )
     trainer = DistillTrainer(
         model=model,
         args=args,
@@ -335,11 +346,11 @@ def distill(config: DistillConfig) -> Path:
         alpha=config.alpha,
         temperature=config.temperature,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
     return _save(trainer.model, reranker, config)
 
 
-build_parser, run = config_command(
+build_parser, run = training_command(
     "python -m reasonrank.train.distill",
     "Distil an encoder student from qrels and teacher scores.",
     DistillConfig,

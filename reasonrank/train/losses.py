@@ -15,7 +15,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-MAIN_LOSSES = ("ce", "ranknet", "mix")
+MAIN_LOSSES = ("ce", "ranknet", "mix", "dear-ranknet", "dear-ranknet-teacher", "dear-mix")
+# Main losses whose targets are the teacher's scores rather than the qrels labels.
+TEACHER_LOSSES = ("dear-ranknet-teacher",)
 
 
 def softmax_cross_entropy(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -35,6 +37,19 @@ def ranknet(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (F.softplus(-diff) * better).sum() / pairs
 
 
+def soft_ranknet(scores: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
+    """DeAR's RankNet: BCE with logits s_i − s_j and soft targets sigmoid(y_i − y_j), averaged over every pair
+    i < j of every row (ties included, with target ½).
+
+    Unlike :func:`ranknet`, negatives are paired with each other too, and a pair's target is a probability, so
+    with the teacher's scores as ``relevance`` the student learns the teacher's margins.
+    """
+    diff = scores.unsqueeze(2) - scores.unsqueeze(1)
+    target = torch.sigmoid(relevance.unsqueeze(2) - relevance.unsqueeze(1)).detach()
+    upper = torch.triu(torch.ones_like(target, dtype=torch.bool), diagonal=1)
+    return F.binary_cross_entropy_with_logits(diff[upper], target[upper])
+
+
 def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """T² · KL(P_teacher ‖ P_student) over each group, averaged over rows (see the module docstring)."""
     log_student = F.log_softmax(student / temperature, dim=1)
@@ -43,13 +58,24 @@ def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: f
     return kl * temperature**2
 
 
-def main_loss(kind: str, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def main_loss(
+    kind: str, scores: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The supervised part of the loss; ``dear-ranknet-teacher`` takes the teacher's scores as its targets."""
     if kind == "ce":
         return softmax_cross_entropy(scores, labels)
     if kind == "ranknet":
         return ranknet(scores, labels)
     if kind == "mix":
         return 0.5 * (softmax_cross_entropy(scores, labels) + ranknet(scores, labels))
+    if kind == "dear-ranknet":
+        return soft_ranknet(scores, labels)
+    if kind == "dear-ranknet-teacher":
+        if teacher is None:
+            raise ValueError("dear-ranknet-teacher needs teacher scores")
+        return soft_ranknet(scores, teacher)
+    if kind == "dear-mix":
+        return 0.5 * (soft_ranknet(scores, labels) + softmax_cross_entropy(scores, labels))
     raise ValueError(f"unknown main loss {kind!r}; use one of {', '.join(MAIN_LOSSES)}")
 
 
@@ -63,7 +89,7 @@ def distillation_loss(
     temperature: float = 1.0,
 ) -> torch.Tensor:
     """(1 − α)·main + α·KL; with no teacher scores (α must then be 0) only the main loss."""
-    main = main_loss(kind, scores, labels)
+    main = main_loss(kind, scores, labels, teacher)
     if alpha == 0.0:
         return main
     if teacher is None:

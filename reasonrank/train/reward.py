@@ -5,7 +5,7 @@
 * ``weighted`` (default): reward-weighted SFT. For each prompt the current model (``model`` + ``adapter``) samples
   ``k`` outputs through the transformers backend; each gets reward r; its weight is the advantage
   max(r − mean_k(r), 0), normalised to mean 1 over the kept outputs (outputs at or below their group's mean are
-  dropped). The loss is the weight-averaged completion NLL, computed by :class:`WeightedSFTTrainer`. Samples are
+  dropped). The loss is the weighted completion NLL, computed by :class:`WeightedSFTTrainer`. Samples are
   saved as they are drawn (``samples``, default ``OUTPUT.samples.jsonl``) and reused by a rerun with the same
   sampling settings, so a crash or a change of training settings does not sample again.
 * ``grpo``: TRL's ``GRPOTrainer`` with the same reward functions (group-relative advantages, KL to the start).
@@ -31,7 +31,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from reasonrank.errors import UserError, command
-from reasonrank.train.config import FILE, MODEL, TRAIN_LOGGING, config_command
+from reasonrank.train.arguments import resume_checkpoint, training_arguments, training_command
+from reasonrank.train.config import FILE, MODEL, TRAIN_LOGGING
 from reasonrank.train.data import ResumableJsonl, content_words, read_jsonl
 from reasonrank.train.sft import (
     chat_token_count,
@@ -119,7 +120,7 @@ class RewardConfig:
     beta: float = 0.04  # grpo: KL weight to the reference
     seed: int = 42
     threads: int = 2
-    trainer: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)  # any SFTConfig (grpo: GRPOConfig) key, over our choices
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -163,13 +164,12 @@ def _arguments(config: RewardConfig):
 
 
 def _weighted_trainer_class():
-    import torch
     from trl import SFTTrainer
 
     from reasonrank.train.losses import completion_token_nll
 
     class WeightedSFTTrainer(SFTTrainer):
-        """SFT whose loss is Σ_i w_i · NLL_i / Σ_i w_i, NLL_i the mean token NLL of example i's completion."""
+        """SFT whose loss is Σ_i w_i · NLL_i / n over a micro-batch of n, NLL_i the mean token NLL of completion i."""
 
         # The loss is a mean over one micro-batch, so Trainer must divide it by the gradient-accumulation steps.
         loss_is_scaled_for_ga = False
@@ -180,7 +180,9 @@ def _weighted_trainer_class():
             nll, learned = completion_token_nll(outputs.logits, inputs["labels"])
             mask = learned.float()
             per_example = (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
-            loss = (weights * per_example).sum() / weights.sum().clamp_min(torch.finfo(torch.float32).eps)
+            # The weights average 1 over the data set (sample_and_weight), so the plain mean over the micro-batch
+            # estimates the weighted mean NLL, and micro-batches of equal size accumulate to one large batch's loss.
+            loss = (weights * per_example).mean()
             return (loss, outputs) if return_outputs else loss
 
     return WeightedSFTTrainer
@@ -286,9 +288,8 @@ def sample_and_weight(config: RewardConfig, examples: list[dict[str, Any]], reco
     return weighted
 
 
-def refine(config: RewardConfig):
+def refine(config: RewardConfig, resume: bool = False):
     import torch
-    from datasets import Dataset
 
     from reasonrank.prompts import load_template
 
@@ -301,22 +302,31 @@ def refine(config: RewardConfig):
     examples = pointwise_examples(records, template, config.max_passage_words)
     if config.method == "grpo":
         trainer = _grpo_trainer(config, examples, records, template)
+        checkpoint = resume_checkpoint(trainer.args, resume)
     else:
-        check_sampling_room(examples, load_tokenizer(config.model), config.max_length, config.max_new_tokens)
-        weighted = sample_and_weight(config, examples, records)
-        model, tokenizer, peft_config = _trainable(config)
-        check_lengths(weighted, tokenizer, config.max_length)
-        trainer = _weighted_trainer_class()(
-            model=model, args=_arguments(config), train_dataset=Dataset.from_list(weighted),
-            processing_class=tokenizer, peft_config=peft_config,
-        )
-        collate = trainer.data_collator
-        trainer.data_collator = lambda batch: {
-            **collate(batch), "weight": torch.tensor([item["weight"] for item in batch])
-        }
-    trainer.train()
+        args = _arguments(config)  # checked (and the checkpoint found) before sampling, the slow part
+        checkpoint = resume_checkpoint(args, resume)
+        trainer = _weighted_trainer(config, examples, records, args)
+    trainer.train(resume_from_checkpoint=checkpoint)
     settings = {"step": f"reward/{config.method}", "template": config.template, "config": asdict(config)}
     return save_adapter(trainer, config.output, config.model, settings)
+
+
+def _weighted_trainer(config: RewardConfig, examples, records, args):
+    import torch
+    from datasets import Dataset
+
+    check_sampling_room(examples, load_tokenizer(config.model), config.max_length, config.max_new_tokens)
+    weighted = sample_and_weight(config, examples, records)
+    model, tokenizer, peft_config = _trainable(config)
+    check_lengths(weighted, tokenizer, config.max_length)
+    trainer = _weighted_trainer_class()(
+        model=model, args=args, train_dataset=Dataset.from_list(weighted), processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    collate = trainer.data_collator
+    trainer.data_collator = lambda batch: {**collate(batch), "weight": torch.tensor([item["weight"] for item in batch])}
+    return trainer
 
 
 def _grpo_trainer(config: RewardConfig, examples, records, template):
@@ -336,27 +346,27 @@ def _grpo_trainer(config: RewardConfig, examples, records, template):
         {"prompt": e["prompt"], **{k: r[k] for k in keys}} for e, r in zip(examples, records, strict=True)
     ])
     model, tokenizer, peft_config = _trainable(config)
-    args = GRPOConfig(
-        output_dir=f"{config.output}/checkpoints",
-        per_device_train_batch_size=max(config.batch_size, config.k),
-        num_generations=config.k,
-        max_completion_length=config.max_new_tokens,
-        temperature=config.sample_temperature,
-        learning_rate=config.learning_rate,
-        beta=config.beta,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        logging_steps=10,
-        save_strategy="no",
-        report_to=[],
-        seed=config.seed,
-        **{"bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(), **config.trainer},
-    )
+    args = training_arguments(GRPOConfig, {
+        "output_dir": f"{config.output}/checkpoints",
+        "per_device_train_batch_size": max(config.batch_size, config.k),
+        "num_generations": config.k,
+        "max_completion_length": config.max_new_tokens,
+        "temperature": config.sample_temperature,
+        "learning_rate": config.learning_rate,
+        "beta": config.beta,
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps,
+        "logging_steps": 10,
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": config.seed,
+        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+    }, config.trainer)
     return GRPOTrainer(model=model, reward_funcs=[relevance_reward], args=args, train_dataset=dataset,
                        processing_class=tokenizer, peft_config=peft_config)
 
 
-build_parser, run = config_command(
+build_parser, run = training_command(
     "python -m reasonrank.train.reward",
     "Reward refinement: reward-weighted SFT or GRPO on sampled explanations.",
     RewardConfig,

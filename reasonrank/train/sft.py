@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from reasonrank.errors import UserError, command
-from reasonrank.train.config import FILE, MODEL, TRAIN_LOGGING, config_command
+from reasonrank.train.arguments import resume_checkpoint, training_arguments, training_command
+from reasonrank.train.config import FILE, MODEL, TRAIN_LOGGING
 from reasonrank.train.data import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class SftConfig:
     warmup_ratio: float = 0.03
     seed: int = 42
     threads: int = 2
-    trainer: dict[str, Any] = field(default_factory=dict)  # extra SFTConfig arguments (bf16, gradient_checkpointing…)
+    trainer: dict[str, Any] = field(default_factory=dict)  # any SFTConfig argument, over the package's choices
 
     @property
     def template_id(self) -> str:
@@ -197,27 +198,28 @@ def save_adapter(trainer: Any, output: str | Path, model: str, settings: dict[st
 
 
 def sft_arguments(config: SftConfig, **extra: Any):
+    """TRL's SFTConfig: the package's choices (and ``extra``, the caller's), then ``config.trainer`` over them."""
     import torch
     from trl import SFTConfig
 
-    # TRL defaults to bf16, which CPUs reject; use it only where a GPU supports it (config.trainer may override).
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return SFTConfig(
-        output_dir=str(Path(config.output) / "checkpoints"),
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_ratio,  # transformers 5: a float below 1 is a fraction of the steps
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        max_length=config.max_length,
-        completion_only_loss=True,  # the prompt (query, passage) is context, not something to imitate
-        logging_steps=10,
-        save_strategy="no",
-        report_to=[],
-        seed=config.seed,
-        **{"bf16": bf16, **config.trainer, **extra},
-    )
+    return training_arguments(SFTConfig, {
+        "output_dir": str(Path(config.output) / "checkpoints"),
+        "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation_steps,
+        "learning_rate": config.learning_rate,
+        "warmup_steps": config.warmup_ratio,  # transformers 5: a float below 1 is a fraction of the steps
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps,
+        "max_length": config.max_length,
+        "completion_only_loss": True,  # the prompt (query, passage) is context, not something to imitate
+        "logging_steps": 10,
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": config.seed,
+        # TRL defaults to bf16, which CPUs reject; use it only where a GPU supports it.
+        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        **extra,
+    }, config.trainer)
 
 
 def chat_token_count(tokenizer: Any, messages: Sequence[dict[str, str]], add_generation_prompt: bool = False) -> int:
@@ -283,17 +285,18 @@ def _label_weighted_trainer_class():
     return LabelWeightedSFTTrainer
 
 
-def sft(config: SftConfig) -> Path:
-    """Train the LoRA adapter and save it to ``config.output``."""
+def sft(config: SftConfig, resume: bool = False) -> Path:
+    """Train the LoRA adapter and save it to ``config.output``; ``resume``: continue from the last checkpoint."""
     import torch
     from datasets import Dataset
     from trl import SFTTrainer
 
     torch.set_num_threads(config.threads)
+    args = sft_arguments(config)
+    checkpoint = resume_checkpoint(args, resume)
     model, tokenizer = load_causal_lm(config.model)
     examples = build_examples(config, tokenizer)
     log.info("%d %s SFT examples from %s", len(examples), config.kind, config.data)
-    args = sft_arguments(config)
     check_lengths(examples, tokenizer, config.max_length)
     dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
     weighting: dict[str, Any] = {}
@@ -316,13 +319,13 @@ def sft(config: SftConfig) -> Path:
         peft_config=lora_config(config.lora),
         **weighting,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
     # The reranker checks the template it is given against this one (models.check_adapter_template).
     settings = {"step": "sft", "template": config.template_id, "config": asdict(config)}
     return save_adapter(trainer, config.output, config.model, settings)
 
 
-build_parser, run = config_command(
+build_parser, run = training_command(
     "python -m reasonrank.train.sft",
     "LoRA SFT of a causal LM on teacher explanations or permutations.",
     SftConfig,

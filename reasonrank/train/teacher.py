@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -275,19 +275,35 @@ def teacher_pointwise(config: TeacherConfig) -> int:
     from reasonrank.rerank.pointwise import PointwiseReranker
 
     reranker = PointwiseReranker(_backend(config), template, config.max_new_tokens, temperature=config.temperature)
+
+    def record(job: tuple[Request, Candidate], generation: Any) -> dict | None:
+        request, candidate = job
+        judgment, _ = reranker.read(generation)
+        if judgment.label is None:
+            log.warning("no %s in the answer for %s/%s: skipped", marker, request.query.qid, candidate.docid)
+            return None
+        return _pointwise_record(request, candidate, judgment.explanation or "", judgment.label, config.model)
+
+    prompts = [reranker.prompt(r.query.text, c.text) for r, c in pending]
+    return generate_and_write(reranker.backend, pending, prompts, reranker.params, record, out, "teacher pointwise")
+
+
+TEACHER_CHUNK = 64  # prompts per backend call; each call's records are written before the next call starts
+
+
+def generate_and_write(
+    backend: Any, jobs: Sequence[Any], prompts: Sequence[Any], params: GenerationParams,
+    record: Callable[[Any, Any], dict | None], out: ResumableJsonl, desc: str,
+) -> int:
+    """Generate for ``prompts`` (one per job) ``TEACHER_CHUNK`` at a time, each chunk in one backend call (so vLLM
+    batches it), and append each chunk's records (``record(job, generation)``, None to skip) before the next: a run
+    that dies loses at most one chunk, and a rerun skips what was written."""
     written = 0
-    for start in range(0, len(pending), 64):
-        chunk = pending[start : start + 64]
-        prompts = [reranker.prompt(r.query.text, c.text) for r, c in chunk]
-        generations = reranker.backend.generate(prompts, reranker.params, desc="teacher pointwise")
-        records = []
-        for (request, candidate), generation in zip(chunk, generations, strict=True):
-            judgment, _ = reranker.read(generation)
-            if judgment.label is None:
-                log.warning("no %s in the answer for %s/%s: skipped", marker, request.query.qid, candidate.docid)
-                continue
-            explanation = judgment.explanation or ""
-            records.append(_pointwise_record(request, candidate, explanation, judgment.label, config.model))
+    for start in tqdm(range(0, len(jobs), TEACHER_CHUNK), desc=desc, unit="chunk", disable=len(jobs) <= TEACHER_CHUNK):
+        chunk = slice(start, start + TEACHER_CHUNK)
+        generations = backend.generate(list(prompts[chunk]), params, desc=desc)
+        records = [made for job, generation in zip(jobs[chunk], generations, strict=True)
+                   if (made := record(job, generation)) is not None]
         written += out.write(records)
     return written
 
@@ -328,20 +344,21 @@ def teacher_pairwise(config: TeacherConfig) -> int:
         for r, a, b in jobs
     ]
     params = GenerationParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
-    generations = backend.generate(prompts, params, desc="teacher pairwise") if prompts else []
     pattern = re.compile(re.escape(marker) + r"\s*\[?(\d)", re.IGNORECASE)
-    records = []
-    for (request, a, b), generation in zip(jobs, generations, strict=True):
+
+    def record(job: tuple[Request, Candidate, Candidate], generation: Any) -> dict | None:
+        request, a, b = job
         found = pattern.findall(generation.text)
         if not found or found[-1] not in ("1", "2"):
             log.warning("no verdict for %s (%s vs %s): skipped", request.query.qid, a.docid, b.docid)
-            continue
-        records.append({
+            return None
+        return {
             "qid": request.query.qid, "docid_a": a.docid, "docid_b": b.docid, "query": request.query.text,
             "passage_a": a.text, "passage_b": b.text, "reasoning": explanation_before(generation.text, marker),
             "winner": int(found[-1]), "teacher": config.model,
-        })
-    return out.write(records)
+        }
+
+    return generate_and_write(backend, jobs, prompts, params, record, out, "teacher pairwise")
 
 
 def teacher_permutation(text: str, size: int) -> list[int] | None:
@@ -378,20 +395,21 @@ def teacher_listwise(config: TeacherConfig) -> int:
         max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=template.setting("top_p", 1.0),
         top_k=template.setting("top_k", 0),
     )
-    generations = backend.generate(prompts, params, desc="teacher listwise") if prompts else []
-    records = []
-    for (request, start, window), generation in zip(jobs, generations, strict=True):
+
+    def record(job: tuple[Request, int, Sequence[Candidate]], generation: Any) -> dict | None:
+        request, start, window = job
         order = teacher_permutation(generation.text, len(window))
         if order is None:
             log.warning("no permutation for %s window %d: skipped", request.query.qid, start)
-            continue
+            return None
         reasoning, _ = split_reasoning(generation.text)
-        records.append({
+        return {
             "qid": request.query.qid, "start": start, "query": request.query.text,
             "docids": [c.docid for c in window], "passages": [c.text for c in window],
             "reasoning": reasoning, "permutation": order, "teacher": config.model,
-        })
-    return out.write(records)
+        }
+
+    return generate_and_write(backend, jobs, prompts, params, record, out, "teacher listwise")
 
 
 def generate_teacher_data(config: TeacherConfig) -> int:

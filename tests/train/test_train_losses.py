@@ -13,6 +13,7 @@ from reasonrank.train.losses import (
     label_weighted_nll,
     main_loss,
     ranknet,
+    soft_ranknet,
     softmax_cross_entropy,
 )
 
@@ -46,6 +47,40 @@ def test_ranknet_ignores_ties():
     # labels (2, 1, 1): pairs (0,1), (0,2) only; scores all 0 -> log 2 each = 0.6931472
     labels = torch.tensor([[2.0, 1.0, 1.0]])
     assert ranknet(torch.zeros(1, 3), labels).item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+# DeAR's RankNet (DataScienceUIBK/DeAR-Reranking c31c739, pointwise_reranker/rank_loss.py, RankLoss.rank_net):
+# BCE with logits d = s_i - s_j, target p = sigmoid(y_i - y_j), mean over pairs i < j. Per pair
+# BCE(d, p) = p·softplus(-d) + (1 - p)·softplus(d); softplus(1) = 1.3132617, softplus(-1) = 0.3132617,
+# softplus(2) = 2.1269280, softplus(-2) = 0.1269280; sigmoid(1) = 0.7310586, sigmoid(2) = 0.8807971.
+SCORES = torch.tensor([[2.0, 0.0, 1.0]])
+
+
+def test_soft_ranknet_pairs_every_document_with_soft_targets():
+    # labels (1, 0, 0), DeAR's ranknet_binary: pairs (0,1) d=2 p=σ(1): .7310586·.1269280 + .2689414·2.1269280
+    # = .6648109; (0,2) d=1 p=σ(1): .7310586·.3132617 + .2689414·1.3132617 = .5822031; (1,2), a tie of two
+    # negatives, d=-1 p=.5: .5·(1.3132617 + .3132617) = .8132617; mean .6867586
+    assert soft_ranknet(SCORES, ONE_POSITIVE).item() == pytest.approx(0.6867586, abs=1e-6)
+    assert main_loss("dear-ranknet", SCORES, ONE_POSITIVE).item() == pytest.approx(0.6867586, abs=1e-6)
+    # the hard-target one pairs the positive only: (.1269280 + .3132617) / 2 = .2200949
+    assert ranknet(SCORES, ONE_POSITIVE).item() == pytest.approx(0.2200949, abs=1e-6)
+
+
+def test_dear_ranknet_teacher_takes_its_targets_from_the_teacher_scores():
+    # teacher (3, 1, 1), DeAR's ranknet_teacher: (0,1) d=2 p=σ(2): .8807971·.1269280 + .1192029·2.1269280
+    # = .3653339; (0,2) d=1 p=σ(2): .8807971·.3132617 + .1192029·1.3132617 = .4324646; (1,2) p=σ(0)=.5, d=-1:
+    # .8132617; mean .5370201. The labels play no part.
+    teacher = torch.tensor([[3.0, 1.0, 1.0]])
+    for labels in (ONE_POSITIVE, torch.tensor([[0.0, 0.0, 1.0]])):
+        loss = main_loss("dear-ranknet-teacher", SCORES, labels, teacher)
+        assert loss.item() == pytest.approx(0.5370201, abs=1e-6)
+    with pytest.raises(ValueError, match="teacher scores"):
+        main_loss("dear-ranknet-teacher", SCORES, ONE_POSITIVE)
+
+
+def test_dear_mix_is_half_soft_ranknet_half_cross_entropy():
+    # DeAR's ranknet_binary_softmax_ce, β = .5: CE = -log(e^2 / (e^2 + 1 + e)) = .4076060; (.6867586 + .4076060)/2
+    assert main_loss("dear-mix", SCORES, ONE_POSITIVE).item() == pytest.approx(0.5471823, abs=1e-6)
 
 
 def test_kl_teacher_to_student_at_temperature_one():

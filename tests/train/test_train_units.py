@@ -391,6 +391,43 @@ def test_listwise_teacher_windows_are_the_rerankers_and_answers_read_by_its_read
     assert [r["permutation"] for r in records] == [[1, 0, *range(2, 20)], [1, 0, *range(2, 15)]]
 
 
+def test_listwise_teacher_writes_each_backend_call_and_a_rerun_generates_only_the_rest(shared_data, tmp_path,
+                                                                                      monkeypatch):
+    """One window per backend call here (TEACHER_CHUNK 1): a teacher that dies in the second call keeps the first
+    window's record, and the rerun sends only the second window to the backend."""
+    import reasonrank.train.teacher as teacher
+    from reasonrank.rerank.generation import LazyBackend
+
+    scifact = shared_data / "scifact"
+    qid, query = (scifact / "topics.train.tsv").read_text().splitlines()[0].split("\t")
+    corpus_ids = [json.loads(line)["_id"] for line in (scifact / "corpus.jsonl").open().readlines()[:25]]
+    run = _write(tmp_path / "run.txt", "".join(f"{qid} Q0 {d} {r} {100 - r} t\n" for r, d in enumerate(corpus_ids, 1)))
+    topics = _write(tmp_path / "topics.tsv", f"{qid}\t{query}\n")
+    fake = FakeBackend(lambda prompt, params: generation("<think>ok</think>", "[1] > [2]"))
+    answer = fake.generate
+
+    def dies_in_the_second_call(prompts, params):
+        if fake.calls:
+            raise KeyboardInterrupt
+        return answer(prompts, params)
+
+    monkeypatch.setattr(teacher, "TEACHER_CHUNK", 1)
+    monkeypatch.setattr(teacher, "_backend", lambda config: LazyBackend(fake, "teacher", {}))
+    config = TeacherConfig(
+        mode="listwise", topics=str(topics), corpus=str(scifact / "corpus.jsonl"), candidates=str(run),
+        output=str(tmp_path / "windows.jsonl"), hits=25, model="teacher", window=20, stride=10,
+    )
+    monkeypatch.setattr(fake, "generate", dies_in_the_second_call)
+    with pytest.raises(KeyboardInterrupt):
+        generate_teacher_data(config)
+    assert [json.loads(line)["start"] for line in (tmp_path / "windows.jsonl").read_text().splitlines()] == [5]
+
+    monkeypatch.setattr(fake, "generate", answer)
+    assert generate_teacher_data(config) == 1
+    assert [len(call) for call in fake.calls] == [1, 1]  # the first window in the first run, the second in the rerun
+    assert [json.loads(line)["start"] for line in (tmp_path / "windows.jsonl").read_text().splitlines()] == [5, 0]
+
+
 def test_read_jsonl_cuts_lines_at_newlines_only_and_names_a_bad_line(tmp_path):
     path = tmp_path / "rationales.jsonl"
     path.write_text('{"qid": "q1", "text": "a\u2028b\u0085c"}\n\n{"qid": "q2"}\n', encoding="utf-8")

