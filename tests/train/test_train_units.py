@@ -391,14 +391,14 @@ def test_listwise_teacher_windows_are_the_rerankers_and_answers_read_by_its_read
     assert [r["permutation"] for r in records] == [[1, 0, *range(2, 20)], [1, 0, *range(2, 15)]]
 
 
-def test_listwise_teacher_writes_each_backend_call_and_a_rerun_generates_only_the_rest(shared_data, tmp_path,
+def test_listwise_teacher_writes_each_backend_call_and_a_rerun_generates_only_the_rest(test_data, tmp_path,
                                                                                       monkeypatch):
     """One window per backend call here (TEACHER_CHUNK 1): a teacher that dies in the second call keeps the first
     window's record, and the rerun sends only the second window to the backend."""
     import reasonrank.train.teacher as teacher
     from reasonrank.rerank.generation import LazyBackend
 
-    scifact = shared_data / "scifact"
+    scifact = test_data / "scifact"
     qid, query = (scifact / "topics.train.tsv").read_text().splitlines()[0].split("\t")
     corpus_ids = [json.loads(line)["_id"] for line in (scifact / "corpus.jsonl").open().readlines()[:25]]
     run = _write(tmp_path / "run.txt", "".join(f"{qid} Q0 {d} {r} {100 - r} t\n" for r, d in enumerate(corpus_ids, 1)))
