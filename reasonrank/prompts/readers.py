@@ -143,6 +143,7 @@ def explanation_before(text: str, marker: str) -> str:
 # --- what a reasoning says about each passage ----------------------------------------------------------
 
 # "[3]", "passage 3", "Passage [3]", "passages 3": how listwise and pairwise reasoning names a passage shown.
+_LETTER = re.compile(r"[^\W\d_]")
 _MENTION = re.compile(r"\bpassages?\s*\[?\s*(\d{1,6})\b\]?|\[\s*(\d{1,6})\s*\]", re.IGNORECASE)
 
 
@@ -151,7 +152,8 @@ def passage_parts(reasoning: str, n: int) -> dict[int, str]:
 
     A part runs from a mention of the passage to the next mention of another one, so a quotation belongs to the
     passage named last before it; a passage's parts, in order, are joined by newlines. A sentence comparing two
-    passages is thus cut between them: each keeps what follows its own name.
+    passages is thus cut between them: each keeps what follows its own name. Parts without a word (the ``[2] >``
+    of a ranking drafted in the reasoning) are left out.
     """
     mentions = []
     for match in _MENTION.finditer(reasoning):
@@ -162,7 +164,7 @@ def passage_parts(reasoning: str, n: int) -> dict[int, str]:
     pieces: dict[int, list[str]] = {}
     for (passage, start), end in zip(mentions, ends[: len(mentions)], strict=True):
         piece = reasoning[start:end].strip()
-        if piece:
+        if _LETTER.search(_MENTION.sub("", piece)):  # not a bare "[2] >" of a ranking drafted in the reasoning
             pieces.setdefault(passage, []).append(piece)
     return {passage: "\n".join(texts) for passage, texts in pieces.items()}
 

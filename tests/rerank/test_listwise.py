@@ -156,10 +156,11 @@ def test_reasoning_is_cut_at_each_passage_it_names():
 
     reasoning = (
         'Passage [2] says "fleas live for a year" which answers it. [1] is about cats; passage 3 is off topic.\n'
-        "[2] again: the best. [7] does not exist."
+        "[2] again: the best. [7] does not exist. So far: [2] > [1] > [3]"
     )
     assert passage_parts(reasoning, 3) == {
-        1: 'Passage [2] says "fleas live for a year" which answers it.\n[2] again: the best. [7] does not exist.',
+        1: 'Passage [2] says "fleas live for a year" which answers it.\n'
+        "[2] again: the best. [7] does not exist. So far: [2] >",  # then "[1] >" and "[3]": no words, left out
         0: "[1] is about cats;",
         2: "passage 3 is off topic.",
     }
