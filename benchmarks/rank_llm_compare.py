@@ -10,8 +10,9 @@ The DL19 queries of the bundled mini collection, BM25 top 20 each (Lucene, k1 0.
 wording of rank_llm's ``rank_zephyr_template.yaml``) on the same ``vllm.LLM``: rank_llm's vLLM handler is handed
 the engine reasonrank's backend built, so both use one engine, one tokenizer, one set of weights, in one process.
 Windows are rank_llm's defaults (20 / stride 10 over 100) scaled to 20 candidates: 10 / stride 5, three windows per
-query, every query's window of a step in one ``generate`` on both sides. Passages are cut to rank_llm's
-``300 * 20 / window`` words; both sides generate at most rank_llm's answer length (the tokens of
+query, every query's window of a step in one ``generate`` on both sides. rank_llm gets its zephyr template with the
+blank line after the prefix that RankZephyr was trained with (0.25.7's YAML dropped it). Passages are cut to
+rank_llm's ``300 * 20 / window`` words; both sides generate at most rank_llm's answer length (the tokens of
 ``[1] > ... > [10]``). Each side runs once untimed (warm-up) and is then timed; every prompt both send is compared
 token id for token id.
 
@@ -115,12 +116,29 @@ class Recorder:
         return self.original(prompts, sampling, **kwargs)
 
 
+def training_template() -> str:
+    """rank_llm's zephyr template with the blank line after the prefix that its pre-YAML code (RankZephyr's
+    training-time prompt, our ``rankzephyr-v1``) wrote and 0.25.7's YAML dropped."""
+    import tempfile
+
+    import yaml
+    from rank_llm.rerank.listwise.rank_listwise_os_llm import TEMPLATES
+
+    template = yaml.safe_load((TEMPLATES / "rank_zephyr_template.yaml").read_text())
+    template["prefix"] += "\n"
+    path = Path(tempfile.mkdtemp()) / "rank_zephyr_training_template.yaml"
+    path.write_text(yaml.safe_dump(template))
+    return str(path)
+
+
 def rank_llm_side(module, model: str, requests, window: int, stride: int):
     from rank_llm.data import Candidate, Query
     from rank_llm.data import Request as RankLLMRequest
 
     module.VllmHandler = SharedEngine
-    reranker = module.RankListwiseOSLLM(model=model, window_size=window, stride=stride, device="cpu")
+    reranker = module.RankListwiseOSLLM(
+        model=model, window_size=window, stride=stride, device="cpu", prompt_template_path=training_template()
+    )
     theirs = [
         RankLLMRequest(
             Query(r.query.text, r.query.qid),
