@@ -70,7 +70,9 @@ class SortingModel:
         order = sorted(passages, key=lambda p: -self.relevance.get(p[1], 0))
         answer = " > ".join(f"[{identifier}]" for identifier, _ in order)
         if self.reasoning:
-            return generation(f"<think>window of {len(passages)}</think>", f"<answer>{answer}</answer>")
+            # A sentence about each passage, as reasoning models write them, naming it by its identifier.
+            notes = " ".join(f"[{i}] has relevance {self.relevance.get(p, 0)}." for i, p in passages)
+            return generation(f"<think>Window of {len(passages)}. {notes}</think>", f"<answer>{answer}</answer>")
         return generation(answer)
 
 

@@ -15,6 +15,7 @@ Likewise ``add_special_tokens`` (a BOS token on top of the chat template, or non
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -30,8 +31,11 @@ from tqdm.auto import tqdm
 from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams, TokenLogprobs
 from reasonrank.errors import UserError
 
+logger = logging.getLogger(__name__)
+
 # vLLM's default ceiling for top_logprobs (--max-logprobs 20), also OpenAI's limit.
 MAX_TOP_LOGPROBS = 20
+CONNECT_TIMEOUT = 10.0  # seconds: a server that does not accept a connection by then is down or overloaded
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -45,7 +49,10 @@ class OpenAICompatibleBackend(Backend):
     """Chat completions over HTTP.
 
     ``api_key`` defaults to ``$OPENAI_API_KEY`` (servers started without a key ignore it).
-    ``timeout`` is per request, in seconds; ``max_retries`` counts retries after the first try.
+    ``timeout`` is how long a request may wait for its answer, in seconds: 600 by default, sized for reasoning
+    models that write thousands of tokens before answering (connecting gets :data:`CONNECT_TIMEOUT`).
+    ``max_retries`` counts retries after the first try. A request that timed out is generated anew by its retry,
+    with a warning that says so (a greedy answer comes out the same, a sampled one need not).
     """
 
     name = "openai"
@@ -56,7 +63,7 @@ class OpenAICompatibleBackend(Backend):
         model: str,
         api_key: str | None = None,
         concurrency: int = 8,
-        timeout: float = 60,
+        timeout: float = 600,
         max_retries: int = 3,
         backoff: float = 0.5,
         progress: bool = False,
@@ -77,7 +84,7 @@ class OpenAICompatibleBackend(Backend):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(
             headers=headers,
-            timeout=httpx.Timeout(timeout),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
             limits=httpx.Limits(max_connections=concurrency * len(self.base_urls)),
         )
         self._turn = count()  # round-robin position, shared by all threads
@@ -100,6 +107,8 @@ class OpenAICompatibleBackend(Backend):
                 response = self._client.post(url, json=body)
             except httpx.TransportError as error:  # timeouts, refused or dropped connections
                 problem = f"{type(error).__name__} from {url}"
+                if isinstance(error, httpx.ReadTimeout) and attempt < self.max_retries:
+                    logger.warning("%s: no answer within the timeout; generating it again (retry %d)", url, attempt + 1)
                 continue
             if response.status_code == 429 or response.status_code >= 500:
                 problem = f"HTTP {response.status_code} from {url}: {_server_message(response)}"

@@ -1,6 +1,7 @@
 """Reading what a model wrote: a listwise answer (``[2] > [1] > [3]``) into a permutation, repairing what it got
-wrong; the reasoning before ``</think>``; the answer token after a marker (label, verdict) and its distribution;
-the quotations of an explanation, found in the passage or not.
+wrong; the reasoning before ``</think>``; the token that writes the answer after a marker (label, verdict) and its
+distribution; the part of a reasoning about each passage it names; the quotations of an explanation, found in the
+passage or not.
 
 Models skip passages, repeat them and invent identifiers; the reranker must still return every candidate once.
 Repairs follow RankGPT/rank_llm practice: out-of-range and repeated identifiers are dropped, missing passages are
@@ -80,31 +81,51 @@ def parse_permutation(text: str, n: int) -> Permutation:
     return Permutation(tuple(order + missing), len(missing), duplicate, out_of_range)
 
 
-def answer_token(tokens: Sequence[TokenLogprobs], marker: str) -> TokenLogprobs | None:
-    """The first generated token with text after the last ``marker`` (case-insensitive), if any."""
-    joined = "".join(t.token for t in tokens)
-    found = joined.lower().rfind(marker.lower())
-    if found < 0:
-        return None
-    end = found + len(marker)
+# Written around an answer without being it: "Passage: [2]", "Label: **2**", "`true`".
+_DECORATION = " \t\n*[]()`'\""
+
+
+def _bare(text: str) -> str:
+    return text.strip(_DECORATION)
+
+
+def option_token(tokens: Sequence[TokenLogprobs], options: Sequence[str], start: int = 0) -> TokenLogprobs | None:
+    """The token that writes one of ``options``, first after character ``start`` of the generated text.
+
+    Decoration (spaces, ``[``, ``**``, backticks) may come before it; any other text first means the answer is not
+    an option, and None. The token whose alternatives are read is the option itself, never the ``[`` before it,
+    whose distribution says nothing about which option follows.
+    """
     position = 0
     for token in tokens:
-        start, position = position, position + len(token.token)
-        if position > end and token.token[max(0, end - start) :].strip():
+        begin, position = position, position + len(token.token)
+        if position <= start:
+            continue
+        written = _bare(token.token[max(0, start - begin) :])
+        if written in options:
             return token
+        if written:
+            return None
     return None
+
+
+def answer_token(tokens: Sequence[TokenLogprobs], marker: str, options: Sequence[str]) -> TokenLogprobs | None:
+    """The token writing the option after the last ``marker`` (case-insensitive), if an option is written there."""
+    found = "".join(t.token for t in tokens).lower().rfind(marker.lower())
+    return None if found < 0 else option_token(tokens, options, found + len(marker))
 
 
 def option_distribution(token: TokenLogprobs | None, options: Sequence[str]) -> dict[str, float] | None:
     """Probabilities of the option strings among a token's alternatives, renormalised over the options.
 
-    Spelling variants of one option (``" 2"`` and ``"2"``) add up. None when no option is among the alternatives.
+    Spelling variants of one option (``" 2"``, ``"2"``, ``"**2"``) add up. None when no option is among the
+    alternatives.
     """
     if token is None:
         return None
     probabilities: Counter[str] = Counter()
     for text, logprob in token.top.items():
-        key = text.strip()
+        key = _bare(text)
         if key in options:
             probabilities[key] += math.exp(logprob)
     total = sum(probabilities.values())
@@ -117,6 +138,35 @@ def explanation_before(text: str, marker: str) -> str:
     """The reasoning a model wrote before its verdict, without the stop symbol."""
     found = text.lower().rfind(marker.lower())
     return (text[:found] if found >= 0 else text).replace("##", "").strip()
+
+
+# --- what a reasoning says about each passage ----------------------------------------------------------
+
+# "[3]", "passage 3", "Passage [3]", "passages 3": how listwise and pairwise reasoning names a passage shown.
+_LETTER = re.compile(r"[^\W\d_]")
+_MENTION = re.compile(r"\bpassages?\s*\[?\s*(\d{1,6})\b\]?|\[\s*(\d{1,6})\s*\]", re.IGNORECASE)
+
+
+def passage_parts(reasoning: str, n: int) -> dict[int, str]:
+    """The part of a reasoning about each of ``n`` passages shown (0-based), for those it names.
+
+    A part runs from a mention of the passage to the next mention of another one, so a quotation belongs to the
+    passage named last before it; a passage's parts, in order, are joined by newlines. A sentence comparing two
+    passages is thus cut between them: each keeps what follows its own name. Parts without a word (the ``[2] >``
+    of a ranking drafted in the reasoning) are left out.
+    """
+    mentions = []
+    for match in _MENTION.finditer(reasoning):
+        identifier = int(match.group(1) or match.group(2))
+        if 1 <= identifier <= n and (not mentions or mentions[-1][0] != identifier - 1):
+            mentions.append((identifier - 1, match.start()))
+    ends = [start for _, start in mentions[1:]] + [len(reasoning)]
+    pieces: dict[int, list[str]] = {}
+    for (passage, start), end in zip(mentions, ends[: len(mentions)], strict=True):
+        piece = reasoning[start:end].strip()
+        if _LETTER.search(_MENTION.sub("", piece)):  # not a bare "[2] >" of a ranking drafted in the reasoning
+            pieces.setdefault(passage, []).append(piece)
+    return {passage: "\n".join(texts) for passage, texts in pieces.items()}
 
 
 # --- quotations in a written explanation ---------------------------------------------------------------

@@ -1,19 +1,17 @@
-"""Shared by the generative rerankers (pointwise, rank1, listwise, pairwise): a backend built on first use,
-batched generation with progress, and the checks and generation settings they all apply."""
+"""Shared by the generative rerankers (pointwise, rank1, listwise, pairwise): a backend built on first use, whole
+calls to it, and the checks and generation settings they all apply."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
-
-from tqdm.auto import tqdm
 
 from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams
 from reasonrank.errors import UserError
 from reasonrank.prompts import Template
 
-# Prompts handed to the backend per call: large enough for its own batching, small enough for a live progress bar.
-CHUNK_SIZE = 64
+logger = logging.getLogger(__name__)
 
 
 class LazyBackend:
@@ -40,15 +38,11 @@ class LazyBackend:
         return self._backend
 
     def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams, desc: str) -> list[Generation]:
-        """Generate in chunks so that long runs show progress."""
-        backend = self.get()
-        results: list[Generation] = []
-        with tqdm(total=len(prompts), desc=desc, unit="prompt", disable=len(prompts) <= CHUNK_SIZE) as bar:
-            for start in range(0, len(prompts), CHUNK_SIZE):
-                chunk = prompts[start : start + CHUNK_SIZE]
-                results.extend(backend.generate(chunk, params))
-                bar.update(len(chunk))
-        return results
+        """Every prompt in one call: vLLM schedules them all at once and shows its own progress (a call cut into
+        chunks waits for each chunk's longest generation while the engine idles); the transformers backend batches
+        by memory and shows progress with ``progress=true``."""
+        logger.info("%s: %d prompts in one call", desc, len(prompts))
+        return self.get().generate(prompts, params)
 
     def close(self) -> None:
         if self._backend is not None:

@@ -15,7 +15,7 @@ from reasonrank.backends.base import Backend, ChatPrompt, GenerationParams
 from reasonrank.errors import UserError
 from reasonrank.prompts import Template, load_template
 from reasonrank.prompts.builders import window_prompt
-from reasonrank.prompts.readers import parse_permutation, split_reasoning
+from reasonrank.prompts.readers import parse_permutation, passage_parts, split_reasoning
 from reasonrank.rerank.base import Reranker
 from reasonrank.rerank.generation import LazyBackend, positive
 from reasonrank.rerank.schedule import sliding_windows
@@ -24,7 +24,7 @@ from reasonrank.weights import check_adapter_template
 
 
 class ListwiseReranker(Reranker):
-    """Sliding-window permutation reranking; explanations are the reasoning of the windows."""
+    """Sliding-window permutation reranking; a passage's explanation is what its window's reasoning says about it."""
 
     def __init__(
         self,
@@ -86,9 +86,9 @@ class ListwiseReranker(Reranker):
                     repair_out_of_range=permutation.out_of_range,
                 )
                 reasoning, _ = split_reasoning(generation.text)
-                if reasoning:
-                    # The last window showing a passage is the one that placed it: its reasoning explains it.
-                    explanations[i].update(dict.fromkeys((c.docid for c in window), reasoning))
+                # The last window that speaks of a passage explains it, with what it says about that passage alone.
+                parts = passage_parts(reasoning, len(window))
+                explanations[i].update({window[k].docid: part for k, part in parts.items()})
         return [
             Ranking.from_order(r.query, order, self.name, explanations[i], {k: v for k, v in stats[i].items() if v})
             for i, (r, order) in enumerate(zip(requests, orders, strict=True))

@@ -19,12 +19,13 @@ from reasonrank.backends.base import Backend, ChatPrompt, Generation
 from reasonrank.errors import UserError
 from reasonrank.prompts import Template, load_template
 from reasonrank.prompts.builders import cut_passage
-from reasonrank.prompts.readers import answer_token, explanation_before, option_distribution
+from reasonrank.prompts.readers import answer_token, explanation_before, option_distribution, passage_parts
 from reasonrank.rerank.base import Reranker
 from reasonrank.rerank.generation import LazyBackend, marker_params, positive
 from reasonrank.types import Ranking, Request
 
 logger = logging.getLogger(__name__)
+VERDICTS = ("1", "2")
 
 
 def aggregate_wins(k: int, preferences: dict[tuple[int, int], float]) -> tuple[list[int], list[float]]:
@@ -71,7 +72,7 @@ class PairwiseReranker(Reranker):
 
     def preference(self, generation: Generation) -> float | None:
         """p(passage 1 is more relevant), from the verdict token's alternatives or else the written digit."""
-        distribution = option_distribution(answer_token(generation.tokens, self.marker), ("1", "2"))
+        distribution = option_distribution(answer_token(generation.tokens, self.marker, VERDICTS), VERDICTS)
         if distribution is not None:
             return distribution["1"]
         verdicts = self._verdict.findall(generation.text)
@@ -126,10 +127,12 @@ class PairwiseReranker(Reranker):
         order, _ = aggregate_wins(k, preferences)
         explanations = {}
         for position, old in enumerate(order):
-            # Why this passage sits where it does: its comparison, shown first, with its neighbour below (or above).
+            # Why this passage sits where it does: what its comparison with its neighbour below (or above), shown
+            # first, says about it as "Passage 1".
             neighbour = order[position + 1] if position + 1 < k else order[position - 1] if k > 1 else None
-            if neighbour is not None and reasons.get((old, neighbour)):
-                explanations[request.candidates[old].docid] = reasons[(old, neighbour)]
+            part = passage_parts(reasons.get((old, neighbour), ""), 2).get(0) if neighbour is not None else None
+            if part:
+                explanations[request.candidates[old].docid] = part
         ordered = [request.candidates[i] for i in order] + list(request.candidates[k:])
         return Ranking.from_order(request.query, ordered, self.name, explanations, stats)
 

@@ -24,7 +24,7 @@ from reasonrank.backends.base import Backend, ChatPrompt, Generation
 from reasonrank.errors import UserError
 from reasonrank.prompts import Template, load_template
 from reasonrank.prompts.builders import cut_passage
-from reasonrank.prompts.readers import answer_token, explanation_before, option_distribution
+from reasonrank.prompts.readers import answer_token, explanation_before, option_distribution, option_token
 from reasonrank.rerank.base import ScoringReranker
 from reasonrank.rerank.generation import LazyBackend, marker_params
 from reasonrank.types import Judgment, Ranking, Request
@@ -93,11 +93,11 @@ class PointwiseReranker(_GenerativeScorer):
             text = self.marker + generation.text
             found = self._label_pattern.match(text)
             matches = [found] if found and found.group(1) in self.labels else []
-            label_token = next((t for t in generation.tokens if t.token.strip()), None)
+            label_token = option_token(generation.tokens, self.labels)
             explanation = (text[found.end() :] if found else generation.text).replace("##", "").strip()
         else:
             matches = [m for m in self._label_pattern.finditer(generation.text) if m.group(1) in self.labels][-1:]
-            label_token = answer_token(generation.tokens, self.marker)
+            label_token = answer_token(generation.tokens, self.marker, self.labels)
             explanation = explanation_before(generation.text, self.marker)
         parsed = int(matches[0].group(1)) if matches else None
         distribution = option_distribution(label_token, self.labels)
@@ -111,13 +111,24 @@ class PointwiseReranker(_GenerativeScorer):
 
     def judge_with_stats(self, requests: Sequence[Request]) -> tuple[list[list[Judgment]], list[dict[str, int]]]:
         prompts = [self.prompt(r.query.text, c.text) for r in requests for c in r.candidates]
-        generations = iter(self.backend.generate(prompts, self.params, desc=f"{self.name} pointwise"))
+        generations = self.backend.generate(prompts, self.params, desc=f"{self.name} pointwise")
+        reads = [self.read(g) for g in generations]
+        cut = [
+            i
+            for i, (g, (_, source)) in enumerate(zip(generations, reads, strict=True))
+            if source == "label_missing" and g.finish_reason == "length" and not self.label_first
+        ]
+        if cut:
+            forced = self.force_labels([prompts[i] for i in cut], [generations[i].text for i in cut])
+            for i, judgment in zip(cut, forced, strict=True):
+                reads[i] = judgment, "label_forced_after_length"
+        judged = iter(reads)
         judgments, stats = [], []
         for request in requests:
             counts: Counter[str] = Counter()
             row = []
             for candidate in request.candidates:
-                judgment, source = self.read(next(generations))
+                judgment, source = next(judged)
                 counts[source] += 1
                 if source == "label_missing":
                     logger.warning(
@@ -131,9 +142,31 @@ class PointwiseReranker(_GenerativeScorer):
             stats.append(dict(counts))
         return judgments, stats
 
+    def force_labels(self, prompts: Sequence[ChatPrompt], texts: Sequence[str]) -> list[Judgment]:
+        """Labels for explanations cut by ``max_new_tokens``: the explanation, then the marker, written for the
+        model, and the expected label under its next-token distribution over the labels (as rank1 closes a cut
+        reasoning). Labels follow the marker after a space, as the model writes them."""
+        continued = [
+            replace(prompt, assistant_prefix=f"{text.rstrip()}\n{self.marker}")
+            for prompt, text in zip(prompts, texts, strict=True)
+        ]
+        options = [f" {label}" for label in self.labels]
+        judgments = []
+        for text, logprobs in zip(texts, self.backend.get().next_token_logprobs(continued, options), strict=True):
+            weights = [math.exp(logprobs.get(option, -math.inf)) for option in options]
+            total = sum(weights)
+            if total <= 0:
+                judgments.append(Judgment(0.0, explanation_before(text, self.marker) or None, None))
+                continue
+            score = sum(w * int(label) for w, label in zip(weights, self.labels, strict=True)) / total
+            best = self.labels[max(range(len(weights)), key=weights.__getitem__)]
+            judgments.append(Judgment(score, explanation_before(text, self.marker) or None, int(best)))
+        return judgments
+
 
 # rank1's answer tokens carry a leading space: the reference stops on "</think> true" / "</think> false".
 RANK1_OPTIONS = (" true", " false")
+RANK1_LABELS = ("true", "false")
 THINK_END = "</think>"
 
 
@@ -169,7 +202,7 @@ class Rank1Reranker(_GenerativeScorer):
         )
         scores: list[float | None] = []
         for generation in generations:
-            distribution = option_distribution(answer_token(generation.tokens, THINK_END), ("true", "false"))
+            distribution = option_distribution(answer_token(generation.tokens, THINK_END, RANK1_LABELS), RANK1_LABELS)
             complete = distribution is not None and min(distribution.values()) > 0
             scores.append(distribution["true"] if complete else None)
         unfinished = [i for i, score in enumerate(scores) if score is None]

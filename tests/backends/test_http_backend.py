@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 
 import pytest
@@ -105,13 +106,14 @@ def test_requests_alternate_between_servers(app, prompts):
 
 
 @pytest.mark.slow
-def test_timeout_then_success_on_retry(app, prompts):
+def test_timeout_then_success_on_retry(app, prompts, caplog):
     flaky = Scripted(app, faults=["hang"])
-    with background_server(flaky) as url:
+    with background_server(flaky) as url, caplog.at_level(logging.WARNING):
         remote = client(url, timeout=8, max_retries=2)
         got = remote.generate(prompts[:1], GenerationParams(max_new_tokens=2))
         remote.close()
     assert flaky.calls == 2 and got[0].completion_tokens > 0
+    assert caplog.text.count("no answer within the timeout; generating it again (retry 1)") == 1
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from fakes import FakeBackend, SortingModel, generation, load_dl19
@@ -138,12 +139,42 @@ def test_reasoning_becomes_the_explanation_and_repairs_reach_stats(dl19):
         request
     )
     assert ranking.stats == {"windows": 2}
-    top = {item.docid: item.explanation for item in ranking}
-    assert all(text in ("window of 20", "window of 15") for text in top.values())
-    assert sum(text == "window of 15" for text in top.values()) == 15  # the last window shown explains
+    _, qrels, _ = dl19
+    for item in ranking:
+        # Each passage gets the sentence about itself, not the window's whole reasoning.
+        assert re.fullmatch(rf"\[\d+\] has relevance {qrels[qid][item.docid]}\.", item.explanation)
 
     sloppy = FakeBackend(lambda prompt, params: generation("[3] > [3] > [42] > [1]"))
     ranking = build_listwise("fake", backend=sloppy, window_size=5, stride=5, depth=5).rerank_request(request)
     assert ranking.stats == {"windows": 1, "repair_missing": 3, "repair_duplicate": 1, "repair_out_of_range": 1}
     assert ranking.docids[:5] == [request.candidates[i].docid for i in (2, 0, 1, 3, 4)]
     assert ranking[0].explanation is None
+
+
+def test_reasoning_is_cut_at_each_passage_it_names():
+    from reasonrank.prompts.readers import passage_parts
+
+    reasoning = (
+        'Passage [2] says "fleas live for a year" which answers it. [1] is about cats; passage 3 is off topic.\n'
+        "[2] again: the best. [7] does not exist. So far: [2] > [1] > [3]"
+    )
+    assert passage_parts(reasoning, 3) == {
+        1: 'Passage [2] says "fleas live for a year" which answers it.\n'
+        "[2] again: the best. [7] does not exist. So far: [2] >",  # then "[1] >" and "[3]": no words, left out
+        0: "[1] is about cats;",
+        2: "passage 3 is off topic.",
+    }
+    assert passage_parts("No passage is named here.", 3) == {}
+
+
+def test_every_query_window_of_a_step_reaches_the_engine_in_one_call(dl19):
+    # 70 queries (more than any fixed chunk) x 20 candidates, windows of 10 / stride 5: three steps, three calls.
+    texts = sorted(dl19[2].values())
+    requests = [
+        Request(Query(f"q{i}", f"query {i}"), tuple(Candidate(f"{i}-{k}", texts[i + k]) for k in range(20)))
+        for i in range(70)
+    ]
+    backend = FakeBackend(SortingModel({}))
+    rankings = build_listwise("fake", backend=backend, window_size=10, stride=5, depth=20).rerank_many(requests)
+    assert [len(call) for call in backend.calls] == [70, 70, 70]
+    assert all(ranking.stats == {"windows": 3} for ranking in rankings)

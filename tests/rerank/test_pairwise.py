@@ -61,3 +61,42 @@ def test_preference_from_logprobs_and_unparsed_pairs_count_as_ties():
     ranking = build_pairwise("fake", backend=FakeBackend(respond)).rerank_request(request)
     assert ranking.docids == ["a", "b"]
     assert ranking.stats == {"pairs": 2, "pairs_unparsed": 1}
+
+
+def test_the_verdict_is_read_at_the_digit_inside_the_brackets():
+    request = Request(Query("q", "what is a flea"), (Candidate("a", "A flea is an insect."), Candidate("b", "Cats.")))
+
+    def respond(prompt, params):
+        # "[2]" written; the "[" token's alternatives carry " 1" (as "Passage: 1" would), the digit's say 2.
+        first_is_flea = "Passage 1: A flea" in prompt_text(prompt)
+        written, other = ("1", "2") if first_is_flea else ("2", "1")
+        return generation(
+            "B is about cats.", "\nMore Relevant Passage:", (" [", {" [": 0.998, f" {other}": 0.002}),
+            (written, {written: 0.8, other: 0.2}), "]",
+        )
+
+    reranker = build_pairwise("fake", backend=FakeBackend(respond))
+    assert reranker.preference(respond(reranker.prompt("q", "Cats.", "A flea is an insect."), None)) == (
+        pytest.approx(0.2)
+    )
+    ranking = reranker.rerank_request(request)
+    assert ranking.docids == ["a", "b"] and ranking.stats == {"pairs": 2}
+
+
+def test_each_passage_is_explained_by_what_its_comparison_says_about_it():
+    request = Request(Query("q", "what is a flea"), (Candidate("a", "A flea is an insect."), Candidate("b", "Cats.")))
+
+    def respond(prompt, params):
+        first = "flea" if "Passage 1: A flea" in prompt_text(prompt) else "cats"
+        second = "cats" if first == "flea" else "flea"
+        verdict = "1" if first == "flea" else "2"
+        return generation(
+            f'Passage 1 is about {first}: "A flea is an insect." Passage 2 is about {second}.',
+            f"\nMore Relevant Passage: {verdict}",
+        )
+
+    ranking = build_pairwise("fake", backend=FakeBackend(respond)).rerank_request(request)
+    assert [(item.docid, item.explanation) for item in ranking] == [
+        ("a", 'Passage 1 is about flea: "A flea is an insect."'),
+        ("b", "Passage 1 is about cats: \"A flea is an insect.\""),
+    ]

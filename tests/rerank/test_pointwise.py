@@ -199,3 +199,44 @@ def test_smollm2_pointwise_runs_for_real(dl19, monkeypatch):
         for item in ranking:
             if item.label is not None:
                 assert item.explanation is not None and "relevance label" not in item.explanation.lower()
+
+
+def test_the_label_is_read_at_the_token_that_writes_it_not_at_the_bold_marks_before_it(dl19):
+    # The " **" token's alternatives hold " 1" (the model could have written "Label: 1"); read there, renormalised,
+    # p(1) would be 1.0. The written label is 2 and its own token's distribution is what scores it.
+    def respond(prompt, params):
+        return generation(
+            "Fits.", "\nRelevance Label:", (" **", {" **": 0.999, " 1": 0.001}),
+            ("2", {"2": 0.6, "1": 0.3, "0": 0.1}), ("**", {"**": 0.9, " 0": 0.1}),
+        )
+
+    ranking = build_pointwise("fake", backend=FakeBackend(respond)).rerank_request(_requests(dl19, queries=1)[0])
+    assert ranking.stats == {"label_from_logprobs": 5}
+    assert [(item.score, item.label) for item in ranking] == [(pytest.approx(0.6 * 2 + 0.3), 2)] * 5
+
+
+def test_a_label_first_answer_in_bold_is_read_at_the_digit(dl19):
+    def respond(prompt, params):
+        return generation((" **", {" **": 0.99, " 0": 0.01}), ("1", {"1": 0.5, "2": 0.5}), "**", " Partly.")
+
+    reranker = build_pointwise("fake", backend=FakeBackend(respond), template="pointwise/label-first-v1")
+    ranking = reranker.rerank_request(_requests(dl19, queries=1)[0])
+    assert [(item.score, item.label) for item in ranking] == [(pytest.approx(1.5), 1)] * 5
+
+
+def test_an_explanation_cut_by_max_new_tokens_gets_its_label_in_a_second_pass(dl19):
+    forced = []
+
+    def respond(prompt, params):
+        return generation("The passage", " explains the flea", " life cycle in", finish_reason="length")
+
+    def next_token(prompt, options):
+        forced.append(prompt.assistant_prefix)
+        return dict(zip(options, (math.log(0.1), math.log(0.2), math.log(0.6)), strict=True))
+
+    backend = FakeBackend(respond, next_token)
+    ranking = build_pointwise("fake", backend=backend, max_new_tokens=3).rerank_request(_requests(dl19, queries=1)[0])
+    assert ranking.stats == {"label_forced_after_length": 5}
+    assert forced == ["The passage explains the flea life cycle in\nRelevance Label:"] * 5
+    assert [(item.score, item.label) for item in ranking] == [(pytest.approx((0.2 + 1.2) / 0.9), 2)] * 5
+    assert {item.explanation for item in ranking} == {"The passage explains the flea life cycle in"}

@@ -1,0 +1,234 @@
+"""reasonrank's listwise reranker against rank_llm 0.25.7 on one vLLM engine: wall time and greedy permutations.
+
+Run in the vLLM environment (``make setup-vllm``; rank-llm is installed there with ``--no-deps``)::
+
+    HF_HUB_OFFLINE=1 .venv-vllm/bin/python benchmarks/rank_llm_compare.py --cpu-settings \
+        --model .venv-vllm/models/smollm2-135m-instruct
+
+The DL19 queries of the bundled mini collection, BM25 top 20 each (Lucene, k1 0.9, b 0.4), reranked by rank_llm's
+``RankListwiseOSLLM`` and by reasonrank's ``ListwiseReranker`` (``listwise/rankzephyr-v1``, the stock zephyr
+wording of rank_llm's ``rank_zephyr_template.yaml``) on the same ``vllm.LLM``: rank_llm's vLLM handler is handed
+the engine reasonrank's backend built, so both use one engine, one tokenizer, one set of weights, in one process.
+Windows are rank_llm's defaults (20 / stride 10 over 100) scaled to 20 candidates: 10 / stride 5, three windows per
+query, every query's window of a step in one ``generate`` on both sides. rank_llm gets its zephyr template with the
+blank line after the prefix that RankZephyr was trained with (0.25.7's YAML dropped it). Passages are cut to
+rank_llm's ``300 * 20 / window`` words; both sides generate at most rank_llm's answer length (the tokens of
+``[1] > ... > [10]``). Each side runs once untimed (warm-up) and is then timed; every prompt both send is compared
+token id for token id.
+
+rank_llm's package imports its LiT5 / FiD modules, which need transformers-4 internals
+(``find_pruneable_heads_and_indices``, ``transformers.utils.model_parallel_utils``) that the transformers vLLM
+pins no longer has; they are replaced by empty modules before import. ``RankListwiseOSLLM`` uses neither.
+
+On a GPU drop ``--cpu-settings`` (and pass a bigger ``--max-model-len`` if wanted); nothing else changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DL19 = ROOT / "reasonrank" / "data" / "msmarco-dl19-mini"
+# Module -> the names other rank_llm modules import from it; none of them is used by the listwise class.
+TRANSFORMERS4_ONLY = {
+    "rank_llm.rerank.listwise.rank_fid": ("RankFiDDistill", "RankFiDScore"),
+    "rank_llm.rerank.listwise.lit5_reranker": ("LiT5DistillReranker", "LiT5ScoreReranker"),
+    "rank_llm.rerank.listwise.lit5.model": ("FiD", "FiDCrossAttentionScore"),
+}
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    return platform.processor() or platform.machine()
+
+
+def device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU: {cpu_name()}"
+
+
+def candidates(depth: int, limit: int | None):
+    """BM25 top ``depth`` of each DL19-mini query with at least ``depth`` hits (rank_llm batches need equal sizes)."""
+    from reasonrank.io.topics import load_topics
+    from reasonrank.retrieval.bm25 import Bm25FirstStage
+    from reasonrank.retrieval.index import ensure_index
+
+    queries = load_topics(str(DL19 / "topics.dl19-passage.tsv"))[:limit]
+    stage = Bm25FirstStage(str(ensure_index(DL19 / "corpus.jsonl")))
+    requests = stage.search(queries, hits=depth, threads=1, progress=False, text_depth=depth)
+    return [r for r in requests if len(r.candidates) == depth]
+
+
+def import_rank_llm():
+    for name, names in TRANSFORMERS4_ONLY.items():
+        empty = sys.modules.setdefault(name, types.ModuleType(name))
+        empty.__dict__.update(dict.fromkeys(names))
+    from rank_llm.rerank.listwise import rank_listwise_os_llm
+
+    return rank_listwise_os_llm
+
+
+class SharedEngine:
+    """rank_llm's ``VllmHandler`` on an engine that exists already (same call as rank_llm's own handler)."""
+
+    engine = None
+
+    def __init__(self, **_settings):
+        self._vllm = SharedEngine.engine
+
+    def get_tokenizer(self):
+        return self._vllm.get_tokenizer()
+
+    def generate_output(self, prompts, min_tokens, max_tokens, temperature, logprobs=None, **kwargs):
+        import vllm
+
+        sampling = vllm.SamplingParams(
+            min_tokens=min_tokens, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs, **kwargs
+        )
+        return self._vllm.generate(prompts, sampling)
+
+
+class Recorder:
+    """Wraps ``vllm.LLM.generate`` to keep every prompt's token ids, per caller, in call order."""
+
+    def __init__(self, llm):
+        self.llm, self.original, self.calls = llm, llm.generate, []
+        llm.generate = self
+
+    def __call__(self, prompts, sampling, **kwargs):
+        tokenizer = self.llm.get_tokenizer()
+        ids = [p["prompt_token_ids"] if isinstance(p, dict) else tokenizer(p)["input_ids"] for p in prompts]
+        self.calls.append(ids)
+        return self.original(prompts, sampling, **kwargs)
+
+
+def training_template() -> str:
+    """rank_llm's zephyr template with the blank line after the prefix that its pre-YAML code (RankZephyr's
+    training-time prompt, our ``rankzephyr-v1``) wrote and 0.25.7's YAML dropped."""
+    import tempfile
+
+    import yaml
+    from rank_llm.rerank.listwise.rank_listwise_os_llm import TEMPLATES
+
+    template = yaml.safe_load((TEMPLATES / "rank_zephyr_template.yaml").read_text())
+    template["prefix"] += "\n"
+    path = Path(tempfile.mkdtemp()) / "rank_zephyr_training_template.yaml"
+    path.write_text(yaml.safe_dump(template))
+    return str(path)
+
+
+def rank_llm_side(module, model: str, requests, window: int, stride: int):
+    from rank_llm.data import Candidate, Query
+    from rank_llm.data import Request as RankLLMRequest
+
+    module.VllmHandler = SharedEngine
+    reranker = module.RankListwiseOSLLM(
+        model=model, window_size=window, stride=stride, device="cpu", prompt_template_path=training_template()
+    )
+    theirs = [
+        RankLLMRequest(
+            Query(r.query.text, r.query.qid),
+            [Candidate(c.docid, c.score, {"text": c.text}) for c in r.candidates],
+        )
+        for r in requests
+    ]
+
+    def run():
+        results = reranker.rerank_batch(theirs, rank_start=0, rank_end=len(requests[0].candidates))
+        return [[c.docid for c in result.candidates] for result in results]
+
+    return reranker, run
+
+
+def ours_side(backend, requests, window: int, stride: int, max_new_tokens: int):
+    from reasonrank.rerank.listwise import build_listwise
+
+    depth = len(requests[0].candidates)
+    reranker = build_listwise(
+        "unused", backend=backend, window_size=window, stride=stride, depth=depth,
+        max_new_tokens=max_new_tokens, max_passage_words=int(300 * (20 / window)),
+    )
+    return lambda: [ranking.docids for ranking in reranker.rerank_many(requests)]
+
+
+def timed(run):
+    run()  # warm-up: kernels, caches, the prefix cache both sides may read
+    start = time.perf_counter()
+    result = run()
+    return result, time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="SmolLM2's transformers export (or any zephyr-style model)")
+    parser.add_argument("--queries", type=int, default=None, help="first N DL19-mini queries (default: all)")
+    parser.add_argument("--depth", type=int, default=20)
+    parser.add_argument("--window", type=int, default=10)
+    parser.add_argument("--stride", type=int, default=5)
+    parser.add_argument("--max-model-len", type=int, default=4096)
+    parser.add_argument("--cpu-settings", action="store_true", help="small KV cache, eager mode, no CPU pinning")
+    args = parser.parse_args(argv)
+    if args.cpu_settings:
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    from reasonrank.backends.vllm import VLLMBackend
+
+    requests = candidates(args.depth, args.queries)
+    module = import_rank_llm()
+    backend = VLLMBackend(
+        args.model, max_model_len=args.max_model_len, enforce_eager=args.cpu_settings, seed=0,
+        **({"distributed_executor_backend": "uni"} if args.cpu_settings else {}),
+    )
+    SharedEngine.engine = backend.llm
+    theirs_reranker, theirs = rank_llm_side(module, args.model, requests, args.window, args.stride)
+    answer_tokens = theirs_reranker.num_output_tokens(args.window)
+    ours = ours_side(backend, requests, args.window, args.stride, answer_tokens)
+    recorder = Recorder(backend.llm)
+    their_orders, their_seconds = timed(theirs)
+    their_calls = recorder.calls[len(recorder.calls) // 2 :]
+    print(f"rank_llm: {their_seconds:.1f} s", flush=True)
+    recorder.calls = []
+    our_orders, our_seconds = timed(ours)
+    our_calls = recorder.calls[len(recorder.calls) // 2 :]
+    report(args, requests, (their_orders, their_seconds, their_calls), (our_orders, our_seconds, our_calls))
+    return 0
+
+
+def report(args, requests, theirs, ours) -> None:
+    their_orders, their_seconds, their_calls = theirs
+    our_orders, our_seconds, our_calls = ours
+    same_prompts = sum(a == b for x, y in zip(their_calls, our_calls, strict=True) for a, b in zip(x, y, strict=False))
+    prompts = sum(len(call) for call in their_calls)
+    same = sum(a == b for a, b in zip(their_orders, our_orders, strict=True))
+    n = len(requests)
+    print(f"device: {device_name()}; {n} DL19-mini queries x BM25 top {args.depth}, window {args.window} / "
+          f"stride {args.stride}, greedy")
+    print(f"engine calls per side: rank_llm {len(their_calls)}, reasonrank {len(our_calls)}; "
+          f"prompts token-identical: {same_prompts}/{prompts}")
+    print("| reranker | wall s | queries/s | same permutation as rank_llm |")
+    print("|---|---:|---:|---:|")
+    print(f"| rank_llm 0.25.7 RankListwiseOSLLM | {their_seconds:.1f} | {n / their_seconds:.2f} | - |")
+    print(f"| reasonrank listwise/rankzephyr-v1 | {our_seconds:.1f} | {n / our_seconds:.2f} | {same}/{n} |")
+    print(f"throughput ratio reasonrank / rank_llm: {their_seconds / our_seconds:.2f}x")
+    for request, a, b in zip(requests, their_orders, our_orders, strict=True):
+        if a != b:
+            first = next(k for k, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+            print(f"differs: query {request.query.qid} from rank {first + 1}: rank_llm {a[first]} ours {b[first]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
