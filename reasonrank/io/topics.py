@@ -6,8 +6,8 @@ A spec is one of:
   (``id``, ``query``, ``reasoning``, ``excluded_ids``); qrels files are TREC ``qid 0 docid rel``;
 * ``irds:<dataset id>``, read with ir_datasets;
 * anything else is a Pyserini topic or qrels name (``dl19-passage``, ``beir-v1.0.0-scifact-test``,
-  ``bright-biology``). Anserini fetches those from GitHub on first use and caches them in
-  ``~/.cache/anserini``, so offline they only work once cached.
+  ``bright-biology``). Anserini (Pyserini 1.x) or Pyserini (2.x, which also downloads its list of names) fetches
+  those from GitHub on first use and caches them, so offline they only work once cached.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from reasonrank.errors import UserError
 from reasonrank.io.jsonl import parse_object
 from reasonrank.io.text import is_run_token, numbered_lines
-from reasonrank.retrieval.java import import_pyserini_search
+from reasonrank.retrieval.java import PyseriniCatalogUnavailable, import_pyserini
 from reasonrank.types import Query
 
 IRDS_PREFIX = "irds:"
@@ -179,19 +179,18 @@ class _QueryCollector:
 
 
 def _pyserini_topics(name: str, query_field: str) -> list[Query]:
-    import_pyserini_search()  # sets Anserini's classpath before jnius starts the JVM
     from jnius import JavaException
-    from pyserini.search import get_topics
 
     try:
-        topics = get_topics(name)
+        topics = import_pyserini("pyserini.search").get_topics(name)
     except ValueError:
         raise UserError(
             f"unknown topics {name!r}: not a file and not a Pyserini topic name (e.g. dl19-passage)"
         ) from None
-    except JavaException:
+    except (JavaException, OSError, PyseriniCatalogUnavailable) as error:  # Anserini's or urllib's download
         raise UserError(
-            f"could not download Pyserini topics {name!r} (offline?): pass a topics file (TSV qid<TAB>query) instead"
+            f"could not download Pyserini topics {name!r} ({_reason(error)}; offline?): "
+            "pass a topics file (TSV qid<TAB>query) instead"
         ) from None
     field = "title" if query_field == "query" else query_field
     queries = _QueryCollector(f"Pyserini topics {name}")
@@ -203,20 +202,24 @@ def _pyserini_topics(name: str, query_field: str) -> list[Query]:
 
 
 def _pyserini_qrels_file(name: str) -> str:
-    import_pyserini_search()  # sets Anserini's classpath before jnius starts the JVM
     from jnius import JavaException
-    from pyserini.search import get_qrels_file
 
     try:
-        return get_qrels_file(name)
+        return import_pyserini("pyserini.search").get_qrels_file(name)
     except FileNotFoundError:
         raise UserError(
             f"unknown qrels {name!r}: not a file and not a Pyserini qrels name (e.g. dl19-passage)"
         ) from None
-    except JavaException:
+    except (JavaException, OSError, PyseriniCatalogUnavailable) as error:  # Anserini's or urllib's download
         raise UserError(
-            f"could not download Pyserini qrels {name!r} (offline?): pass a TREC qrels file instead"
+            f"could not download Pyserini qrels {name!r} ({_reason(error)}; offline?): pass a TREC qrels file instead"
         ) from None
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, PyseriniCatalogUnavailable):
+        return error.reason
+    return f"{type(error).__name__}: {(str(getattr(error, 'reason', error)).splitlines() or [''])[0][:100]}"
 
 
 # --- ir_datasets -----------------------------------------------------------------------------------------
