@@ -179,19 +179,18 @@ class _QueryCollector:
 
 
 def _pyserini_topics(name: str, query_field: str) -> list[Query]:
-    from jnius import JavaException
+    hint = "pass a topics file (TSV qid<TAB>query) instead"
+    search = _pyserini_search("topics", name, hint)
+    from jnius import JavaException  # after Pyserini's import, which puts Anserini on the JVM's classpath
 
     try:
-        topics = import_pyserini("pyserini.search").get_topics(name)
+        topics = search.get_topics(name)
     except ValueError:
         raise UserError(
             f"unknown topics {name!r}: not a file and not a Pyserini topic name (e.g. dl19-passage)"
         ) from None
-    except (JavaException, OSError, PyseriniCatalogUnavailable) as error:  # Anserini's or urllib's download
-        raise UserError(
-            f"could not download Pyserini topics {name!r} ({_reason(error)}; offline?): "
-            "pass a topics file (TSV qid<TAB>query) instead"
-        ) from None
+    except (JavaException, OSError) as error:  # Anserini's (Pyserini 1.x) or urllib's (2.x) download
+        raise _download_failure("topics", name, _reason(error), hint) from None
     field = "title" if query_field == "query" else query_field
     queries = _QueryCollector(f"Pyserini topics {name}")
     for qid, fields in topics.items():
@@ -202,23 +201,33 @@ def _pyserini_topics(name: str, query_field: str) -> list[Query]:
 
 
 def _pyserini_qrels_file(name: str) -> str:
-    from jnius import JavaException
+    hint = "pass a TREC qrels file instead"
+    search = _pyserini_search("qrels", name, hint)
+    from jnius import JavaException  # after Pyserini's import, which puts Anserini on the JVM's classpath
 
     try:
-        return import_pyserini("pyserini.search").get_qrels_file(name)
+        return search.get_qrels_file(name)
     except FileNotFoundError:
         raise UserError(
             f"unknown qrels {name!r}: not a file and not a Pyserini qrels name (e.g. dl19-passage)"
         ) from None
-    except (JavaException, OSError, PyseriniCatalogUnavailable) as error:  # Anserini's or urllib's download
-        raise UserError(
-            f"could not download Pyserini qrels {name!r} ({_reason(error)}; offline?): pass a TREC qrels file instead"
-        ) from None
+    except (JavaException, OSError) as error:  # Anserini's (Pyserini 1.x) or urllib's (2.x) download
+        raise _download_failure("qrels", name, _reason(error), hint) from None
+
+
+def _pyserini_search(what: str, name: str, hint: str):
+    """``pyserini.search``, whose import in Pyserini 2.x downloads the prebuilt-index catalog."""
+    try:
+        return import_pyserini("pyserini.search")
+    except PyseriniCatalogUnavailable as error:
+        raise _download_failure(what, name, error.reason, hint) from None
+
+
+def _download_failure(what: str, name: str, reason: str, hint: str) -> UserError:
+    return UserError(f"could not download Pyserini {what} {name!r} ({reason}; offline?): {hint}")
 
 
 def _reason(error: Exception) -> str:
-    if isinstance(error, PyseriniCatalogUnavailable):
-        return error.reason
     return f"{type(error).__name__}: {(str(getattr(error, 'reason', error)).splitlines() or [''])[0][:100]}"
 
 
