@@ -236,9 +236,9 @@ def _open_searcher(index: str) -> AnseriniSearcher:
         prebuilt = index in prebuilt_index_names()
     except PyseriniCatalogUnavailable as error:
         raise UserError(
-            f"unknown index {index!r}: not a local Lucene index or corpus, and Pyserini's catalog of prebuilt "
-            f"indexes could not be downloaded to look the name up ({error.reason}; offline?): pass a local Lucene "
-            "index folder or a corpus file"
+            f"index {index!r} is not a local Lucene index or corpus, and Pyserini's catalog of prebuilt indexes "
+            f"could not be downloaded to look the name up ({error.reason}; offline?): pass a local Lucene index "
+            "folder or a corpus file"
         ) from None
     if not prebuilt:
         raise UserError(

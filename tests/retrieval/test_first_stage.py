@@ -252,7 +252,7 @@ def test_prebuilt_index_names_load_or_fail_in_one_line():
     ("index", "words"),
     [
         ("msmarco-v1-passage", r"msmarco-v1-passage.*offline\?.*pass a local Lucene index"),
-        ("no-such-index", r"unknown index 'no-such-index'"),
+        ("no-such-index", r"index 'no-such-index'.*(not a Pyserini prebuilt index name|offline\?)"),
     ],
 )
 def test_prebuilt_and_unknown_index_names_offline_are_one_line(offline, index, words):
@@ -272,7 +272,7 @@ def test_search_command_offline_on_index_names_is_one_error_line(offline, capsys
 
 
 def test_unknown_index_and_missing_paths(tmp_path, dl19_bm25):
-    with pytest.raises(UserError, match="unknown index 'no-such-index'"):
+    with pytest.raises(UserError, match="index 'no-such-index'"):
         Bm25FirstStage("no-such-index")
     with pytest.raises(UserError, match="index or corpus not found"):
         Bm25FirstStage(str(tmp_path / "corpus.jsonl"))
