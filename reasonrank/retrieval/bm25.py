@@ -1,7 +1,9 @@
-"""BM25 first stage: Pyserini's LuceneSearcher over a prebuilt index, a local index or a corpus we index.
+"""BM25 first stage: Anserini's searcher over a Pyserini prebuilt index, a local index or a corpus we index.
 
-Java hits (``JScoredDoc``) are turned into :class:`Candidate` here and nowhere else, so later stages only
-see Python values.
+Local indexes are searched through Anserini's Java classes directly (:class:`AnseriniSearcher`), because Pyserini
+2.x's Python search module downloads its prebuilt-index catalog when imported: a local index must not need the
+network. Prebuilt names go through Pyserini. Java hits (``JScoredDoc``) are turned into :class:`Candidate` here and
+nowhere else, so later stages only see Python values.
 """
 
 from __future__ import annotations
@@ -16,8 +18,13 @@ from reasonrank.errors import UserError
 from reasonrank.io.corpus import corpus_files, is_corpus_file
 from reasonrank.retrieval.base import Closing, FirstStageSettings, check_search, is_excluded, search_depth
 from reasonrank.retrieval.documents import read_raw
-from reasonrank.retrieval.index import ensure_index, is_lucene_index
-from reasonrank.retrieval.java import import_pyserini_search
+from reasonrank.retrieval.index import ensure_index, is_lucene_index, open_index_reader
+from reasonrank.retrieval.java import (
+    PyseriniCatalogUnavailable,
+    anserini_class,
+    import_pyserini,
+    import_pyserini_search,
+)
 from reasonrank.types import Candidate, Query, Request
 
 QUERIES_PER_BATCH = 256  # batch_search holds every hit of a batch in Java memory; also the progress step
@@ -116,7 +123,39 @@ class Bm25FirstStage(Closing):
 
     def close(self) -> None:
         self._searcher.close()
-        self._searcher.index_reader.reader.close()  # LuceneSearcher.close() leaves its own reader open
+
+
+class AnseriniSearcher:
+    """Anserini's ``SimpleSearcher`` on a local index folder, with the part of Pyserini's ``LuceneSearcher`` that
+    reasonrank and its users call (``search``, ``batch_search``, ``set_bm25``, ``close``): the same Java calls and
+    the same Java hits, without importing Pyserini's search module (which goes to the network in Pyserini 2.x)."""
+
+    def __init__(self, index_dir: str) -> None:
+        self.index_dir = str(index_dir)
+        self.object = anserini_class("io.anserini.search.SimpleSearcher")(self.index_dir)
+
+    @classmethod
+    def from_prebuilt_index(cls, prebuilt_index_name: str, verbose: bool = False):
+        """Pyserini's download of a prebuilt index (it needs Pyserini's catalog, so the network)."""
+        return import_pyserini_search().LuceneSearcher.from_prebuilt_index(prebuilt_index_name, verbose)
+
+    def set_bm25(self, k1: float = 0.9, b: float = 0.4) -> None:
+        self.object.set_bm25(float(k1), float(b))
+
+    def search(self, q: str, k: int = 10) -> list:
+        return list(self.object.search(q, int(k)))
+
+    def batch_search(self, queries: Sequence[str], qids: Sequence[str], k: int = 10, threads: int = 1) -> dict:
+        array_list = anserini_class("java.util.ArrayList")
+        query_strings, qid_strings = array_list(), array_list()
+        for query, qid in zip(queries, qids, strict=True):
+            query_strings.add(query)
+            qid_strings.add(qid)
+        results = self.object.batch_search(query_strings, qid_strings, int(k), int(threads))
+        return {entry.getKey(): entry.getValue() for entry in results.entrySet().toArray()}
+
+    def close(self) -> None:
+        self.object.close()
 
 
 class Bm25TextScorer:
@@ -132,25 +171,21 @@ class Bm25TextScorer:
 
     def __init__(self, index_dir: str, k1: float = 0.9, b: float = 0.4) -> None:
         self._arguments = (index_dir, float(k1), float(b))
-        import_pyserini_search()  # the JVM, configured
-        from pyserini.analysis import Analyzer, get_lucene_analyzer
-        from pyserini.index.lucene import LuceneIndexReader
-        from pyserini.pyclass import autoclass
-
-        self._index = LuceneIndexReader(index_dir)
-        self._analyzer = Analyzer(get_lucene_analyzer())
-        self._term = autoclass("org.apache.lucene.index.Term")
-        self._length_norm = autoclass("org.apache.lucene.util.SmallFloat").intToByte4
-        self._searcher = autoclass("org.apache.lucene.search.IndexSearcher")(self._index.reader)
+        analysis = import_pyserini("pyserini.analysis")  # Pyserini's analyzers need no catalog
+        self._reader = open_index_reader(index_dir)
+        self._analyzer = analysis.Analyzer(analysis.get_lucene_analyzer())
+        self._term = anserini_class("org.apache.lucene.index.Term")
+        self._length_norm = anserini_class("org.apache.lucene.util.SmallFloat").intToByte4
+        self._searcher = anserini_class("org.apache.lucene.search.IndexSearcher")(self._reader)
         self._collection = self._searcher.collectionStatistics(self.FIELD)
-        self._similarity = autoclass("org.apache.lucene.search.similarities.BM25Similarity")(float(k1), float(b))
+        self._similarity = anserini_class("org.apache.lucene.search.similarities.BM25Similarity")(float(k1), float(b))
 
     def __reduce__(self):
         # Pickled as where it reads from (Ray actors open the same index themselves): its Java objects cannot travel.
         return Bm25TextScorer, self._arguments
 
     def score(self, query: str, texts: Sequence[str]) -> list[float]:
-        reader = self._index.reader
+        reader = self._reader
         weights: dict[str, int] = {}
         for term in self._analyzer.analyze(query):
             weights[term] = weights.get(term, 0) + 1
@@ -172,7 +207,7 @@ class Bm25TextScorer:
         return scores
 
     def close(self) -> None:
-        self._index.reader.close()
+        self._reader.close()
 
 
 def build(index: str, settings: FirstStageSettings) -> Bm25FirstStage:
@@ -180,36 +215,55 @@ def build(index: str, settings: FirstStageSettings) -> Bm25FirstStage:
 
 
 def prebuilt_index_names() -> list[str]:
-    """Pyserini's prebuilt inverted (BM25) indexes."""
-    import_pyserini_search()
-    from pyserini.prebuilt_index_info import TF_INDEX_INFO
+    """Pyserini's prebuilt inverted (BM25) indexes (Pyserini 2.x downloads this catalog)."""
+    catalog = import_pyserini("pyserini.prebuilt_index_info")
+    try:
+        return sorted(catalog.TF_INDEX_INFO)
+    except OSError as error:  # urllib's URLError: Pyserini 2.x reads the catalog on first use
+        raise PyseriniCatalogUnavailable("its prebuilt indexes", error) from None
 
-    return sorted(TF_INDEX_INFO)
 
-
-def _open_searcher(index: str):
-    lucene = import_pyserini_search()
+def _open_searcher(index: str) -> AnseriniSearcher:
     path = Path(index).expanduser()
     if path.exists():
         if is_lucene_index(path):
-            return lucene.LuceneSearcher(str(path))
+            return AnseriniSearcher(str(path))
         corpus_files(path)  # a clear error for a folder that is neither an index nor a corpus
-        return lucene.LuceneSearcher(str(ensure_index(path)))
-    if index in prebuilt_index_names():
-        return lucene_searcher_class().from_prebuilt_index(index)
+        return AnseriniSearcher(str(ensure_index(path)))
     if "/" in index or "\\" in index or is_corpus_file(path):
         raise UserError(f"index or corpus not found: {index}")
-    raise UserError(
-        f"unknown index {index!r}: not a local Lucene index, not a corpus file or folder, and not a Pyserini "
-        "prebuilt index name (e.g. msmarco-v1-passage, bright-biology, beir-v1.0.0-scifact.flat)"
-    )
+    try:
+        prebuilt = index in prebuilt_index_names()
+    except PyseriniCatalogUnavailable as error:
+        raise UserError(
+            f"index {index!r} is not a local Lucene index or corpus, and Pyserini's catalog of prebuilt indexes "
+            f"could not be downloaded to look the name up ({error.reason}; offline?): pass a local Lucene index "
+            "folder or a corpus file"
+        ) from None
+    if not prebuilt:
+        raise UserError(
+            f"unknown index {index!r}: not a local Lucene index, not a corpus file or folder, and not a Pyserini "
+            "prebuilt index name (e.g. msmarco-v1-passage, bright-biology, beir-v1.0.0-scifact.flat)"
+        )
+    downloaded = lucene_searcher_class().from_prebuilt_index(index)
+    downloaded.close()
+    if hasattr(downloaded, "index_reader"):  # Pyserini's searcher holds a second reader, which close() leaves open
+        downloaded.index_reader.reader.close()
+    return AnseriniSearcher(downloaded.index_dir)
 
 
 @functools.cache
 def lucene_searcher_class() -> type:
     """Pyserini's LuceneSearcher (Java found and the JVM configured first) whose ``from_prebuilt_index`` raises one
-    UserError line where Pyserini's prints and returns None (offline, or every download URL failing)."""
-    base = import_pyserini_search().LuceneSearcher
+    UserError line where Pyserini's prints and returns None (offline, or every download URL failing).
+
+    Where Pyserini's search module cannot be imported because its catalog download fails (Pyserini 2.x offline),
+    the base is :class:`AnseriniSearcher`: local indexes still search, with the same hits.
+    """
+    try:
+        base = import_pyserini_search().LuceneSearcher
+    except PyseriniCatalogUnavailable:
+        base = AnseriniSearcher
 
     class LuceneSearcher(base):
         __doc__ = base.__doc__

@@ -1,7 +1,9 @@
-"""The Lucene (BM25) index of a corpus, built with Anserini on first use and cached by the corpus content."""
+"""The Lucene (BM25) index of a corpus, built with Anserini on first use and cached by the corpus content and the
+Lucene version that wrote it."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from reasonrank.errors import UserError
 from reasonrank.io.corpus import cache_root, corpus_files, iter_documents
-from reasonrank.retrieval.java import import_pyserini_search
+from reasonrank.retrieval.java import anserini_class
 
 # Bump when the conversion to Pyserini JSON or the indexing options change, so cached indexes are rebuilt.
 INDEX_FORMAT = "reasonrank-bm25-v2"  # v2: titled documents store their title in the raw JSON
@@ -51,14 +53,16 @@ def is_lucene_index(path: str | Path) -> bool:
 def ensure_index(corpus_path: str | Path, cache_dir: str | Path | None = None) -> Path:
     """The BM25 index of a corpus, built on first use and reused while the corpus content is unchanged.
 
-    The index lives in ``<cache>/indexes/<name>-<content hash>``, ``<cache>`` being ``cache_dir`` or
-    :func:`cache_root`. It is built in a temporary folder beside it and renamed into place, so an interrupted
+    The index lives in ``<cache>/indexes/<name>-lucene<version>-<content hash>``, ``<cache>`` being ``cache_dir`` or
+    :func:`cache_root`. The Lucene version is part of the name because Lucene reads no index from a newer major
+    version: Pyserini 2.x (Lucene 10) and 1.x (Lucene 9) installs that share a cache each keep their own index.
+    It is built in a temporary folder beside it and renamed into place, so an interrupted
     build never leaves a half index. Analysis is Pyserini's default (Porter stemming, English stopwords); the raw
     JSON of each document is stored so hits carry their text.
     """
     corpus_path = Path(corpus_path).expanduser()
     root = (Path(cache_dir).expanduser() if cache_dir else cache_root()) / "indexes"
-    final = root / f"{index_name(corpus_path)}-{corpus_digest(corpus_path)[:16]}"
+    final = root / f"{index_name(corpus_path)}-lucene{lucene_version()}-{corpus_digest(corpus_path)[:16]}"
     if is_lucene_index(final):
         return final
     root.mkdir(parents=True, exist_ok=True)
@@ -78,6 +82,12 @@ def ensure_index(corpus_path: str | Path, cache_dir: str | Path | None = None) -
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
+
+
+@functools.cache
+def lucene_version() -> str:
+    """The version of the Lucene on Anserini's classpath (``9.9.1`` in Pyserini 1.6), asked of Lucene itself."""
+    return str(anserini_class("org.apache.lucene.util.Version").LATEST.toString())
 
 
 def _write_json_collection(corpus_path: Path, folder: Path) -> tuple[int, int]:
@@ -105,11 +115,7 @@ def _write_json_collection(corpus_path: Path, folder: Path) -> tuple[int, int]:
 
 
 def _index_collection(collection: Path, index: Path, threads: int) -> None:
-    import_pyserini_search()  # sets Anserini's classpath before jnius starts the JVM
-    from pyserini.pyclass import autoclass
-
-    index_collection = autoclass("io.anserini.index.IndexCollection")
-    index_collection.main([
+    anserini_class("io.anserini.index.IndexCollection").main([
         "-collection", "JsonCollection",
         "-generator", "DefaultLuceneDocumentGenerator",
         "-input", str(collection),
@@ -121,11 +127,13 @@ def _index_collection(collection: Path, index: Path, threads: int) -> None:
 
 
 def _count_documents(index: Path) -> int:
-    import_pyserini_search()  # sets Anserini's classpath before jnius starts the JVM
-    from pyserini.index.lucene import LuceneIndexReader
-
-    reader = LuceneIndexReader(str(index))
+    reader = open_index_reader(index)
     try:
-        return int(reader.stats()["documents"])
+        return int(reader.numDocs())
     finally:
-        reader.reader.close()  # Pyserini's reader has no close(); an open reader would pin the files
+        reader.close()  # an open reader would pin the files
+
+
+def open_index_reader(index: str | Path):
+    """Lucene's reader of an index folder, as Pyserini's LuceneIndexReader opens it (Anserini's IndexReaderUtils)."""
+    return anserini_class("io.anserini.index.IndexReaderUtils").getReader(str(index))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import glob
+import importlib
+import importlib.metadata
 import os
 import re
 import tempfile
@@ -135,11 +137,48 @@ def _drop_vector_option(jnius_config) -> None:
     jnius_config.options = [o for o in jnius_config.get_options() if VECTOR_MODULE not in o]
 
 
-def import_pyserini_search():
-    """``pyserini.search.lucene`` with the JVM configured; the one place reasonrank imports it."""
+def anserini_class(name: str):
+    """A Java class of Anserini or Lucene (``io.anserini.search.SimpleSearcher``) on Pyserini's classpath.
+
+    Only ``pyserini.pyclass`` is imported, which starts the JVM and nothing else: Pyserini 2.x's search and index
+    modules download its prebuilt-index catalog when imported, so local indexes reach Anserini this way.
+    """
+    configure_jvm()
+    from pyserini.pyclass import autoclass
+
+    return autoclass(name)
+
+
+def import_pyserini(module: str):
+    """A Pyserini module with the JVM configured first; the one place reasonrank imports Pyserini's search and index
+    modules. Offline, Pyserini 2.x fails inside the import (it downloads its catalogs there): one UserError line."""
     configure_jvm()
     try:
-        from pyserini.search import lucene
+        return importlib.import_module(module)
     except ImportError as error:  # pragma: no cover - pyserini is a core dependency
         raise UserError(f"pyserini is not installed ({error}): run `make setup`") from error
-    return lucene
+    except OSError as error:  # urllib's URLError and its socket errors
+        raise PyseriniCatalogUnavailable(module, error) from None
+
+
+def import_pyserini_search():
+    """``pyserini.search.lucene`` with the JVM configured."""
+    return import_pyserini("pyserini.search.lucene")
+
+
+class PyseriniCatalogUnavailable(UserError):
+    """Pyserini could not download the catalog (prebuilt indexes, topics, qrels) it reads at import or on a name."""
+
+    def __init__(self, what: str, error: BaseException) -> None:
+        self.reason = f"{type(error).__name__}: {str(getattr(error, 'reason', error))[:100]}"
+        super().__init__(
+            f"Pyserini {pyserini_version()} could not download its catalog for {what} ({self.reason}; offline?): "
+            "pass local files instead (a Lucene index folder, a corpus, a topics or qrels file)"
+        )
+
+
+def pyserini_version() -> str:
+    try:
+        return importlib.metadata.version("pyserini")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - pyserini is a core dependency
+        return "(not installed)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
 import json
 import re
 from pathlib import Path
@@ -14,8 +15,7 @@ from reasonrank.errors import UserError
 from reasonrank.io.corpus import iter_documents, read_documents
 from reasonrank.retrieval import index as lucene_index
 from reasonrank.retrieval.bm25 import Bm25FirstStage
-from reasonrank.retrieval.index import ensure_index, is_lucene_index
-from reasonrank.retrieval.java import import_pyserini_search
+from reasonrank.retrieval.index import ensure_index, is_lucene_index, lucene_version, open_index_reader
 from reasonrank.types import Document, Query
 
 
@@ -158,7 +158,7 @@ def test_index_is_cached_by_content_and_rebuilt_on_change(test_data, tmp_path):
     cache = tmp_path / "cache"
     index = ensure_index(path, cache_dir=cache)
     assert index.parent == cache / "indexes"
-    assert index.name.startswith("mini-corpus-")
+    assert index.name.startswith(f"mini-corpus-lucene{lucene_version()}-")
     assert is_lucene_index(index)
     assert ensure_index(path, cache_dir=cache) == index  # reused: same folder, nothing rebuilt
     stamp = segments_mtime(index)
@@ -170,14 +170,19 @@ def test_index_is_cached_by_content_and_rebuilt_on_change(test_data, tmp_path):
     assert segments_mtime(index) == stamp  # the old index was left alone
 
     # The index holds every document and its stored raw JSON gives back each document's text.
-    import_pyserini_search()
-    from pyserini.index.lucene import LuceneIndexReader
-
-    assert LuceneIndexReader(str(changed)).stats()["documents"] == 59
+    reader = open_index_reader(changed)
+    assert reader.numDocs() == 59
+    reader.close()
     with Bm25FirstStage(str(changed)) as bm25:
         (request,) = bm25.search([Query("q", records[0]["title"])], hits=100)
     top = request.candidates[0]
     assert (top.docid, top.text) == (records[0]["_id"], f"{records[0]['title']} {records[0]['text']}")
+
+
+def test_index_cache_names_the_lucene_major_of_its_pyserini():
+    """Lucene reads no index of a newer major: Pyserini 1.x (Lucene 9) and 2.x (Lucene 10) must not share one."""
+    pyserini_major = int(importlib.metadata.version("pyserini").split(".")[0])
+    assert lucene_version().split(".")[0] == ("9" if pyserini_major < 2 else "10")
 
 
 def test_crashed_build_leaves_no_index(test_data, tmp_path, monkeypatch):

@@ -116,9 +116,25 @@ def test_missing_topics_file(tmp_path):
         load_topics(str(tmp_path / "nope.tsv"))
 
 
-def test_unknown_topic_name():
-    with pytest.raises(UserError, match="unknown topics 'no-such-topics'"):
+def test_unknown_topic_and_qrels_names_offline(offline_python_http):
+    """Pyserini 1.x knows its names without a network; 2.x downloads the list first: one line either way."""
+    with pytest.raises(UserError, match=r"(unknown|could not download Pyserini) topics 'no-such-topics'") as error:
         load_topics("no-such-topics")
+    assert "\n" not in str(error.value)
+    with pytest.raises(UserError, match=r"(unknown|could not download Pyserini) qrels 'no-such-qrels'") as error:
+        load_qrels("no-such-qrels")
+    assert "\n" not in str(error.value)
+
+
+def test_pyserini_qrels_name_offline_is_one_line(offline_python_http, tmp_path, monkeypatch):
+    """Pyserini 1.x ships dl19-passage's qrels; 2.x downloads them (offline: one UserError line)."""
+    monkeypatch.setenv("PYSERINI_CACHE", str(tmp_path / "pyserini"))
+    try:
+        qrels = load_qrels("dl19-passage")
+    except UserError as error:
+        assert "could not download Pyserini qrels 'dl19-passage'" in str(error) and "\n" not in str(error)
+        return
+    assert len(qrels) == 43
 
 
 def test_pyserini_topic_name_loads_or_fails_in_one_line(test_data):
@@ -177,5 +193,3 @@ def test_bad_qrels_lines_name_file_and_line(tmp_path, lines, bad_line, words):
 def test_missing_and_unknown_qrels(tmp_path):
     with pytest.raises(UserError, match="qrels file not found"):
         load_qrels(str(tmp_path / "qrels.txt"))
-    with pytest.raises(UserError, match="unknown qrels 'no-such-qrels'"):
-        load_qrels("no-such-qrels")

@@ -23,7 +23,7 @@ from reasonrank.io.topics import load_qrels, load_topics
 from reasonrank.pipeline import first_stage_ranking
 from reasonrank.retrieval.bm25 import Bm25FirstStage, prebuilt_index_names
 from reasonrank.retrieval.index import ensure_index
-from reasonrank.retrieval.java import find_java, import_pyserini_search
+from reasonrank.retrieval.java import PyseriniCatalogUnavailable, find_java, import_pyserini_search
 from reasonrank.types import Query, Request
 
 UNREACHABLE_PROXY = "http://127.0.0.1:9"
@@ -249,20 +249,51 @@ def test_bad_search_arguments(dl19_bm25, dl19_topics):
         dl19_bm25.search([dl19_topics[0], dl19_topics[0]])
 
 
-def test_prebuilt_index_offline_is_one_line(monkeypatch, tmp_path, dl19_bm25):
-    """Pyserini downloads prebuilt indexes with urllib: an unreachable proxy makes that fail on any machine."""
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """Pyserini downloads catalogs, topics and indexes with urllib: an unreachable proxy fails them on any machine."""
     for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
         monkeypatch.setenv(name, UNREACHABLE_PROXY)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.setenv("PYSERINI_CACHE", str(tmp_path / "pyserini"))
-    assert {"msmarco-v1-passage", "bright-biology", "beir-v1.0.0-scifact.flat"} <= set(prebuilt_index_names())
-    expected = "beir-v1.0.0-scifact.flat.*the download failed.*pass a local Lucene index"
-    with pytest.raises(UserError, match=expected) as error:
-        Bm25FirstStage("beir-v1.0.0-scifact.flat")
+
+
+def test_prebuilt_index_names_load_or_fail_in_one_line():
+    """Pyserini 1.x ships its catalog of prebuilt indexes; 2.x downloads it (then a UserError offline)."""
+    try:
+        names = set(prebuilt_index_names())
+    except PyseriniCatalogUnavailable as error:
+        assert "could not download its catalog" in str(error) and "\n" not in str(error)
+        return
+    assert {"msmarco-v1-passage", "bright-biology", "beir-v1.0.0-scifact.flat"} <= names
+
+
+@pytest.mark.parametrize(
+    ("index", "words"),
+    [
+        ("msmarco-v1-passage", r"msmarco-v1-passage.*offline\?.*pass a local Lucene index"),
+        ("no-such-index", r"index 'no-such-index'.*(not a Pyserini prebuilt index name|offline\?)"),
+    ],
+)
+def test_prebuilt_and_unknown_index_names_offline_are_one_line(offline, index, words):
+    with pytest.raises(UserError, match=words) as error:
+        Bm25FirstStage(index)
     assert "\n" not in str(error.value)
 
 
+def test_search_command_offline_on_index_names_is_one_error_line(offline, capsys):
+    """``python -m reasonrank.search --index NAME`` offline: `error:` and exit 2, never a traceback."""
+    for index in ("msmarco-v1-passage", "msmarco-v1-pasage"):
+        assert search_main(["--index", index, "--reranker", "none", "--quiet"]) == 2
+        err = capsys.readouterr().err  # before it, Pyserini's download progress bar, where it tries one
+        errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert "Traceback" not in err and len(errors) == 1 and err.strip().endswith(errors[0]), err
+        assert repr(index) in errors[0]
+
+
 def test_unknown_index_and_missing_paths(tmp_path, dl19_bm25):
-    with pytest.raises(UserError, match="unknown index 'no-such-index'"):
+    with pytest.raises(UserError, match="index 'no-such-index'"):
         Bm25FirstStage("no-such-index")
     with pytest.raises(UserError, match="index or corpus not found"):
         Bm25FirstStage(str(tmp_path / "corpus.jsonl"))
