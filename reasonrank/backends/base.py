@@ -41,18 +41,22 @@ def render_prompt(tokenizer, prompt: ChatPrompt) -> str:
     return text + prompt.assistant_prefix
 
 
+class MultiTokenOption(ValueError):
+    """An option the tokenizer spells with more than one token, so no single next-token distribution holds it."""
+
+
 def option_token_id(tokenizer, option: str) -> int:
     """The single token id that spells ``option`` exactly, with no space added or removed.
 
     ``"1"`` and ``" 1"`` are different tokens to most tokenizers: after ``"Relevance:"`` a model usually writes
     ``" 1"``, after a newline ``"1"``. The option is tokenized after a newline so that SentencePiece tokenizers
-    do not prepend their word-start marker. Raises ``ValueError`` for a multi-token option.
+    do not prepend their word-start marker. Raises :class:`MultiTokenOption` for a multi-token option.
     """
     anchor = tokenizer("\n", add_special_tokens=False)["input_ids"]
     ids = tokenizer("\n" + option, add_special_tokens=False)["input_ids"]
     if not option or ids[: len(anchor)] != anchor or len(ids) != len(anchor) + 1:
         pieces = tokenizer.convert_ids_to_tokens(ids[len(anchor) :])
-        raise ValueError(f"option {option!r} is not a single token (tokens: {pieces})")
+        raise MultiTokenOption(f"option {option!r} is not a single token (tokens: {pieces})")
     return ids[-1]
 
 

@@ -29,6 +29,7 @@ from reasonrank.backends.base import (
     ChatPrompt,
     Generation,
     GenerationParams,
+    MultiTokenOption,
     TokenLogprobs,
     option_token_id,
     render_prompt,
@@ -262,8 +263,8 @@ class TransformersBackend(Backend):
         if option not in self._option_cache:
             try:
                 self._option_cache[option] = option_token_id(self.tokenizer, option)
-            except ValueError as error:
-                raise ValueError(f"{error} for {self.model_name}") from None
+            except MultiTokenOption as error:
+                raise MultiTokenOption(f"{error} for {self.model_name}") from None
         return self._option_cache[option]
 
     def next_token_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> list[dict[str, float]]:

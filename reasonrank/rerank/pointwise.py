@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from reasonrank.backends.base import Backend, ChatPrompt, Generation
+from reasonrank.backends.base import Backend, ChatPrompt, Generation, MultiTokenOption
 from reasonrank.errors import UserError
 from reasonrank.prompts import Template, load_template
 from reasonrank.prompts.builders import cut_passage
@@ -145,14 +145,22 @@ class PointwiseReranker(_GenerativeScorer):
     def force_labels(self, prompts: Sequence[ChatPrompt], texts: Sequence[str]) -> list[Judgment]:
         """Labels for explanations cut by ``max_new_tokens``: the explanation, then the marker, written for the
         model, and the expected label under its next-token distribution over the labels (as rank1 closes a cut
-        reasoning). Labels follow the marker after a space, as the model writes them."""
+        reasoning). Labels follow the marker after a space, as the model writes them: as one token (" 2") where the
+        tokenizer has one, else the space is written too and the label read after it (SmolLM2 spells " 2" as a
+        space token, then "2")."""
         continued = [
             replace(prompt, assistant_prefix=f"{text.rstrip()}\n{self.marker}")
             for prompt, text in zip(prompts, texts, strict=True)
         ]
         options = [f" {label}" for label in self.labels]
+        try:
+            distributions = self.backend.get().next_token_logprobs(continued, options)
+        except MultiTokenOption:  # " 2" is not one token for this tokenizer
+            continued = [replace(prompt, assistant_prefix=prompt.assistant_prefix + " ") for prompt in continued]
+            options = list(self.labels)
+            distributions = self.backend.get().next_token_logprobs(continued, options)
         judgments = []
-        for text, logprobs in zip(texts, self.backend.get().next_token_logprobs(continued, options), strict=True):
+        for text, logprobs in zip(texts, distributions, strict=True):
             weights = [math.exp(logprobs.get(option, -math.inf)) for option in options]
             total = sum(weights)
             if total <= 0:

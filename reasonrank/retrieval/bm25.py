@@ -52,6 +52,17 @@ class Bm25FirstStage(Closing):
         """The Lucene index folder searched (for prebuilt indexes, Pyserini's download cache)."""
         return Path(self._searcher.index_dir)
 
+    def raw_document(self, docid: str) -> str | None:
+        """The raw record the index stores for ``docid`` (None: the index has no such document)."""
+        document = self._searcher.object.doc(docid)  # Anserini's SimpleSearcher under either searcher class
+        if document is None:
+            return None
+        raw = document.get("raw")
+        if raw is None:
+            raise UserError(f"index {self.index} stores no raw text (document {docid}): use an index built with "
+                            "-storeRaw or pass the corpus")
+        return raw
+
     def search(
         self,
         queries: Sequence[Query],

@@ -112,11 +112,7 @@ class RunFirstStage(Closing):
         if self._lucene is None:
             passage = self._documents.get(hit.docid)
         else:
-            document = self._lucene._searcher.doc(hit.docid)
-            raw = document.raw() if document is not None else None
-            if document is not None and raw is None:
-                raise UserError(f"index {self.index} stores no raw text (document {hit.docid}): use an index built "
-                                "with -storeRaw or pass the corpus")
+            raw = self._lucene.raw_document(hit.docid)
             passage = read_raw(raw) if raw is not None else None
         if passage is None:
             raise UserError(f"{hit.where}: document {hit.docid} is not in {self.index}: pass the corpus or index "
