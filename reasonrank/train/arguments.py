@@ -29,15 +29,28 @@ CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 COMPLETE_MARKER = "trainer_state.json"
 
 
-def training_arguments(cls: type[A], defaults: Mapping[str, Any], trainer: Mapping[str, Any]) -> A:
-    """``cls(**defaults)`` with ``trainer`` (the config's ``trainer:`` mapping) overriding any key."""
-    known = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
-    unknown = sorted(set(trainer) - known)
+def check_keys(cls: type, settings: Mapping[str, Any], section: str, examples: str) -> None:
+    """One error line for keys of the config's ``section:`` mapping that the dataclass ``cls`` does not take."""
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(settings) - known)
     if unknown:
         raise UserError(
-            f"trainer: unknown key(s) {', '.join(unknown)}: `trainer:` takes {cls.__name__} settings "
-            "(e.g. save_strategy, save_steps, report_to, logging_steps, optim); fix or remove them"
+            f"{section}: unknown key(s) {', '.join(unknown)}: `{section}:` takes {cls.__name__} settings "
+            f"(e.g. {examples}); fix or remove them"
         )
+
+
+def check_lora_keys(settings: Mapping[str, Any] | None) -> None:
+    """The ``lora:`` mapping, checked when the config is read (before any model loads) against peft's LoraConfig."""
+    if settings:
+        from peft import LoraConfig
+
+        check_keys(LoraConfig, settings, "lora", "r, lora_alpha, lora_dropout, target_modules")
+
+
+def training_arguments(cls: type[A], defaults: Mapping[str, Any], trainer: Mapping[str, Any]) -> A:
+    """``cls(**defaults)`` with ``trainer`` (the config's ``trainer:`` mapping) overriding any key."""
+    check_keys(cls, trainer, "trainer", "save_strategy, save_steps, report_to, logging_steps, optim")
     try:
         return cls(**{**defaults, **trainer})
     except (TypeError, ValueError) as error:

@@ -33,7 +33,13 @@ from transformers import Trainer, TrainingArguments
 
 from reasonrank.encoders.embedding import pooled_embeddings
 from reasonrank.errors import UserError, command
-from reasonrank.train.arguments import resume_checkpoint, training_arguments, training_command, training_device
+from reasonrank.train.arguments import (
+    check_lora_keys,
+    resume_checkpoint,
+    training_arguments,
+    training_command,
+    training_device,
+)
 from reasonrank.train.config import FILE, FILE_OR_NAME, MODEL, TRAIN_LOGGING
 from reasonrank.train.data import load_candidates, load_corpus, load_qrels, read_jsonl, topics_by_id
 from reasonrank.train.losses import MAIN_LOSSES, TEACHER_LOSSES, distillation_loss
@@ -81,6 +87,7 @@ class DistillConfig:
     trainer: dict[str, Any] = field(default_factory=dict)  # any TrainingArguments key, over the package's choices
 
     def __post_init__(self) -> None:
+        check_lora_keys(self.lora)
         if self.student not in STUDENTS:
             raise UserError(f"student {self.student!r} is not one of {', '.join(STUDENTS)}: fix `student`")
         if self.similarity_scale <= 0:

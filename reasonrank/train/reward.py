@@ -31,7 +31,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from reasonrank.errors import UserError, command
-from reasonrank.train.arguments import resume_checkpoint, training_arguments, training_command
+from reasonrank.train.arguments import check_lora_keys, resume_checkpoint, training_arguments, training_command
 from reasonrank.train.config import FILE, MODEL, TRAIN_LOGGING
 from reasonrank.train.data import ResumableJsonl, content_words, read_jsonl
 from reasonrank.train.sft import (
@@ -123,6 +123,7 @@ class RewardConfig:
     trainer: dict[str, Any] = field(default_factory=dict)  # any SFTConfig (grpo: GRPOConfig) key, over our choices
 
     def __post_init__(self) -> None:
+        check_lora_keys(self.lora)
         if self.method not in METHODS:
             raise UserError(f"method {self.method!r} is not one of {', '.join(METHODS)}")
         if self.k < 2:

