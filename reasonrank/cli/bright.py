@@ -165,11 +165,18 @@ def run_task(sources: TaskSources, args: argparse.Namespace, reranker_label: str
     from reasonrank.io.topics import load_qrels, load_topics
     from reasonrank.pipeline import run_search
     from reasonrank.retrieval.bm25 import Bm25FirstStage, prebuilt_index_names
+    from reasonrank.retrieval.java import PyseriniCatalogUnavailable
 
     task, index = sources.task, sources.index
     stage = args.first_stage.replace("{task}", task)  # run:runs/{task}.txt: one run per task
     if sources.prebuilt:
-        if index not in prebuilt_index_names():
+        try:
+            known = prebuilt_index_names()
+        except PyseriniCatalogUnavailable:  # Pyserini 2.x reads its catalog over the network, as a download does
+            return TaskResult(task, {}, skipped=(
+                f"could not look up Pyserini's prebuilt index {index!r} (offline?); pass --corpus-dir DIR with "
+                f"DIR/{task}.jsonl (BRIGHT documents: id, contents) or DIR/{task}/"))
+        if index not in known:
             raise UserError(f"--index-template gives {index!r} for {task}: not a local path and not a Pyserini "
                             "prebuilt index name (e.g. bright-{task})")
         if stage.partition(":")[0] not in ("bm25", "run", "rank-llm"):  # these read no corpus file

@@ -138,12 +138,14 @@ class Bm25FirstStage(Closing):
 
 class AnseriniSearcher:
     """Anserini's ``SimpleSearcher`` on a local index folder, with the part of Pyserini's ``LuceneSearcher`` that
-    reasonrank and its users call (``search``, ``batch_search``, ``set_bm25``, ``close``): the same Java calls and
-    the same Java hits, without importing Pyserini's search module (which goes to the network in Pyserini 2.x)."""
+    reasonrank and its users call (``search``, ``batch_search``, ``set_bm25``, ``num_docs``, ``close``): the same
+    Java calls and the same Java hits, without importing Pyserini's search module (which goes to the network in
+    Pyserini 2.x)."""
 
     def __init__(self, index_dir: str) -> None:
         self.index_dir = str(index_dir)
         self.object = anserini_class("io.anserini.search.SimpleSearcher")(self.index_dir)
+        self.num_docs = self.object.get_total_num_docs()
 
     @classmethod
     def from_prebuilt_index(cls, prebuilt_index_name: str, verbose: bool = False):

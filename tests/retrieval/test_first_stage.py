@@ -5,6 +5,7 @@ The JVM starts once per pytest process, so the DL19 index and its BM25 top-100 a
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import pickle
@@ -21,12 +22,24 @@ from reasonrank.errors import UserError
 from reasonrank.io.runs import write_run
 from reasonrank.io.topics import load_qrels, load_topics
 from reasonrank.pipeline import first_stage_ranking
-from reasonrank.retrieval.bm25 import Bm25FirstStage, prebuilt_index_names
+from reasonrank.retrieval.bm25 import Bm25FirstStage, lucene_searcher_class, prebuilt_index_names
 from reasonrank.retrieval.index import ensure_index
-from reasonrank.retrieval.java import PyseriniCatalogUnavailable, find_java, import_pyserini_search
+from reasonrank.retrieval.java import PyseriniCatalogUnavailable, find_java
 from reasonrank.types import Query, Request
 
 UNREACHABLE_PROXY = "http://127.0.0.1:9"
+# Prepended to Pyserini 2.x's CLI offline: its catalog requests answered with the entries its import looks up.
+OFFLINE_CATALOG = """
+import io, json, urllib.request
+entry = {"description": "", "filename": "", "urls": [], "md5": "", "size": 0}
+entries = [dict(entry, name=n) for n in ("msmarco-v1-passage.unicoil", "msmarco-v2-passage.unicoil-0shot")]
+online = urllib.request.urlopen
+def catalog_offline(url, *args, **kwargs):
+    if "castorini/prebuilt-indexes" in str(url):
+        return io.BytesIO(json.dumps(entries).encode())
+    return online(url, *args, **kwargs)
+urllib.request.urlopen = catalog_offline
+"""
 
 
 def ndcg_at_10(requests: list[Request], qrels: dict[str, dict[str, int]]) -> float:
@@ -106,7 +119,10 @@ def test_text_scorer_gives_texts_the_score_a_search_gives_them(dl19_bm25, dl19_t
 
 
 def test_same_run_as_pyserini_cli(dl19, dl19_index, dl19_top100, tmp_path):
-    """`python -m pyserini.search.lucene --bm25 --hits 100` on our index writes exactly our ranking."""
+    """`python -m pyserini.search.lucene --bm25 --hits 100` on our index writes exactly our ranking.
+
+    Pyserini 2.x's CLI downloads its prebuilt-index catalog when imported; offline, those requests are answered
+    with the two entries its import reads (the run is over a local index, which the catalog does not touch)."""
     runtime = find_java()
     output = tmp_path / "run.pyserini.txt"
     args = [
@@ -120,17 +136,12 @@ def test_same_run_as_pyserini_cli(dl19, dl19_index, dl19_top100, tmp_path):
         "--hits",
         "100",
     ]
-    if runtime.has_vector_module:
-        command = [sys.executable, "-m", "pyserini.search.lucene", *args]
-    else:  # Pyserini's CLI asks for a JVM module this runtime lacks; reasonrank.retrieval.java drops that option only
-        command = [
-            sys.executable,
-            "-c",
-            "import runpy, sys; from reasonrank.retrieval.java import configure_jvm; "
-            "configure_jvm(); sys.argv[0] = 'pyserini'; "
-            "runpy.run_module('pyserini.search.lucene', run_name='__main__')",
-            *args,
-        ]
+    code = OFFLINE_CATALOG if int(importlib.metadata.version("pyserini").split(".")[0]) >= 2 else ""
+    if not runtime.has_vector_module:  # Pyserini's CLI asks for a JVM module this runtime lacks; we drop only that
+        code += "from reasonrank.retrieval.java import configure_jvm; configure_jvm()\n"
+    code += "import runpy, sys\nsys.argv[0] = 'pyserini'\n"
+    code += "runpy.run_module('pyserini.search.lucene', run_name='__main__')"
+    command = [sys.executable, "-c", code, *args]
     env = dict(os.environ, JAVA_HOME=str(runtime.home), OPENAI_API_KEY="unused", HF_HUB_OFFLINE="1")
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
 
@@ -146,12 +157,13 @@ def test_same_run_as_pyserini_cli(dl19, dl19_index, dl19_top100, tmp_path):
 
 
 def test_scifact_bm25_equals_pyserinis_searcher_and_keeps_titles(test_data):
-    """On the SciFact slice: our BM25 hits are Pyserini's LuceneSearcher's over the same index, scores included."""
+    """On the SciFact slice: our BM25 hits are those of the LuceneSearcher users get from reasonrank (Pyserini's,
+    or offline on Pyserini 2.x one on Anserini's SimpleSearcher) over the same index, scores included."""
     scifact = test_data / "scifact"
     topics = load_topics(str(scifact / "topics.test.tsv"))
     with Bm25FirstStage(str(scifact / "corpus.jsonl")) as bm25:
         requests = bm25.search(topics, hits=100, threads=2)
-        searcher = import_pyserini_search().LuceneSearcher(str(bm25.index_dir))
+        searcher = lucene_searcher_class()(str(bm25.index_dir))
         searcher.set_bm25(0.9, 0.4)
         theirs = searcher.batch_search([q.text for q in topics], [q.qid for q in topics], k=100, threads=2)
         searcher.close()

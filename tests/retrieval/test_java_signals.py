@@ -20,8 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = """
 import sys
-from reasonrank.retrieval.java import import_pyserini_search
-import_pyserini_search()  # starts the JVM with Anserini on its classpath, as the search command does
+from reasonrank.retrieval.java import anserini_class
+anserini_class("io.anserini.search.SimpleSearcher")  # starts the JVM with Anserini on its classpath, as search does
 from jnius import autoclass
 import torch
 autoclass("java.lang.System").getProperty("java.version")
