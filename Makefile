@@ -1,5 +1,5 @@
 # The two newcomer commands: `make demo` (set up, then rerank the embedded default collection) and
-# `make test` (set up, then lint and run the test suite). Both create or update .venv first; set-up reruns
+# `make test` (set up, then lint and run the test suite on both stacks). Both create or update .venv first; set-up reruns
 # only when pyproject.toml or requirements.lock changed.
 PYTHON ?= python3
 VENV := .venv
@@ -16,7 +16,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.reasonrank-installed
 VLLM_MODEL := $(VLLM_VENV)/models/smollm2-135m-instruct
 VLLM_PIP_INSTALL := $(VLLM_PY) -m pip install --quiet --disable-pip-version-check $(if $(WHEELS),--find-links $(WHEELS))
-# The second stack (`make test-py312`): Python 3.12 with Pyserini 2.x (Lucene 10), what a new user's pip resolves today.
+# The second stack (part of `make test`; `make test-py312` alone): Python 3.12 with Pyserini 2.x (Lucene 10), what a new user's pip resolves today.
 # requirements-py312.lock pins all of it (rank-llm 0.26, which needs Python >= 3.12, included), installed --no-deps.
 PYTHON312 ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12) python3.12)
 PY312_VENV := .venv-py312
@@ -62,15 +62,16 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check reasonrank tests benchmarks
 
-test: lint setup-vllm
+test: lint setup-vllm setup-py312
 	# Headless Chromium for the HTML report's browser test (Debian package; does nothing when present).
 	sh tests/setup_chromium.sh
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest
 	# The real vLLM engine and its OpenAI server (tests/vllm_engine; the main venv, without vLLM, does not collect it).
 	HF_HUB_OFFLINE=1 REASONRANK_VLLM_TEST_MODEL=$(CURDIR)/$(VLLM_MODEL) $(VLLM_VENV)/bin/pytest tests/vllm_engine
+	# The whole suite again on the second stack: Python 3.12, Pyserini 2.x (Lucene 10), rank-llm 0.26.
+	HF_HUB_OFFLINE=1 $(PY312_VENV)/bin/pytest
 
-# The same suite on Python 3.12 with Pyserini 2.x (not yet part of `make test`: Pyserini's own CLI and the JVM tests
-# that import pyserini.search still need the network there).
+# The second stack alone.
 test-py312: setup-py312
 	sh tests/setup_chromium.sh
 	HF_HUB_OFFLINE=1 $(PY312_VENV)/bin/pytest

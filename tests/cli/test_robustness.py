@@ -1,4 +1,4 @@
-"""Issue 19's findings, each pinned: unwritable and full outputs, non-UTF-8 and non-finite inputs, byte-order marks,
+"""Robustness findings, each pinned: unwritable and full outputs, non-UTF-8 and non-finite inputs, byte-order marks,
 missing shards, runs over different query sets, NaN scores sent to the service."""
 
 from __future__ import annotations
