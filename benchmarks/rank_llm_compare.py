@@ -234,13 +234,14 @@ def main(argv=None) -> int:
 def report(args, requests, theirs, ours) -> None:
     their_orders, their_seconds, their_calls = theirs
     our_orders, our_seconds, our_calls = ours
-    same_prompts = sum(a == b for x, y in zip(their_calls, our_calls, strict=True) for a, b in zip(x, y, strict=False))
+    same_prompts = sum(a == b for x, y in zip(their_calls, our_calls, strict=False) for a, b in zip(x, y, strict=False))
     prompts = sum(len(call) for call in their_calls)
     same = sum(a == b for a, b in zip(their_orders, our_orders, strict=True))
     n = len(requests)
     print(f"device: {device_name()}; {n} DL19-mini queries x BM25 top {args.depth}, window {args.window} / "
           f"stride {args.stride}, greedy")
-    print(f"engine calls per side: rank_llm {len(their_calls)}, reasonrank {len(our_calls)}; "
+    print(f"engine calls per side (prompts each): rank_llm {[len(c) for c in their_calls]}, "
+          f"reasonrank {[len(c) for c in our_calls]}; "
           f"prompts token-identical: {same_prompts}/{prompts}")
     print("| reranker | wall s | queries/s | same permutation as rank_llm |")
     print("|---|---:|---:|---:|")
