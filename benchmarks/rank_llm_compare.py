@@ -188,6 +188,7 @@ def ours_side(backend, depth: int, window: int, stride: int, max_new_tokens: int
 def timed(run, requests, recorder: Recorder, warm_up: int):
     """One untimed pass over the first ``warm_up`` queries (kernels, allocator), an empty prefix cache (neither side
     reads the other's or its own earlier KV blocks), then the timed pass and the token ids of its prompts."""
+    recorder.calls = []  # a new list: the previous side's result keeps its own
     run(requests[:warm_up])
     recorder.llm.reset_prefix_cache()
     recorder.calls = []
