@@ -6,15 +6,17 @@ Run in the vLLM environment (``make setup-vllm``; rank-llm is installed there wi
         --model .venv-vllm/models/smollm2-135m-instruct
 
 The DL19 queries of the bundled mini collection, BM25 top 20 each (Lucene, k1 0.9, b 0.4), reranked by rank_llm's
-``RankListwiseOSLLM`` and by reasonrank's ``ListwiseReranker`` (``listwise/rankzephyr-v1``, the stock zephyr
-wording of rank_llm's ``rank_zephyr_template.yaml``) on the same ``vllm.LLM``: rank_llm's vLLM handler is handed
-the engine reasonrank's backend built, so both use one engine, one tokenizer, one set of weights, in one process.
-Windows are rank_llm's defaults (20 / stride 10 over 100) scaled to 20 candidates: 10 / stride 5, three windows per
-query, every query's window of a step in one ``generate`` on both sides. rank_llm gets its zephyr template with the
-blank line after the prefix that RankZephyr was trained with (0.25.7's YAML dropped it). Passages are cut to
-rank_llm's ``300 * 20 / window`` words; both sides generate at most rank_llm's answer length (the tokens of
-``[1] > ... > [10]``). Each side runs once untimed (warm-up) and is then timed; every prompt both send is compared
-token id for token id.
+``RankListwiseOSLLM`` and by reasonrank's ``ListwiseReranker`` on the same ``vllm.LLM``: rank_llm's vLLM handler is
+handed the engine reasonrank's backend built, so both use one engine, one tokenizer, one set of weights, in one
+process. The prompt is RankZephyr's training-time one, ``listwise/rankzephyr-v2``: rank_llm gets a template file
+holding its sections and renders it with its own handler, ``ftfy.fix_text`` over each passage and the rendered chat,
+and sends the string to vLLM (which adds ``<s>`` where the tokenizer has one), so both sides send the same token ids
+(tests/vllm_engine pins it on DL19-mini passages that ftfy repairs). Windows are rank_llm's defaults (20 / stride 10
+over 100) scaled to 20 candidates: 10 / stride 5, three windows per query, every query's window of a step in one
+``generate`` on both sides. Passages are cut to rank_llm's ``300 * 20 / window`` words; both sides generate at most
+rank_llm's answer length (the tokens of ``[1] > ... > [10]``; rank_llm also forces that many, reasonrank stops at
+EOS). Each side first runs untimed on 2 queries (warm-up), the prefix cache is emptied, then it is timed; every
+prompt both send is compared token id for token id, as the engine received it.
 
 rank_llm's package imports its LiT5 / FiD modules, which need transformers-4 internals
 (``find_pruneable_heads_and_indices``, ``transformers.utils.model_parallel_utils``) that the transformers vLLM
@@ -40,6 +42,8 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DL19 = ROOT / "reasonrank" / "data" / "msmarco-dl19-mini"
+# RankZephyr's training-time prompt (ftfy over passages and prompt, <s> added by the tokenizer, as rank_llm sends it).
+TEMPLATE = "listwise/rankzephyr-v2"
 # Module -> the names other rank_llm modules import from it; none of them is used by the listwise class.
 TRANSFORMERS4_ONLY = {
     "rank_llm.rerank.listwise.rank_fid": ("RankFiDDistill", "RankFiDScore"),
@@ -103,43 +107,46 @@ class SharedEngine:
 
 
 class Recorder:
-    """Wraps ``vllm.LLM.generate`` to keep every prompt's token ids, per caller, in call order."""
+    """Wraps ``vllm.LLM.generate`` to keep the token ids the engine got for every prompt, per call, in call order."""
 
     def __init__(self, llm):
         self.llm, self.original, self.calls = llm, llm.generate, []
         llm.generate = self
 
     def __call__(self, prompts, sampling, **kwargs):
-        tokenizer = self.llm.get_tokenizer()
-        ids = [p["prompt_token_ids"] if isinstance(p, dict) else tokenizer(p)["input_ids"] for p in prompts]
-        self.calls.append(ids)
-        return self.original(prompts, sampling, **kwargs)
+        outputs = self.original(prompts, sampling, **kwargs)
+        self.calls.append([list(output.prompt_token_ids) for output in outputs])
+        return outputs
+
+    def close(self) -> None:
+        self.llm.generate = self.original
 
 
-def training_template() -> str:
-    """rank_llm's zephyr template with the blank line after the prefix that its pre-YAML code (RankZephyr's
-    training-time prompt, our ``rankzephyr-v1``) wrote and 0.25.7's YAML dropped."""
+def rank_llm_template(template: str) -> str:
+    """rank_llm's template file holding the sections of our ``template``: its system message, prefix, passage
+    line and suffix, filled by rank_llm's own handler."""
     import tempfile
 
     import yaml
-    from rank_llm.rerank.listwise.rank_listwise_os_llm import TEMPLATES
 
-    template = yaml.safe_load((TEMPLATES / "rank_zephyr_template.yaml").read_text())
-    template["prefix"] += "\n"
-    path = Path(tempfile.mkdtemp()) / "rank_zephyr_training_template.yaml"
-    path.write_text(yaml.safe_dump(template))
+    from reasonrank.prompts import load_template
+
+    ours = load_template(template)
+    sections = {
+        "method": "singleturn_listwise", "system_message": ours.render("system"), "prefix": ours.sections["prefix"],
+        "body": ours.sections["passage"].replace("{passage}", "{candidate}"), "suffix": ours.sections["suffix"],
+        "output_validation_regex": r"^\[\d+\]( > \[\d+\])*$", "output_extraction_regex": r"\[(\d+)\]",
+    }
+    path = Path(tempfile.mkdtemp()) / f"{ours.id.replace('/', '-')}.yaml"
+    path.write_text(yaml.safe_dump(sections))
     return str(path)
 
 
-def rank_llm_side(module, model: str, requests, window: int, stride: int):
+def rank_llm_requests(requests):
     from rank_llm.data import Candidate, Query
     from rank_llm.data import Request as RankLLMRequest
 
-    module.VllmHandler = SharedEngine
-    reranker = module.RankListwiseOSLLM(
-        model=model, window_size=window, stride=stride, device="cpu", prompt_template_path=training_template()
-    )
-    theirs = [
+    return [
         RankLLMRequest(
             Query(r.query.text, r.query.qid),
             [Candidate(c.docid, c.score, {"text": c.text}) for c in r.candidates],
@@ -147,35 +154,54 @@ def rank_llm_side(module, model: str, requests, window: int, stride: int):
         for r in requests
     ]
 
-    def run():
-        results = reranker.rerank_batch(theirs, rank_start=0, rank_end=len(requests[0].candidates))
+
+def rank_llm_reranker(module, model: str, window: int, stride: int):
+    """rank_llm's ``RankListwiseOSLLM`` on ``SharedEngine.engine``, rendering ``TEMPLATE``'s sections."""
+    module.VllmHandler = SharedEngine
+    return module.RankListwiseOSLLM(
+        model=model, window_size=window, stride=stride, prompt_template_path=rank_llm_template(TEMPLATE)
+    )
+
+
+def rank_llm_side(module, model: str, window: int, stride: int):
+    reranker = rank_llm_reranker(module, model, window, stride)
+
+    def run(requests):
+        results = reranker.rerank_batch(
+            rank_llm_requests(requests), rank_start=0, rank_end=len(requests[0].candidates)
+        )
         return [[c.docid for c in result.candidates] for result in results]
 
     return reranker, run
 
 
-def ours_side(backend, requests, window: int, stride: int, max_new_tokens: int):
+def ours_side(backend, depth: int, window: int, stride: int, max_new_tokens: int):
     from reasonrank.rerank.listwise import build_listwise
 
-    depth = len(requests[0].candidates)
     reranker = build_listwise(
-        "unused", backend=backend, window_size=window, stride=stride, depth=depth,
+        "unused", backend=backend, template=TEMPLATE, window_size=window, stride=stride, depth=depth,
         max_new_tokens=max_new_tokens, max_passage_words=int(300 * (20 / window)),
     )
-    return lambda: [ranking.docids for ranking in reranker.rerank_many(requests)]
+    return lambda requests: [ranking.docids for ranking in reranker.rerank_many(requests)]
 
 
-def timed(run):
-    run()  # warm-up: kernels, caches, the prefix cache both sides may read
+def timed(run, requests, recorder: Recorder, warm_up: int):
+    """One untimed pass over the first ``warm_up`` queries (kernels, allocator), an empty prefix cache (neither side
+    reads the other's or its own earlier KV blocks), then the timed pass and the token ids of its prompts."""
+    recorder.calls = []  # a new list: the previous side's result keeps its own
+    run(requests[:warm_up])
+    recorder.llm.reset_prefix_cache()
+    recorder.calls = []
     start = time.perf_counter()
-    result = run()
-    return result, time.perf_counter() - start
+    result = run(requests)
+    return result, time.perf_counter() - start, recorder.calls
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="SmolLM2's transformers export (or any zephyr-style model)")
     parser.add_argument("--queries", type=int, default=None, help="first N DL19-mini queries (default: all)")
+    parser.add_argument("--warm-up", type=int, default=2, help="queries of each side's untimed first pass")
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--stride", type=int, default=5)
@@ -194,35 +220,34 @@ def main(argv=None) -> int:
         **({"distributed_executor_backend": "uni"} if args.cpu_settings else {}),
     )
     SharedEngine.engine = backend.llm
-    theirs_reranker, theirs = rank_llm_side(module, args.model, requests, args.window, args.stride)
+    theirs_reranker, theirs = rank_llm_side(module, args.model, args.window, args.stride)
     answer_tokens = theirs_reranker.num_output_tokens(args.window)
-    ours = ours_side(backend, requests, args.window, args.stride, answer_tokens)
+    ours = ours_side(backend, args.depth, args.window, args.stride, answer_tokens)
     recorder = Recorder(backend.llm)
-    their_orders, their_seconds = timed(theirs)
-    their_calls = recorder.calls[len(recorder.calls) // 2 :]
-    print(f"rank_llm: {their_seconds:.1f} s", flush=True)
-    recorder.calls = []
-    our_orders, our_seconds = timed(ours)
-    our_calls = recorder.calls[len(recorder.calls) // 2 :]
-    report(args, requests, (their_orders, their_seconds, their_calls), (our_orders, our_seconds, our_calls))
+    their_result = timed(theirs, requests, recorder, args.warm_up)
+    print(f"rank_llm: {their_result[1]:.1f} s", flush=True)
+    our_result = timed(ours, requests, recorder, args.warm_up)
+    recorder.close()
+    report(args, requests, their_result, our_result)
     return 0
 
 
 def report(args, requests, theirs, ours) -> None:
     their_orders, their_seconds, their_calls = theirs
     our_orders, our_seconds, our_calls = ours
-    same_prompts = sum(a == b for x, y in zip(their_calls, our_calls, strict=True) for a, b in zip(x, y, strict=False))
+    same_prompts = sum(a == b for x, y in zip(their_calls, our_calls, strict=False) for a, b in zip(x, y, strict=False))
     prompts = sum(len(call) for call in their_calls)
     same = sum(a == b for a, b in zip(their_orders, our_orders, strict=True))
     n = len(requests)
     print(f"device: {device_name()}; {n} DL19-mini queries x BM25 top {args.depth}, window {args.window} / "
           f"stride {args.stride}, greedy")
-    print(f"engine calls per side: rank_llm {len(their_calls)}, reasonrank {len(our_calls)}; "
+    print(f"engine calls per side (prompts each): rank_llm {[len(c) for c in their_calls]}, "
+          f"reasonrank {[len(c) for c in our_calls]}; "
           f"prompts token-identical: {same_prompts}/{prompts}")
     print("| reranker | wall s | queries/s | same permutation as rank_llm |")
     print("|---|---:|---:|---:|")
     print(f"| rank_llm 0.25.7 RankListwiseOSLLM | {their_seconds:.1f} | {n / their_seconds:.2f} | - |")
-    print(f"| reasonrank listwise/rankzephyr-v1 | {our_seconds:.1f} | {n / our_seconds:.2f} | {same}/{n} |")
+    print(f"| reasonrank {TEMPLATE} | {our_seconds:.1f} | {n / our_seconds:.2f} | {same}/{n} |")
     print(f"throughput ratio reasonrank / rank_llm: {their_seconds / our_seconds:.2f}x")
     for request, a, b in zip(requests, their_orders, our_orders, strict=True):
         if a != b:

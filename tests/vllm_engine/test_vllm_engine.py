@@ -1,8 +1,10 @@
 """VLLMBackend on the real engine: greedy text and label log-probabilities against transformers on the same
-weights, the pointwise, listwise and rank1 rerankers, special tokens, and the search command end to end."""
+weights, the pointwise, listwise and rank1 rerankers, answer tokens read from the engine's log-probabilities,
+rank_llm 0.25.7's prompts against ours token for token, special tokens, and the search command end to end."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -19,7 +21,8 @@ from reasonrank.rerank.registry import load_reranker
 from reasonrank.types import Candidate, Query, Request
 
 pytestmark = pytest.mark.slow
-DL19 = Path(__file__).resolve().parents[2] / "reasonrank" / "data" / "msmarco-dl19-mini"
+ROOT = Path(__file__).resolve().parents[2]
+DL19 = ROOT / "reasonrank" / "data" / "msmarco-dl19-mini"
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +147,75 @@ def test_search_command_with_vllm_backend(model_folder, engine_settings, tmp_pat
     # The reranked head carries the model's labels (read from its label tokens); the tail keeps BM25's order.
     assert any(r["label"] is not None for r in reranked)
     assert all(r["label"] is None and r["explanation"] is None for r in records if r["rank"] == 3)
+
+
+def _rank_llm_compare():
+    """benchmarks/rank_llm_compare.py: its rank_llm side is the one these tests hold against ours."""
+    spec = importlib.util.spec_from_file_location("rank_llm_compare", ROOT / "benchmarks" / "rank_llm_compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rank_llm_sends_rankzephyr_v2_token_for_token(engine, model_folder):
+    """rank_llm 0.25.7's RankListwiseOSLLM (its handler, ``fix_text`` over each passage and the rendered chat, the
+    string to vLLM) and our listwise reranker with ``listwise/rankzephyr-v2`` on one engine, over ten DL19-mini
+    passages whose mojibake ftfy repairs: the engine receives the same token ids from both, and they are the
+    repaired text's."""
+    from ftfy import fix_text
+
+    compare = _rank_llm_compare()
+    texts = [d.contents for d in read_documents(DL19 / "corpus.jsonl") if fix_text(d.contents) != d.contents][:10]
+    assert len(texts) == 10
+    query = load_topics(str(DL19 / "topics.dl19-passage.tsv"))[0]
+    request = Request(query, tuple(Candidate(f"d{i}", text, score=10.0 - i) for i, text in enumerate(texts)))
+    compare.SharedEngine.engine = engine.llm
+    theirs_reranker, theirs = compare.rank_llm_side(compare.import_rank_llm(), str(model_folder), 10, 5)
+    ours = compare.ours_side(engine, 10, 10, 5, theirs_reranker.num_output_tokens(10))
+    recorder = compare.Recorder(engine.llm)
+    try:
+        their_order, our_order = theirs([request]), ours([request])
+    finally:
+        recorder.close()
+    assert [len(call) for call in recorder.calls] == [1, 1]  # one window each
+    their_ids, our_ids = recorder.calls[0][0], recorder.calls[1][0]
+    assert our_ids == their_ids
+    text = engine.tokenizer.decode(our_ids)
+    assert all(fix_text(t).split()[0] in text for t in texts) and "\u00e2\u0080" not in text
+    assert their_order == our_order
+
+
+def test_pointwise_label_read_at_the_digit_token(engine):
+    """SmolLM2 answers "Relevance Label:" with a space token, then the digit: the score is the expected label under
+    the alternatives vLLM returned for the digit's position, and the label is the digit written."""
+    query = load_topics(str(DL19 / "topics.dl19-passage.tsv"))[0]
+    passages = [d.contents for _, d in zip(range(6), read_documents(DL19 / "corpus.jsonl"), strict=False)]
+    reranker = load_reranker(
+        "smollm2-pointwise", backend=engine, template="pointwise/label-first-v1", max_new_tokens=4
+    )
+    prompts = [reranker.prompt(query.text, passage) for passage in passages]
+    generations = engine.generate(prompts, reranker.params)
+    read_after_a_space = 0
+    for generation in generations:
+        judgment, source = reranker.read(generation)
+        written = [k for k, t in enumerate(generation.tokens) if t.token.strip()]
+        first = generation.tokens[written[0]]
+        if first.token.strip() not in reranker.labels:
+            assert source == "label_missing" and judgment.label is None
+            continue
+        weights = [(int(text), math.exp(lp)) for text, lp in first.top.items() if text.strip() in reranker.labels]
+        expected = sum(label * w for label, w in weights) / sum(w for _, w in weights)
+        assert source == "label_from_logprobs" and judgment.label == int(first.token.strip())
+        assert judgment.score == pytest.approx(expected, abs=1e-9)
+        read_after_a_space += written[0] > 0
+    assert read_after_a_space >= 2
+
+
+def test_pointwise_forced_label_after_length_on_the_engine(engine, requests_dl19):
+    """Four new tokens cut every InteRank explanation before its label: each candidate gets the forced second pass
+    (the marker written after the cut text, the label read from the engine's next-token distribution)."""
+    reranker = load_reranker("smollm2-pointwise", backend=engine, max_new_tokens=4)
+    ranking = reranker.rerank_request(requests_dl19[0])
+    assert ranking.stats["label_forced_after_length"] == len(requests_dl19[0].candidates)
+    scores = [item.score for item in ranking.items]
+    assert all(0.0 < s < 2.0 for s in scores) and len(set(scores)) > 1
