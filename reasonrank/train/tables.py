@@ -137,15 +137,16 @@ def query_rows(kind: str, source: str | Path, lines: Iterable[tuple[str, str, fl
     path = folder / f"{table_key(kind, [source])}.arrow"
     if not path.is_file():
         unsorted = folder / f".{path.stem}.{os.getpid()}.unsorted.arrow"
-        table = write_table(unsorted, SCORE_SCHEMA, lines)
-        if not len(table):
-            unsorted.unlink()
-            raise UserError(f"{source} holds no lines: check the path")
-        if _contiguous(_query_starts(table)):
-            os.replace(unsorted, path)
-        else:
-            sorted_table(table, path, "qid")
-            unsorted.unlink()
+        try:
+            table = write_table(unsorted, SCORE_SCHEMA, lines)
+            if not len(table):
+                raise UserError(f"{source} holds no lines: check the path")
+            if _contiguous(_query_starts(table)):
+                os.replace(unsorted, path)
+            else:
+                sorted_table(table, path, "qid")
+        finally:
+            unsorted.unlink(missing_ok=True)
     table = open_table(path)
     starts = _query_starts(table)
     bounds = [start for _, start in starts] + [len(table)]
@@ -208,6 +209,8 @@ def corpus_table(corpus: str | Path, folder: Path) -> CorpusTable:
     if not path.is_file():
         unsorted = folder / f".{path.stem}.{os.getpid()}.unsorted.arrow"
         rows = ((d.docid, d.contents, d.title) for d in iter_documents(corpus, progress=True))
-        sorted_table(write_table(unsorted, CORPUS_SCHEMA, rows), path, "docid")
-        unsorted.unlink()
+        try:
+            sorted_table(write_table(unsorted, CORPUS_SCHEMA, rows), path, "docid")
+        finally:
+            unsorted.unlink(missing_ok=True)
     return CorpusTable(open_table(path), str(corpus))
