@@ -5,7 +5,9 @@
 Each training example is a *group*: one positive from the qrels and ``group_size − 1`` negatives sampled from the
 first-stage candidates (qrels positives never serve as negatives). The loss is (1 − α)·main + α·KL at temperature T
 (:mod:`reasonrank.train.losses`), where main is softmax cross-entropy over the group, RankNet, or their mean.
-Negatives are drawn afresh for every epoch. The student, optionally under a LoRA adapter, is either
+Negatives are drawn afresh for every epoch. The groups are built and read through memory-mapped Arrow tables
+(:mod:`reasonrank.train.groups`), so no input file is held in memory. The student, optionally under a LoRA
+adapter, is either
 
 * ``student: cross-encoder`` (DeAR stage 1): ``AutoModelForSequenceClassification`` with one label, reading
   ``query: …`` / ``document: …`` pairs exactly as :class:`CrossEncoderReranker` will at inference; or
