@@ -201,16 +201,26 @@ def read_run(path: str | Path) -> Run:
 
 def read_tagged_run(path: str | Path) -> tuple[Run, str]:
     """The run and the tag of its first line."""
+    run: Run = {}
+    tag = ""
+    for qid, docid, value, line_tag in iter_run(path):
+        tag = tag or line_tag
+        run.setdefault(qid, {})[docid] = value
+    return run, tag
+
+
+def iter_run(path: str | Path, unique: bool = True) -> Iterator[tuple[str, str, float, str]]:
+    """(qid, docid, score, tag) of each line of a TREC run, checked; ``unique=False`` leaves the check that no
+    document appears twice for a query to the caller (it needs every qid's docids in memory)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"run file {path} does not exist: pass the path of a TREC run (qid Q0 docid rank score tag)")
-    run: Run = {}
-    tag = ""
+    seen: dict[str, set[str]] = {}
+    lines = 0
     for number, line in numbered_lines(path, "run file"):
         if not line.strip():
             continue
-        qid, _, docid, _, score, line_tag = run_fields(line, f"{path}:{number}")
-        tag = tag or line_tag
+        qid, _, docid, _, score, tag = run_fields(line, f"{path}:{number}")
         try:
             value = float(score)
         except ValueError:
@@ -218,12 +228,14 @@ def read_tagged_run(path: str | Path) -> tuple[Run, str]:
         if not math.isfinite(value):
             # trec_eval would order NaN and infinite scores arbitrarily: a metric computed over them means nothing.
             raise UserError(f"{path}:{number}: score {score!r} is not a finite number: fix the run that wrote it")
-        if docid in run.setdefault(qid, {}):
-            raise UserError(f"{path}:{number}: document {docid} appears twice for query {qid}")
-        run[qid][docid] = value
-    if not run:
+        if unique:
+            if docid in seen.setdefault(qid, set()):
+                raise UserError(f"{path}:{number}: document {docid} appears twice for query {qid}")
+            seen[qid].add(docid)
+        lines += 1
+        yield qid, docid, value, tag
+    if not lines:
         raise UserError(f"run file {path} is empty")
-    return run, tag
 
 
 def rankings_to_run(rankings: Iterable[Ranking]) -> Run:

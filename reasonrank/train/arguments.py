@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -24,8 +25,8 @@ from reasonrank.train.config import ConfigRun, config_command
 A = TypeVar("A")
 C = TypeVar("C")
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-# Trainer writes a checkpoint's trainer_state.json after its weights, optimizer and RNG states: a checkpoint
-# without it was cut off mid-write (a killed run) and is not resumed from.
+# Trainer writes a checkpoint's trainer_state.json after its weights, optimizer and RNG states, and not atomically: a
+# checkpoint without it, or with it cut short, was cut off mid-write (a killed run) and is not resumed from.
 COMPLETE_MARKER = "trainer_state.json"
 
 
@@ -70,9 +71,17 @@ def last_checkpoint(folder: str | Path) -> Path | None:
     found = [
         (int(match.group(1)), path)
         for path in (folder.iterdir() if folder.is_dir() else ())
-        if (match := CHECKPOINT.match(path.name)) and (path / COMPLETE_MARKER).is_file()
+        if (match := CHECKPOINT.match(path.name)) and _complete(path)
     ]
     return max(found)[1] if found else None
+
+
+def _complete(checkpoint: Path) -> bool:
+    try:
+        json.loads((checkpoint / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def resume_checkpoint(arguments: Any, resume: bool) -> str | None:

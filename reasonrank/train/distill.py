@@ -5,7 +5,9 @@
 Each training example is a *group*: one positive from the qrels and ``group_size − 1`` negatives sampled from the
 first-stage candidates (qrels positives never serve as negatives). The loss is (1 − α)·main + α·KL at temperature T
 (:mod:`reasonrank.train.losses`), where main is softmax cross-entropy over the group, RankNet, or their mean.
-Negatives are drawn afresh for every epoch. The student, optionally under a LoRA adapter, is either
+Negatives are drawn afresh for every epoch. The groups are built and read through memory-mapped Arrow tables
+(:mod:`reasonrank.train.groups`), so no input file is held in memory. The student, optionally under a LoRA
+adapter, is either
 
 * ``student: cross-encoder`` (DeAR stage 1): ``AutoModelForSequenceClassification`` with one label, reading
   ``query: …`` / ``document: …`` pairs exactly as :class:`CrossEncoderReranker` will at inference; or
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
@@ -41,9 +42,8 @@ from reasonrank.train.arguments import (
     training_device,
 )
 from reasonrank.train.config import FILE, FILE_OR_NAME, MODEL, TRAIN_LOGGING
-from reasonrank.train.data import load_candidates, load_corpus, load_qrels, read_jsonl, topics_by_id
+from reasonrank.train.groups import Group, build_groups
 from reasonrank.train.losses import MAIN_LOSSES, TEACHER_LOSSES, distillation_loss
-from reasonrank.types import Candidate
 from reasonrank.weights import locate_model
 
 log = logging.getLogger(__name__)
@@ -104,72 +104,6 @@ class DistillConfig:
             raise UserError(f"temperature must be positive, got {self.temperature}")
         if self.group_size < 2:
             raise UserError(f"group_size must be at least 2 (a positive and a negative), got {self.group_size}")
-
-
-@dataclass(frozen=True)
-class Group:
-    query: str
-    documents: tuple[Candidate, ...]
-    labels: tuple[float, ...]
-    teacher: tuple[float, ...] | None
-
-
-def load_teacher_scores(path: str | Path) -> dict[str, dict[str, float]]:
-    scores: dict[str, dict[str, float]] = {}
-    for record in read_jsonl(path):
-        try:
-            scores.setdefault(str(record["qid"]), {})[str(record["docid"])] = float(record["score"])
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"{path}: every line needs qid, docid and a numeric score; got {record}") from None
-    return scores
-
-
-def build_groups(config: DistillConfig) -> list[Group]:
-    """``epochs`` rounds of one group per (query, positive), each round with fresh negatives."""
-    topics = topics_by_id(config.topics)
-    qrels = load_qrels(config.qrels)
-    candidates = load_candidates(config.candidates, config.negatives_depth)
-    uses_teacher = config.alpha > 0 or config.loss in TEACHER_LOSSES
-    teacher = load_teacher_scores(config.teacher_scores) if uses_teacher and config.teacher_scores else None
-    qids = [q for q in topics if q in qrels and q in candidates][: config.max_queries]
-    if not qids:
-        raise UserError(f"no query of {config.topics} has both qrels and candidates: check the three files match")
-    plan: list[tuple[str, str, list[str]]] = []
-    skipped = 0
-    for qid in qids:
-        positives = [d for d, g in qrels[qid].items() if g >= config.min_positive_grade]
-        negatives = [d for d in candidates[qid] if qrels[qid].get(d, 0) < config.min_positive_grade]
-        if teacher is not None:
-            known = teacher.get(qid, {})
-            skipped += sum(p not in known for p in positives)
-            positives = [p for p in positives if p in known]
-            negatives = [n for n in negatives if n in known]
-        if len(negatives) >= config.group_size - 1:
-            plan.extend((qid, p, negatives) for p in positives)
-    if teacher is not None and skipped:
-        log.warning("%d positives have no teacher score and are left out", skipped)
-    if not plan:
-        raise UserError("no training group could be built: too few negatives per query for group_size")
-    needed = {d for _, p, negs in plan for d in (p, *negs)}
-    documents = load_corpus(config.corpus, needed)
-    rng = random.Random(config.seed)
-    groups = []
-    for _ in range(config.epochs):
-        for qid, positive, negatives in rng.sample(plan, len(plan)):
-            docs = [positive, *rng.sample(negatives, config.group_size - 1)]
-            missing = [d for d in docs if d not in documents]
-            if missing:
-                raise UserError(f"document {missing[0]} of query {qid} is not in {config.corpus}: use the same corpus")
-            groups.append(
-                Group(
-                    topics[qid].text,
-                    tuple(documents[d] for d in docs),
-                    (1.0,) + (0.0,) * (len(docs) - 1),
-                    tuple(teacher[qid][d] for d in docs) if teacher is not None else None,
-                )
-            )
-    log.info("%d groups of %d from %d queries (%d epochs)", len(groups), config.group_size, len(qids), config.epochs)
-    return groups
 
 
 class PairCollator:

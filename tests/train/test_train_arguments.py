@@ -28,11 +28,12 @@ def test_a_value_the_arguments_class_rejects_is_one_error(tmp_path):
 
 
 def test_resume_picks_the_highest_complete_checkpoint(tmp_path):
-    for step, complete in ((2, True), (10, True), (11, False)):  # 11 was cut off by a kill, before its state
+    # 11 was cut off by a kill before its state, 12 while its state was written (Trainer does not write it atomically)
+    for step, state in ((2, "{}"), (10, '{"global_step": 10}'), (11, None), (12, '{"global_st')):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
-        if complete:
-            (folder / "trainer_state.json").write_text("{}")
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
     (tmp_path / "checkpoint-x").mkdir()
     assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
     assert last_checkpoint(tmp_path / "missing") is None
