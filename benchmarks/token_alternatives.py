@@ -76,18 +76,13 @@ class PerTokenBackend(TransformersBackend):
 def dl19_requests(queries: int, candidates: int) -> list[Request]:
     """The first ``queries`` DL19-mini topics, each with its first ``candidates`` judged passages (qrels order)."""
     topics = dict(line.split("\t", 1) for line in (DL19 / "topics.dl19-passage.tsv").read_text().splitlines())
+    with (DL19 / "corpus.jsonl").open() as lines:
+        texts = {doc["_id"]: doc["text"] for doc in map(json.loads, lines)}
     judged: dict[str, list[str]] = {}
     for line in (DL19 / "qrels.dl19-passage.txt").read_text().splitlines():
         qid, _, docid, _ = line.split()
-        if len(judged.get(qid, [])) < candidates and (qid in judged or len(judged) < queries):
+        if docid in texts and len(judged.get(qid, [])) < candidates and (qid in judged or len(judged) < queries):
             judged.setdefault(qid, []).append(docid)
-    wanted = {docid for docids in judged.values() for docid in docids}
-    texts = {}
-    with (DL19 / "corpus.jsonl").open() as lines:
-        for line in lines:
-            doc = json.loads(line)
-            if doc["_id"] in wanted:
-                texts[doc["_id"]] = doc["text"]
     return [
         Request(Query(qid, topics[qid].strip()), tuple(Candidate(d, texts[d]) for d in docids))
         for qid, docids in judged.items()
