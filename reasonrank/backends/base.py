@@ -5,8 +5,8 @@ they know nothing about queries, documents or ranking.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +73,38 @@ class GenerationParams:
     skip_special_tokens: bool = True
 
 
-@dataclass(frozen=True, slots=True)
 class TokenLogprobs:
-    """One generated token: its text, its log-probability and the best alternatives at that step."""
+    """One generated token: its text, its log-probability and the best alternatives at that step.
 
-    token: str
-    logprob: float
-    top: dict[str, float] = field(default_factory=dict)
+    ``top`` may be given as a function that builds it: it then runs when ``top`` is first read, so a backend
+    whose alternatives cost work per token (transformers decodes each one) pays only at the tokens a reader
+    looks at, such as the one writing a label.
+    """
+
+    __slots__ = ("_build", "_top", "logprob", "token")
+
+    def __init__(
+        self, token: str, logprob: float, top: Mapping[str, float] | Callable[[], dict[str, float]] | None = None
+    ) -> None:
+        self.token, self.logprob = token, logprob
+        self._build = top if callable(top) else None
+        self._top = None if callable(top) else dict(top or {})
+
+    @property
+    def top(self) -> dict[str, float]:
+        if self._top is None:
+            self._top, self._build = self._build(), None
+        return self._top
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TokenLogprobs):
+            return NotImplemented
+        return (self.token, self.logprob, self.top) == (other.token, other.logprob, other.top)
+
+    __hash__ = None  # mutable cache inside, compared by value
+
+    def __repr__(self) -> str:
+        return f"TokenLogprobs(token={self.token!r}, logprob={self.logprob!r}, top={self.top!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ import os
 import threading
 import warnings
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,6 +20,8 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
     StoppingCriteriaList,
     StopStringCriteria,
     set_seed,
@@ -113,6 +116,7 @@ class TransformersBackend(Backend):
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.eos_ids)
         self._option_cache: dict[str, int] = {}
+        self._token_texts: dict[int, str] = {}
         self._stop_criteria: dict[tuple[str, ...], StopStringCriteria] = {}
         self._lock = threading.Lock()
         self._warned_truncation = False
@@ -161,8 +165,6 @@ class TransformersBackend(Backend):
             "eos_token_id": sorted(self.eos_ids),
             "pad_token_id": self.pad_id,
             "return_dict_in_generate": True,
-            # Raw logits, not the temperature/top-p processed scores: logprobs describe the model itself.
-            "output_logits": params.top_logprobs > 0,
         }
         if sample:
             # top_k=0 switches off transformers' default top-50 filter, matching vLLM and OpenAI sampling; a
@@ -182,17 +184,20 @@ class TransformersBackend(Backend):
                 # One seed per call: sampled text also depends on how prompts fall into batches.
                 set_seed(params.seed)
             for indices, input_ids, attention_mask in self._batches(encoded, "generate"):
+                recorder = StepRecorder(params.top_logprobs) if params.top_logprobs > 0 else None
                 out = self.model.generate(
                     input_ids=input_ids,
                     attention_mask=attention_mask,
                     generation_config=config,
                     stopping_criteria=stopping,
+                    logits_processor=LogitsProcessorList([recorder] if recorder else []),
                 )
                 width = input_ids.shape[1]
+                steps = recorder.finish(out.sequences) if recorder else None
                 for row, index in enumerate(indices):
-                    steps = [step[row] for step in out.logits] if params.top_logprobs > 0 else []
                     new_ids = out.sequences[row, width:].tolist()
-                    results[index] = self._finish(new_ids, steps, len(encoded[index]), params)
+                    row_steps = tuple(part[row] for part in steps) if steps else None
+                    results[index] = self._finish(new_ids, row_steps, len(encoded[index]), params)
         return [r for r in results if r is not None]
 
     def _stopping(self, stops: tuple[str, ...]) -> StoppingCriteriaList | None:
@@ -207,7 +212,7 @@ class TransformersBackend(Backend):
             self._stop_criteria[stops] = StopStringCriteria(self.tokenizer, list(stops))
         return StoppingCriteriaList([self._stop_criteria[stops]])
 
-    def _finish(self, new_ids: list[int], logits: list[torch.Tensor], prompt_tokens: int, params: GenerationParams):
+    def _finish(self, new_ids: list[int], steps: tuple | None, prompt_tokens: int, params: GenerationParams):
         """Cut one generated sequence at EOS / padding / the first stop string, like OpenAI servers do."""
         ended = next((k for k, t in enumerate(new_ids) if t in self.eos_ids or t == self.pad_id), None)
         kept = new_ids if ended is None else new_ids[:ended]
@@ -224,7 +229,7 @@ class TransformersBackend(Backend):
             completion_tokens = ended + (new_ids[ended] in self.eos_ids)
         else:
             finish, completion_tokens = "length", len(new_ids)
-        tokens = tuple(self._token_logprobs(kept, logits, params.top_logprobs)) if logits else ()
+        tokens = self._token_logprobs(kept, *steps) if steps else ()
         return Generation(text, tokens, prompt_tokens, completion_tokens, finish)
 
     def _decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
@@ -242,18 +247,27 @@ class TransformersBackend(Backend):
                 low = middle + 1
         return high
 
-    def _token_logprobs(self, ids: list[int], logits: list[torch.Tensor], top: int):
-        for token_id, step in zip(ids, logits, strict=False):
-            logprobs = torch.log_softmax(step.float(), dim=-1)
-            values, alternatives = logprobs.topk(top)
-            best: dict[str, float] = {}
-            for value, alternative in zip(values.tolist(), alternatives.tolist(), strict=True):
-                # Distinct ids can decode to the same text (e.g. partial UTF-8); keep the likelier one.
-                best.setdefault(self._decode_token(alternative), value)
-            yield TokenLogprobs(self._decode_token(token_id), float(logprobs[token_id]), best)
+    def _token_logprobs(self, ids: list[int], chosen: torch.Tensor, values: torch.Tensor, ids_at: torch.Tensor):
+        """Each kept token with its log-probability; its alternatives are decoded only if a reader asks for them."""
+        return tuple(
+            TokenLogprobs(self._decode_token(token_id), logprob, partial(self._alternatives, values[k], ids_at[k]))
+            for k, (token_id, logprob) in enumerate(zip(ids, chosen.tolist(), strict=False))
+        )
+
+    def _alternatives(self, values: torch.Tensor, alternatives: torch.Tensor) -> dict[str, float]:
+        best: dict[str, float] = {}
+        for value, alternative in zip(values.tolist(), alternatives.tolist(), strict=True):
+            # Distinct ids can decode to the same text (e.g. partial UTF-8); keep the likelier one.
+            best.setdefault(self._decode_token(alternative), value)
+        return best
 
     def _decode_token(self, token_id: int) -> str:
-        return self.tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        """One token's text, decoded once per token id of the vocabulary."""
+        text = self._token_texts.get(token_id)
+        if text is None:
+            text = self.tokenizer.decode([token_id], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+            self._token_texts[token_id] = text
+        return text
 
     # ---- next-token scoring --------------------------------------------------------------------
 
@@ -291,6 +305,41 @@ class TransformersBackend(Backend):
         self.model = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+class StepRecorder(LogitsProcessor):
+    """Keeps, at each generation step, the chosen token's log-probability and the ``top`` best alternatives.
+
+    A few numbers per row and step, on the device, with no per-token Python work; ``output_logits`` would keep the
+    vocabulary-wide logits of every step instead (max_new_tokens x batch x vocabulary floats). It sees the raw
+    logits: transformers runs the processors it is given before the sampling warpers (temperature, top-p), so the
+    log-probabilities describe the model itself.
+    """
+
+    def __init__(self, top: int) -> None:
+        self.top = top
+        self._chosen: list[torch.Tensor] = []
+        self._values: list[torch.Tensor] = []
+        self._ids: list[torch.Tensor] = []
+        self._previous: torch.Tensor | None = None  # the last step's log-probabilities, until its token is known
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self._previous is not None:
+            self._chosen.append(self._previous.gather(1, input_ids[:, -1:]).squeeze(1))
+        logprobs = torch.log_softmax(scores.float(), dim=-1)
+        values, ids = logprobs.topk(self.top)
+        self._values.append(values)
+        self._ids.append(ids)
+        self._previous = logprobs
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(chosen, values, ids)`` on the CPU, shaped (batch, steps) and (batch, steps, top)."""
+        if self._previous is not None:
+            self._chosen.append(self._previous.gather(1, sequences[:, -1:]).squeeze(1))
+            self._previous = None
+        chosen = torch.stack(self._chosen, dim=1).cpu()
+        return chosen, torch.stack(self._values, dim=1).cpu(), torch.stack(self._ids, dim=1).cpu()
 
 
 def _merge_adapter(model, adapter: str):
