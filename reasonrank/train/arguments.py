@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -53,16 +54,28 @@ def training_arguments(cls: type[A], defaults: Mapping[str, Any], trainer: Mappi
     """``cls(**defaults)`` with ``trainer`` (the config's ``trainer:`` mapping) overriding any key."""
     check_keys(cls, trainer, "trainer", "save_strategy, save_steps, report_to, logging_steps, optim")
     try:
-        return cls(**{**defaults, **trainer})
+        return cls(**{**machine_defaults(), **defaults, **trainer})
     except (TypeError, ValueError) as error:
         raise UserError(f"trainer: {str(error).strip().splitlines()[0]}: fix the `trainer:` settings") from None
 
 
-def training_device() -> str:
-    """This process's device: ``cuda:LOCAL_RANK`` under ``accelerate launch``/torchrun, else cuda or cpu."""
-    from accelerate import PartialState
+def launched_processes() -> int:
+    """How many processes ``accelerate launch``/torchrun started for this run (``WORLD_SIZE``); 1 for a plain run."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
-    return str(PartialState().device)
+
+def machine_defaults() -> dict[str, Any]:
+    """``use_cpu`` for a multi-process launch on a machine without CUDA: accelerate joins CPU processes (DDP over
+    gloo) only when told to use the CPU, and without it each process would train alone on all the data."""
+    import torch
+
+    return {"use_cpu": True} if launched_processes() > 1 and not torch.cuda.is_available() else {}
+
+
+def training_device(arguments: Any) -> str:
+    """This process's device as Trainer sets it up: ``cuda:LOCAL_RANK`` under ``accelerate launch``/torchrun, else
+    cuda or cpu."""
+    return str(arguments.device)
 
 
 def last_checkpoint(folder: str | Path) -> Path | None:

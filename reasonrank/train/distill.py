@@ -188,7 +188,7 @@ class DistillTrainer(Trainer):
         return (loss, {"scores": scores}) if return_outputs else loss
 
 
-def _student(config: DistillConfig):
+def _student(config: DistillConfig, device: str):
     """The reranker (for its tokenisation) and its model, put under LoRA if asked, in training mode."""
     from reasonrank.rerank.encoder import BiEncoderReranker, CrossEncoderReranker
 
@@ -197,7 +197,6 @@ def _student(config: DistillConfig):
         for name in ("query_max_length", "document_max_length")
         if getattr(config, name) is not None
     }
-    device = training_device()  # each process of a multi-process launch on its own GPU
     if config.student == "bi-encoder":
         # Training changes the weights under the reranker: no exported graph, no cached vectors.
         reranker = BiEncoderReranker(
@@ -262,6 +261,9 @@ def distill(config: DistillConfig, resume: bool = False) -> Path:
         "warmup_steps": config.warmup_ratio,  # transformers 5: a float below 1 is a fraction of the steps
         "weight_decay": config.weight_decay,
         "num_train_epochs": 1,  # the epochs are already unrolled in the groups, each with fresh negatives
+        # build_groups already shuffled them with `seed`: read in that order, the global batches are the same
+        # groups whatever the number of processes (each takes its share of a batch).
+        "train_sampling_strategy": "sequential",
         "max_steps": config.max_steps,
         "logging_steps": 10,
         "save_strategy": "no",
@@ -272,7 +274,7 @@ def distill(config: DistillConfig, resume: bool = False) -> Path:
     }, config.trainer)
     checkpoint = resume_checkpoint(args, resume)
     groups = build_groups(config)
-    reranker, model = _student(config)
+    reranker, model = _student(config, training_device(args))  # each process of a launch on its own device
     if config.student == "bi-encoder":
         collator, scores = TextCollator(reranker), bi_encoder_scorer(reranker.pooling, config.similarity_scale)
     else:
@@ -288,7 +290,9 @@ def distill(config: DistillConfig, resume: bool = False) -> Path:
         temperature=config.temperature,
     )
     trainer.train(resume_from_checkpoint=checkpoint)
-    return _save(trainer.model, reranker, config)
+    if trainer.is_world_process_zero():  # one writer of the output under a multi-process launch
+        _save(trainer.model, reranker, config)
+    return Path(config.output)
 
 
 build_parser, run = training_command(

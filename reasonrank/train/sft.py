@@ -188,7 +188,9 @@ def lora_config(settings: dict[str, Any]):
 def save_adapter(trainer: Any, output: str | Path, model: str, settings: dict[str, Any]) -> Path:
     """Save the adapter and tokenizer; the adapter names the base model as configured, so it loads anywhere."""
     output = Path(output)
-    trainer.save_model(str(output))
+    trainer.save_model(str(output))  # every process takes part (DeepSpeed/FSDP gather the weights); one writes
+    if not trainer.is_world_process_zero():
+        return output
     adapter_config = output / "adapter_config.json"
     if adapter_config.is_file():
         values = json.loads(adapter_config.read_text())

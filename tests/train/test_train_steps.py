@@ -206,3 +206,37 @@ def test_distill_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(d
     fresh = tmp_path / "fresh"
     assert distill_command.main(["--config", str(config_file(fresh)), "--resume"]) == 2
     assert "error: --resume: no complete checkpoint-N" in capsys.readouterr().err
+
+
+def test_distill_on_two_processes_equals_one_process_at_the_same_global_batch(dl19, minilm_without_dropout, tmp_path):
+    """`accelerate launch` of two CPU processes (DDP over gloo), batch 2 each, against one process at batch 4."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    def config_file(name: str, batch: int) -> Path:
+        settings = {**dl19["files"], "model": str(minilm_without_dropout), "output": str(tmp_path / name),
+                    "alpha": 0.0, "group_size": 3, "negatives_depth": 30, "min_positive_grade": 2, "max_queries": 1,
+                    "document_max_length": 48, "batch_size": batch, "epochs": 4, "max_steps": 3,
+                    "warmup_ratio": 0.0, "save_fp16": False, "lora": {"r": 4, "lora_alpha": 8,
+                                                                     "target_modules": ["query", "value"]},
+                    "trainer": {"logging_steps": 1, "save_strategy": "steps", "save_steps": 3}}
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(settings))
+        return path
+
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    subprocess.run([*launch, "-m", "reasonrank.train.distill", "--config", str(config_file("two", 2))], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "reasonrank.train.distill", "--config", str(config_file("one", 4))],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    two, one = _adapter(tmp_path / "two"), _adapter(tmp_path / "one")
+    assert two.keys() == one.keys()
+    for name in one:  # Adam's steps of ~2e-4 per weight; gloo's all-reduce sums in another order
+        torch.testing.assert_close(two[name], one[name], atol=1e-4, rtol=1e-3)
+    expected = _losses(tmp_path / "one" / "checkpoints" / "checkpoint-3")
+    assert len(expected) == 3
+    assert _losses(tmp_path / "two" / "checkpoints" / "checkpoint-3") == [
+        (step, pytest.approx(loss, rel=1e-5)) for step, loss in expected]
