@@ -49,6 +49,14 @@ PLACEHOLDERS: dict[str, dict[str, tuple[frozenset[str], frozenset[str]]]] = {
             frozenset({"query", "passage_a", "passage_b"}),
         ),
     },
+    # A judge rating a pointwise answer (explanation + label) for training rewards.
+    "judge": {
+        "system": (frozenset(), frozenset()),
+        "user": (
+            frozenset({"query", "passage", "explanation", "label"}),
+            frozenset({"query", "passage", "explanation", "label"}),
+        ),
+    },
 }
 # Which sections a kind cannot do without.
 REQUIRED_SECTIONS = {
@@ -56,6 +64,7 @@ REQUIRED_SECTIONS = {
     "completion": {"text"},
     "listwise": {"prefix", "passage", "suffix"},
     "pairwise": {"user"},
+    "judge": {"user"},
 }
 # Settings a template may carry beside its text, with their types.
 SETTINGS: dict[str, type | tuple[type, ...]] = {

@@ -9,10 +9,18 @@
   saved as they are drawn (``samples``, default ``OUTPUT.samples.jsonl``) and reused by a rerun with the same
   sampling settings, so a crash or a change of training settings does not sample again.
 * ``grpo``: TRL's ``GRPOTrainer`` with the same reward functions (group-relative advantages, KL to the start).
+* ``interank``: InteRank's refinement as its code does it (:mod:`reasonrank.train.preference`): the teacher's answer
+  joins the ``k`` samples, a judge scores all, scores are min-max normalised per prompt, kept from ``min_reward``,
+  boosted by the share of sampled labels that miss the teacher's, and each kept answer's NLL is weighted by the
+  reward cubed.
+* ``dpo``: InteRank's preference pairs (best- against worst-scored answer of each prompt, the teacher's included)
+  optimised by TRL's ``DPOTrainer`` (the reference builds the pairs and ships no trainer for them).
 
-Rewards are pluggable: ``rewards`` lists built-in names (:data:`REWARDS`) or ``module:function`` paths of
+Rewards are pluggable: ``rewards`` lists built-in names (:data:`REWARDS`, plus ``rubric``: the ``judge`` backend
+rates every answer with InteRank's 5-point rubric, all in one call) or ``module:function`` paths of
 ``f(completion: str, example: dict, template) -> float``, each with a weight; ``example`` is the teacher record
-(``query``, ``passage``, ``label``…).
+(``query``, ``passage``, ``label``…). Samples are drawn by ``sampler`` (``auto``: vLLM where it is installed and a
+GPU is present, else transformers), every pending prompt of a chunk in one call.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from reasonrank.errors import UserError, command
 from reasonrank.train.arguments import check_lora_keys, resume_checkpoint, training_arguments, training_command
 from reasonrank.train.config import FILE, MODEL, TRAIN_LOGGING
 from reasonrank.train.data import ResumableJsonl, content_words, read_jsonl
+from reasonrank.train.preference import JUDGE_TEMPLATE, ScoredAnswer, preference_pair, reference_rewards, rubric_scores
 from reasonrank.train.sft import (
     chat_token_count,
     check_lengths,
@@ -45,11 +54,14 @@ from reasonrank.train.sft import (
 from reasonrank.weights import check_adapter_template
 
 log = logging.getLogger(__name__)
-METHODS = ("weighted", "grpo")
+METHODS = ("weighted", "grpo", "interank", "dpo")
+SAMPLERS = ("auto", "transformers", "vllm")
+JUDGED = "rubric"  # the reward the judge backend gives, batched over every answer
 Reward = Callable[[str, dict[str, Any], Any], float]
 
 
-def _parsed_label(completion: str, template: Any) -> int | None:
+def parsed_label(completion: str, template: Any) -> int | None:
+    """The label a pointwise answer states after the template's marker (its first with ``label_first``)."""
     pattern = re.escape(template.setting("marker", "Relevance Label:")) + r"\s*\**\s*(\d+)"
     found = re.findall(pattern, completion, flags=re.IGNORECASE)
     return int(found[0 if template.setting("label_first") else -1]) if found else None
@@ -58,7 +70,7 @@ def _parsed_label(completion: str, template: Any) -> int | None:
 def label_reward(completion: str, example: dict[str, Any], template: Any) -> float:
     """1 for the target label, less by the normalised distance for a wrong one, −1 when no label can be read."""
     labels = [int(label) for label in template.setting("labels", (0, 1, 2))]
-    predicted = _parsed_label(completion, template)
+    predicted = parsed_label(completion, template)
     if predicted is None or predicted not in labels:
         return -1.0
     return 1.0 - abs(predicted - int(example["label"])) / (max(labels) - min(labels))
@@ -79,6 +91,11 @@ def grounding_reward(completion: str, example: dict[str, Any], template: Any) ->
 
 
 REWARDS: dict[str, Reward] = {"label": label_reward, "grounding": grounding_reward}
+DEFAULT_REWARDS = {
+    "weighted": ({"name": "label", "weight": 1.0}, {"name": "grounding", "weight": 0.2}),
+    "interank": ({"name": JUDGED, "weight": 1.0},),
+}
+DEFAULT_BETA = {"grpo": 0.04, "dpo": 0.1}  # TRL's defaults: GRPO's KL weight, DPO's beta
 
 
 def load_reward(name: str) -> Reward:
@@ -103,7 +120,14 @@ class RewardConfig:
     samples: str | None = None
     method: str = "weighted"
     template: str = "pointwise/interank-v1"
-    rewards: tuple[dict[str, Any], ...] = ({"name": "label", "weight": 1.0}, {"name": "grounding", "weight": 0.2})
+    # None: label + 0.2 grounding for weighted and grpo, the judge's rubric for interank and dpo
+    rewards: tuple[dict[str, Any], ...] | None = None
+    judge: dict[str, Any] | None = None  # the rubric's judge: {backend: KIND, model: NAME, options: {...}}
+    judge_template: str = JUDGE_TEMPLATE
+    min_reward: float = 0.85  # interank: normalised rewards below this are dropped (score_outputs.py's default)
+    boosted: bool = True  # interank: rewards times the prompt's misclassification share (the reference's only path)
+    sampler: str = "auto"
+    sampler_options: dict[str, Any] = field(default_factory=dict)  # the sampling backend's options (batch_size…)
     k: int = 4
     sample_temperature: float = 0.8
     max_new_tokens: int = 128
@@ -117,7 +141,7 @@ class RewardConfig:
     max_steps: int = -1
     batch_size: int = 4
     learning_rate: float = 5e-5
-    beta: float = 0.04  # grpo: KL weight to the reference
+    beta: float | None = None  # grpo: KL weight to the start (0.04); dpo: DPO's beta (0.1)
     seed: int = 42
     threads: int = 2
     trainer: dict[str, Any] = field(default_factory=dict)  # any SFTConfig (grpo: GRPOConfig) key, over our choices
@@ -128,11 +152,60 @@ class RewardConfig:
             raise UserError(f"method {self.method!r} is not one of {', '.join(METHODS)}")
         if self.k < 2:
             raise UserError(f"k must be at least 2 (rewards are compared within a prompt's samples), got {self.k}")
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"sampler {self.sampler!r} is not one of {', '.join(SAMPLERS)}")
+        if any(spec.get("name") == JUDGED for spec in self.reward_specs()):
+            self._check_judge()
+
+    def reward_specs(self) -> tuple[dict[str, Any], ...]:
+        if self.rewards is not None:
+            return self.rewards
+        return DEFAULT_REWARDS["interank" if self.method in ("interank", "dpo") else "weighted"]
+
+    def kl_beta(self) -> float:
+        return self.beta if self.beta is not None else DEFAULT_BETA.get(self.method, 0.0)
+
+    def _check_judge(self) -> None:
+        from reasonrank.backends import check_backend_options
+
+        judge = self.judge or {}
+        if not judge.get("backend") or not judge.get("model") or set(judge) - {"backend", "model", "options"}:
+            raise UserError(
+                f"the {JUDGED} reward needs judge: {{backend: transformers|vllm|openai, model: NAME, options: {{}}}}"
+                f", got {self.judge!r}"
+            )
+        check_backend_options(str(judge["backend"]), dict(judge.get("options") or {}), what="the judge")
 
 
-def combined_reward(config: RewardConfig, template: Any) -> Callable[[str, dict[str, Any]], float]:
-    parts = [(load_reward(str(spec["name"])), float(spec.get("weight", 1.0))) for spec in config.rewards]
-    return lambda completion, example: sum(w * f(completion, example, template) for f, w in parts)
+class RewardScorer:
+    """The configured rewards' weighted sum for a batch of answers: per-answer rewards one by one, the judge's
+    rubric over the whole batch in one backend call (the judge loads on first use and stays loaded)."""
+
+    def __init__(self, config: RewardConfig, template: Any):
+        from reasonrank.prompts import load_template
+        from reasonrank.rerank.generation import LazyBackend
+
+        self.template = template
+        self.parts = [(str(spec["name"]), float(spec.get("weight", 1.0))) for spec in config.reward_specs()]
+        self.functions = {name: load_reward(name) for name, _ in self.parts if name != JUDGED}
+        judge = config.judge or {}
+        self.judge = LazyBackend(judge["backend"], judge["model"], dict(judge.get("options") or {})) if any(
+            name == JUDGED for name, _ in self.parts) else None
+        self.judge_template = load_template(config.judge_template) if self.judge else None
+
+    def __call__(self, completions: Sequence[str], records: Sequence[dict[str, Any]]) -> list[float]:
+        totals = [0.0] * len(completions)
+        for name, weight in self.parts:
+            if name == JUDGED:
+                values = rubric_scores(self.judge.get(), self.judge_template, self.template, completions, records)
+            else:
+                values = [self.functions[name](c, r, self.template) for c, r in zip(completions, records, strict=True)]
+            totals = [total + weight * value for total, value in zip(totals, values, strict=True)]
+        return totals
+
+    def close(self) -> None:
+        if self.judge is not None:
+            self.judge.close()
 
 
 def advantage_weights(rewards: Sequence[float]) -> list[float]:
@@ -181,8 +254,9 @@ def _weighted_trainer_class():
             nll, learned = completion_token_nll(outputs.logits, inputs["labels"])
             mask = learned.float()
             per_example = (nll * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
-            # The weights average 1 over the data set (sample_and_weight), so the plain mean over the micro-batch
-            # estimates the weighted mean NLL, and micro-batches of equal size accumulate to one large batch's loss.
+            # weighted: the weights average 1 over the data set (sample_and_weight), so the plain mean over the
+            # micro-batch estimates the weighted mean NLL; interank: the weights are r³ as they are, the reference's
+            # mean of r³·NLL. Micro-batches of equal size accumulate to one large batch's loss either way.
             loss = (weights * per_example).mean()
             return (loss, outputs) if return_outputs else loss
 
@@ -220,7 +294,6 @@ def sample_outputs(config: RewardConfig, examples: Sequence[dict[str, Any]], tem
     with other training settings) reads the samples already saved and samples only the rest.
     """
     from reasonrank.backends.base import ChatPrompt, GenerationParams
-    from reasonrank.backends.transformers import TransformersBackend
 
     settings = sampling_settings(config)
     store = ResumableJsonl(samples_path(config), ("index",))
@@ -238,7 +311,7 @@ def sample_outputs(config: RewardConfig, examples: Sequence[dict[str, Any]], tem
         stop = tuple(template.setting("stop", ()))
         params = GenerationParams(max_new_tokens=config.max_new_tokens, temperature=config.sample_temperature,
                                   stop=stop, seed=config.seed)
-        backend = TransformersBackend(config.model, adapter=config.adapter, progress=False)
+        backend = sampling_backend(config)
         for start in tqdm(range(0, len(pending), SAMPLING_CHUNK), desc="sample", unit="chunk"):
             chunk = pending[start : start + SAMPLING_CHUNK]
             prompts = [ChatPrompt(tuple(examples[i]["prompt"])) for i in chunk for _ in range(config.k)]
@@ -251,6 +324,20 @@ def sample_outputs(config: RewardConfig, examples: Sequence[dict[str, Any]], tem
     return [saved[i]["samples"] for i in range(len(examples))]
 
 
+def sampling_backend(config: RewardConfig):
+    """The current model (base + adapter) on the configured sampler; ``auto`` is vLLM where it can run."""
+    import importlib.util
+
+    import torch
+
+    from reasonrank.backends import load_backend
+
+    kind = config.sampler
+    if kind == "auto":
+        kind = "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "transformers"
+    return load_backend(kind, config.model, **{"adapter": config.adapter, **config.sampler_options})
+
+
 def samples_path(config: RewardConfig) -> Path:
     output = Path(config.output)
     return Path(config.samples) if config.samples else output.parent / f"{output.name}.samples.jsonl"
@@ -260,22 +347,14 @@ def _prompt_digest(example: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(example["prompt"], sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def sample_and_weight(config: RewardConfig, examples: list[dict[str, Any]], records: list[dict[str, Any]]):
+def sample_and_weight(config: RewardConfig, examples: list[dict[str, Any]], records: list[dict[str, Any]],
+                      template: Any) -> list[dict[str, Any]]:
     """k samples per prompt from the current model, their rewards, and the weighted examples to train on."""
-    from reasonrank.prompts import load_template
-
-    template = load_template(config.template)
-    reward = combined_reward(config, template)
-    stop = tuple(template.setting("stop", ()))
     weighted, all_rewards = [], []
-    samples = sample_outputs(config, examples, template)
-    for example, record, texts in zip(examples, records, samples, strict=True):
-        # The stop symbol is cut off by the backend; put it back so the model learns to end its answer.
-        texts = [t + stop[0] if stop and _parsed_label(t, template) is not None and not t.endswith(stop[0]) else t
-                 for t in texts]
-        rewards = [reward(t, record) for t in texts]
+    for example, answers in zip(examples, scored_answers(config, examples, records, template), strict=True):
+        rewards = [answer.score for answer in answers]
         all_rewards.extend(rewards)
-        for text, weight in zip(texts, advantage_weights(rewards), strict=True):
+        for text, weight in zip((a.text for a in answers), advantage_weights(rewards), strict=True):
             if weight > 0:
                 weighted.append({"prompt": example["prompt"], "completion": [{"role": "assistant", "content": text}],
                                  "weight": weight})
@@ -287,6 +366,59 @@ def sample_and_weight(config: RewardConfig, examples: list[dict[str, Any]], reco
     log.info("mean reward %.3f over %d samples; %d kept for training", statistics.fmean(all_rewards),
              len(all_rewards), len(weighted))
     return weighted
+
+
+def scored_answers(config: RewardConfig, examples: list[dict[str, Any]], records: list[dict[str, Any]], template: Any,
+                   with_teacher: bool = False) -> list[list[ScoredAnswer]]:
+    """Each prompt's ``k`` samples (and, ``with_teacher``, the teacher's answer last), scored in one batch."""
+    stop = tuple(template.setting("stop", ()))
+    groups = []
+    for example, texts in zip(examples, sample_outputs(config, examples, template), strict=True):
+        # The stop symbol is cut off by the backend; put it back so the model learns to end its answer.
+        texts = [t + stop[0] if stop and parsed_label(t, template) is not None and not t.endswith(stop[0]) else t
+                 for t in texts]
+        groups.append(texts + ([example["completion"][0]["content"]] if with_teacher else []))
+    flat_texts = [text for texts in groups for text in texts]
+    flat_records = [record for record, texts in zip(records, groups, strict=True) for _ in texts]
+    scorer = RewardScorer(config, template)
+    scores = iter(scorer(flat_texts, flat_records))
+    scorer.close()
+    return [[ScoredAnswer(t, parsed_label(t, template), next(scores)) for t in texts] for texts in groups]
+
+
+def reference_weighted(config: RewardConfig, examples, records, template) -> list[dict[str, Any]]:
+    """interank: every answer the reference keeps, weighted by its reward cubed (RewardWeightedSFTTrainer's r³)."""
+    weighted = []
+    groups = scored_answers(config, examples, records, template, with_teacher=True)
+    for example, record, answers in zip(examples, records, groups, strict=True):
+        rewards = reference_rewards(answers, int(record["label"]), config.min_reward, config.boosted)
+        weighted.extend(
+            {"prompt": example["prompt"], "completion": [{"role": "assistant", "content": answer.text}],
+             "weight": reward**3}
+            for answer, reward in zip(answers, rewards, strict=True) if reward is not None
+        )
+    if not weighted:
+        raise UserError("no answer kept: every prompt's samples agree with the teacher's label (boosted rewards "
+                        "are 0) or score alike; lower min_reward, set boosted: false, or raise k")
+    log.info("%d answers kept of %d prompts", len(weighted), len(examples))
+    return weighted
+
+
+def preference_examples(config: RewardConfig, examples, records, template) -> list[dict[str, Any]]:
+    """dpo: one (chosen, rejected) pair per prompt whose best and worst answers differ."""
+    pairs = []
+    groups = scored_answers(config, examples, records, template, with_teacher=True)
+    for example, answers in zip(examples, groups, strict=True):
+        pair = preference_pair(answers)
+        if pair is not None:
+            chosen, rejected = pair
+            pairs.append({"prompt": example["prompt"], "chosen": [{"role": "assistant", "content": chosen.text}],
+                          "rejected": [{"role": "assistant", "content": rejected.text}]})
+    if not pairs:
+        raise UserError("every prompt's answers scored alike, so no preference pair formed: raise k or "
+                        "sample_temperature")
+    log.info("%d preference pairs of %d prompts", len(pairs), len(examples))
+    return pairs
 
 
 def refine(config: RewardConfig, resume: bool = False):
@@ -305,20 +437,25 @@ def refine(config: RewardConfig, resume: bool = False):
         trainer = _grpo_trainer(config, examples, records, template)
         checkpoint = resume_checkpoint(trainer.args, resume)
     else:
-        args = _arguments(config)  # checked (and the checkpoint found) before sampling, the slow part
+        # Checked (and the checkpoint found) before sampling, the slow part.
+        args = _dpo_arguments(config) if config.method == "dpo" else _arguments(config)
         checkpoint = resume_checkpoint(args, resume)
-        trainer = _weighted_trainer(config, examples, records, args)
+        check_sampling_room(examples, load_tokenizer(config.model), config.max_length, config.max_new_tokens)
+        if config.method == "dpo":
+            trainer = _dpo_trainer(config, preference_examples(config, examples, records, template), args)
+        else:
+            build = reference_weighted if config.method == "interank" else sample_and_weight
+            trainer = _weighted_trainer(config, build(config, examples, records, template), args)
     trainer.train(resume_from_checkpoint=checkpoint)
+    _drop_reference_adapter(trainer.model)
     settings = {"step": f"reward/{config.method}", "template": config.template, "config": asdict(config)}
     return save_adapter(trainer, config.output, config.model, settings)
 
 
-def _weighted_trainer(config: RewardConfig, examples, records, args):
+def _weighted_trainer(config: RewardConfig, weighted: list[dict[str, Any]], args):
     import torch
     from datasets import Dataset
 
-    check_sampling_room(examples, load_tokenizer(config.model), config.max_length, config.max_new_tokens)
-    weighted = sample_and_weight(config, examples, records)
     model, tokenizer, peft_config = _trainable(config)
     check_lengths(weighted, tokenizer, config.max_length)
     trainer = _weighted_trainer_class()(
@@ -330,18 +467,57 @@ def _weighted_trainer(config: RewardConfig, examples, records, args):
     return trainer
 
 
+def _dpo_arguments(config: RewardConfig):
+    import torch
+    from trl import DPOConfig
+
+    return training_arguments(DPOConfig, {
+        "output_dir": f"{config.output}/checkpoints",
+        "per_device_train_batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "beta": config.kl_beta(),
+        "max_length": config.max_length,
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps,
+        "logging_steps": 10,
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": config.seed,
+        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+    }, config.trainer)
+
+
+def _dpo_trainer(config: RewardConfig, pairs: list[dict[str, Any]], args):
+    """TRL's DPOTrainer; started from an adapter, TRL keeps a frozen copy of it as the reference policy."""
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    model, tokenizer, peft_config = _trainable(config)
+    for pair in pairs:
+        for side in ("chosen", "rejected"):
+            check_lengths([{"prompt": pair["prompt"], "completion": pair[side]}], tokenizer, config.max_length)
+    return DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tokenizer,
+                      peft_config=peft_config)
+
+
+def _drop_reference_adapter(model: Any) -> None:
+    """DPO's frozen reference copy of the starting adapter ("ref") is not part of the trained student."""
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+
+
 def _grpo_trainer(config: RewardConfig, examples, records, template):
     import torch
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    reward = combined_reward(config, template)
+    scorer = RewardScorer(config, template)
     keys = ("query", "passage", "label")
 
     def relevance_reward(prompts, completions, **columns):
+        """Every completion of the step's batch scored at once (the judge's rubric in one call)."""
         texts = [c[-1]["content"] if isinstance(c, list) else str(c) for c in completions]
-        rows = [{k: columns[k][i] for k in keys} for i in range(len(texts))]
-        return [reward(text, row) for text, row in zip(texts, rows, strict=True)]
+        return scorer(texts, [{k: columns[k][i] for k in keys} for i in range(len(texts))])
 
     dataset = Dataset.from_list([
         {"prompt": e["prompt"], **{k: r[k] for k in keys}} for e, r in zip(examples, records, strict=True)
@@ -354,7 +530,7 @@ def _grpo_trainer(config: RewardConfig, examples, records, template):
         "max_completion_length": config.max_new_tokens,
         "temperature": config.sample_temperature,
         "learning_rate": config.learning_rate,
-        "beta": config.beta,
+        "beta": config.kl_beta(),
         "num_train_epochs": config.epochs,
         "max_steps": config.max_steps,
         "logging_steps": 10,

@@ -298,7 +298,7 @@ def test_rewards():
 
 
 def test_reward_sampling_is_saved_per_chunk_and_resumes(monkeypatch, tmp_path):
-    import reasonrank.backends.transformers
+    import reasonrank.train.reward
 
     template = load_template("pointwise/interank-v1")
     records = [{"query": f"claim {i}", "passage": f"passage {i}", "explanation": "e", "label": 2} for i in range(20)]
@@ -312,7 +312,7 @@ def test_reward_sampling_is_saved_per_chunk_and_resumes(monkeypatch, tmp_path):
             raise KeyboardInterrupt
         return FakeBackend.generate(fake, prompts, params)
 
-    monkeypatch.setattr(reasonrank.backends.transformers, "TransformersBackend", lambda *args, **kwargs: fake)
+    monkeypatch.setattr(reasonrank.train.reward, "sampling_backend", lambda config: fake)
     monkeypatch.setattr(fake, "generate", crash_after_first_chunk)
     with pytest.raises(KeyboardInterrupt):
         sample_outputs(config, examples, template)

@@ -1,0 +1,114 @@
+"""InteRank's refinement data: a judge scores every answer to a prompt, and the scores become pairs or weights.
+
+For each teacher record (query, passage, the teacher's explanation and label) the student samples ``k`` answers;
+the teacher's own answer joins them as one more candidate, and each candidate gets a score. Then, as algoprog/InteRank
+``score_outputs.py`` does (commit 55b182a, the only one holding its refinement code):
+
+* :func:`preference_pair` (its ``create_preference_pairs``): the highest-scored candidate is *chosen*, the
+  lowest-scored *rejected* (the first of equals, as Python's ``max``/``min``); no pair when they are the same one;
+* :func:`reference_rewards` (its ``create_single_items`` with ``boosted``): scores min-max normalised over the
+  prompt's candidates (all 1 when they are equal), kept at ``min_reward`` or more, multiplied by the share of
+  sampled labels that differ from the teacher's, kept above 0. The trainer weighs each kept answer's NLL by
+  the reward cubed (its ``RewardWeightedSFTTrainer``).
+
+The score is the judge's rubric verdict (:func:`rubric_scores`: template ``judge/interank-rubric-v1``, the
+reference's 5-point rubric, read from the JSON's ``final_score``), the built-in rewards, or a weighted sum of both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+JUDGE_TEMPLATE = "judge/interank-rubric-v1"
+JUDGE_MAX_NEW_TOKENS = 1024  # reward_model.py's SamplingParams(max_tokens=1024)
+_FINAL_SCORE = re.compile(r'"final_score"\s*:\s*(-?\d+(?:\.\d+)?)')
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredAnswer:
+    """One answer to a prompt: the completion text as trained on, the label read from it, and its score."""
+
+    text: str
+    label: int | None
+    score: float
+
+
+def judged_score(response: str) -> float | None:
+    """``final_score`` of the judge's JSON verdict (code fences stripped, as the reference does); None if absent.
+
+    A small judge often writes JSON that does not parse; the score is then read from its ``"final_score": x``.
+    """
+    text = response.replace("```json", "").replace("```", "").strip()
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        try:
+            value = json.loads(text[start : end + 1]).get("final_score")
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    found = _FINAL_SCORE.search(text)
+    return float(found.group(1)) if found else None
+
+
+def rubric_scores(backend: Any, judge_template: Any, answer_template: Any, completions: Sequence[str],
+                  records: Sequence[dict[str, Any]], max_new_tokens: int = JUDGE_MAX_NEW_TOKENS) -> list[float]:
+    """The judge's rubric score (0–5) of each completion, all in one backend call (greedy, as the reference).
+
+    The judge reads the explanation (the text before the answer template's marker) and the label read by the
+    pointwise reader. A verdict with no readable ``final_score`` counts as 0, the rubric's floor (the reference
+    leaves it None, which its pair builder cannot compare).
+    """
+    from reasonrank.backends.base import ChatPrompt, GenerationParams
+    from reasonrank.prompts.readers import explanation_before
+    from reasonrank.train.reward import parsed_label
+
+    marker = answer_template.setting("marker", "Relevance Label:")
+    prompts = []
+    for completion, record in zip(completions, records, strict=True):
+        label = parsed_label(completion, answer_template)
+        user = judge_template.render("user", query=record["query"], passage=record["passage"],
+                                     explanation=explanation_before(completion, marker),
+                                     label="" if label is None else label)
+        system = judge_template.sections.get("system")
+        prompts.append(ChatPrompt.of(user, system=system))
+    generations = backend.generate(prompts, GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0))
+    scores = [judged_score(g.text) for g in generations]
+    unread = sum(score is None for score in scores)
+    if unread:
+        log.warning("%d of %d judge verdicts had no readable final_score; scored 0", unread, len(scores))
+    return [0.0 if score is None else score for score in scores]
+
+
+def preference_pair(candidates: Sequence[ScoredAnswer]) -> tuple[ScoredAnswer, ScoredAnswer] | None:
+    """(chosen, rejected): the best- and worst-scored candidates, or None when that is one and the same."""
+    best = max(candidates, key=lambda c: c.score)
+    worst = min(candidates, key=lambda c: c.score)
+    return None if best == worst else (best, worst)
+
+
+def reference_rewards(candidates: Sequence[ScoredAnswer], teacher_label: int, min_reward: float,
+                      boosted: bool = True) -> list[float | None]:
+    """Each candidate's reward in [0, 1], or None where the reference drops it (see the module's description).
+
+    The last candidate is the teacher's; the misclassification share counts the sampled ones only.
+    """
+    scores = [c.score for c in candidates]
+    low, spread = min(scores), max(scores) - min(scores)
+    sampled = candidates[:-1]
+    misclassified = sum(c.label != teacher_label for c in sampled) / len(sampled) if sampled else 0.0
+    rewards: list[float | None] = []
+    for score in scores:
+        reward = (score - low) / spread if spread else 1.0
+        if reward < min_reward:
+            rewards.append(None)
+            continue
+        reward *= misclassified if boosted else 1.0
+        rewards.append(reward if reward > 0 else None)
+    return rewards
