@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_backends import relevance_prompts
 from transformers import GenerationConfig
 
 from reasonrank.backends.base import GenerationParams
-from tests.backends.test_backends import relevance_prompts
 
 STEPS, TOP = 6, 5
 
