@@ -349,7 +349,7 @@ def test_student_trains_on_the_scores_its_reranker_gives(test_data, student):
         distill.Group("Vitamin D deficiency is linked to depression.", documents[0], (1, 0), None),
         distill.Group("Aspirin lowers fever.", documents[1], (1, 0), None),
     ]
-    reranker, model = distill._student(config)
+    reranker, model = distill._student(config, "cpu")
     model.eval()
     if student == "bi-encoder":
         batch = distill.TextCollator(reranker)(groups)
