@@ -59,6 +59,18 @@ def training_arguments(cls: type[A], defaults: Mapping[str, Any], trainer: Mappi
         raise UserError(f"trainer: {str(error).strip().splitlines()[0]}: fix the `trainer:` settings") from None
 
 
+def run_defaults(seed: int, bf16: bool = False) -> dict[str, Any]:
+    """What every training command starts from: logs every 10 steps, no checkpoints and no log writers unless
+    ``trainer:`` asks, the config's seed; with ``bf16``, bfloat16 where a GPU supports it (TRL defaults to bf16,
+    which CPUs reject)."""
+    import torch
+
+    defaults: dict[str, Any] = {"logging_steps": 10, "save_strategy": "no", "report_to": [], "seed": seed}
+    if bf16:
+        defaults["bf16"] = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return defaults
+
+
 def launched_processes() -> int:
     """How many processes ``accelerate launch``/torchrun started for this run (``WORLD_SIZE``); 1 for a plain run."""
     return int(os.environ.get("WORLD_SIZE", "1"))

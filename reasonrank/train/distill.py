@@ -37,6 +37,7 @@ from reasonrank.errors import UserError, command
 from reasonrank.train.arguments import (
     check_lora_keys,
     resume_checkpoint,
+    run_defaults,
     training_arguments,
     training_command,
     training_device,
@@ -265,11 +266,8 @@ def distill(config: DistillConfig, resume: bool = False) -> Path:
         # groups whatever the number of processes (each takes its share of a batch).
         "train_sampling_strategy": "sequential",
         "max_steps": config.max_steps,
-        "logging_steps": 10,
-        "save_strategy": "no",
-        "report_to": [],
         "remove_unused_columns": False,
-        "seed": config.seed,
+        **run_defaults(config.seed),
         "dataloader_num_workers": 0,
     }, config.trainer)
     checkpoint = resume_checkpoint(args, resume)

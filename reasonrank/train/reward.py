@@ -39,7 +39,13 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from reasonrank.errors import UserError, command
-from reasonrank.train.arguments import check_lora_keys, resume_checkpoint, training_arguments, training_command
+from reasonrank.train.arguments import (
+    check_lora_keys,
+    resume_checkpoint,
+    run_defaults,
+    training_arguments,
+    training_command,
+)
 from reasonrank.train.config import FILE, MODEL, TRAIN_LOGGING
 from reasonrank.train.data import ResumableJsonl, content_words, read_jsonl
 from reasonrank.train.preference import JUDGE_TEMPLATE, ScoredAnswer, preference_pair, reference_rewards, rubric_scores
@@ -468,7 +474,6 @@ def _weighted_trainer(config: RewardConfig, weighted: list[dict[str, Any]], args
 
 
 def _dpo_arguments(config: RewardConfig):
-    import torch
     from trl import DPOConfig
 
     return training_arguments(DPOConfig, {
@@ -479,11 +484,7 @@ def _dpo_arguments(config: RewardConfig):
         "max_length": config.max_length,
         "num_train_epochs": config.epochs,
         "max_steps": config.max_steps,
-        "logging_steps": 10,
-        "save_strategy": "no",
-        "report_to": [],
-        "seed": config.seed,
-        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        **run_defaults(config.seed, bf16=True),
     }, config.trainer)
 
 
@@ -507,7 +508,6 @@ def _drop_reference_adapter(model: Any) -> None:
 
 
 def _grpo_trainer(config: RewardConfig, examples, records, template):
-    import torch
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -533,11 +533,7 @@ def _grpo_trainer(config: RewardConfig, examples, records, template):
         "beta": config.kl_beta(),
         "num_train_epochs": config.epochs,
         "max_steps": config.max_steps,
-        "logging_steps": 10,
-        "save_strategy": "no",
-        "report_to": [],
-        "seed": config.seed,
-        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        **run_defaults(config.seed, bf16=True),
     }, config.trainer)
     return GRPOTrainer(model=model, reward_funcs=[relevance_reward], args=args, train_dataset=dataset,
                        processing_class=tokenizer, peft_config=peft_config)

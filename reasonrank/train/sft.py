@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from reasonrank.errors import UserError, command
-from reasonrank.train.arguments import check_lora_keys, resume_checkpoint, training_arguments, training_command
+from reasonrank.train.arguments import (
+    check_lora_keys,
+    resume_checkpoint,
+    run_defaults,
+    training_arguments,
+    training_command,
+)
 from reasonrank.train.config import FILE, MODEL, TRAIN_LOGGING
 from reasonrank.train.data import read_jsonl
 
@@ -202,7 +208,6 @@ def save_adapter(trainer: Any, output: str | Path, model: str, settings: dict[st
 
 def sft_arguments(config: SftConfig, **extra: Any):
     """TRL's SFTConfig: the package's choices (and ``extra``, the caller's), then ``config.trainer`` over them."""
-    import torch
     from trl import SFTConfig
 
     return training_arguments(SFTConfig, {
@@ -215,12 +220,7 @@ def sft_arguments(config: SftConfig, **extra: Any):
         "max_steps": config.max_steps,
         "max_length": config.max_length,
         "completion_only_loss": True,  # the prompt (query, passage) is context, not something to imitate
-        "logging_steps": 10,
-        "save_strategy": "no",
-        "report_to": [],
-        "seed": config.seed,
-        # TRL defaults to bf16, which CPUs reject; use it only where a GPU supports it.
-        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        **run_defaults(config.seed, bf16=True),
         **extra,
     }, config.trainer)
 
