@@ -66,13 +66,14 @@ class ListwiseReranker(Reranker):
 
     def rerank_many(self, requests: Sequence[Request]) -> list[Ranking]:
         orders = [list(r.candidates) for r in requests]
-        plans = [sliding_windows(len(r.candidates), self.window_size, self.stride, self.depth) for r in requests]
+        windows = [sliding_windows(len(r.candidates), self.window_size, self.stride, self.depth) for r in requests]
+        steps = max((len(query_windows) for query_windows in windows), default=0)
         stats = [Counter() for _ in requests]
         explanations: list[dict[str, str]] = [{} for _ in requests]
-        for step in range(max((len(plan) for plan in plans), default=0)):
-            active = [(i, *plan[step]) for i, plan in enumerate(plans) if step < len(plan)]
+        for step in range(steps):
+            active = [(i, *query_windows[step]) for i, query_windows in enumerate(windows) if step < len(query_windows)]
             prompts = [self.prompt(requests[i].query.text, orders[i][start:end]) for i, start, end in active]
-            desc = f"{self.name} window {step + 1}/{max(len(p) for p in plans)}"
+            desc = f"{self.name} window {step + 1}/{steps}"
             for (i, start, end), generation in zip(
                 active, self.backend.generate(prompts, self.params, desc), strict=True
             ):
