@@ -33,6 +33,7 @@ import platform
 import sys
 import time
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,15 +108,25 @@ class SharedEngine:
 
 
 class Recorder:
-    """Wraps ``vllm.LLM.generate`` to keep the token ids the engine got for every prompt, per call, in call order."""
+    """Wraps ``vllm.LLM.generate`` to keep, per call in call order, the token ids the engine got for every prompt and
+    the text it wrote, with the seconds spent inside the engine and the tokens it generated."""
 
     def __init__(self, llm):
-        self.llm, self.original, self.calls = llm, llm.generate, []
+        self.llm, self.original = llm, llm.generate
+        self.reset()
         llm.generate = self
 
+    def reset(self) -> None:
+        # New lists: the previous side's result keeps its own.
+        self.calls, self.texts, self.engine_seconds, self.generated_tokens = [], [], 0.0, 0
+
     def __call__(self, prompts, sampling, **kwargs):
+        start = time.perf_counter()
         outputs = self.original(prompts, sampling, **kwargs)
+        self.engine_seconds += time.perf_counter() - start
         self.calls.append([list(output.prompt_token_ids) for output in outputs])
+        self.texts.append([output.outputs[0].text for output in outputs])
+        self.generated_tokens += sum(len(output.outputs[0].token_ids) for output in outputs)
         return outputs
 
     def close(self) -> None:
@@ -185,16 +196,29 @@ def ours_side(backend, depth: int, window: int, stride: int, max_new_tokens: int
     return lambda requests: [ranking.docids for ranking in reranker.rerank_many(requests)]
 
 
-def timed(run, requests, recorder: Recorder, warm_up: int):
+@dataclass
+class Side:
+    """One side's timed pass: its permutations, wall seconds, and what the engine did for it."""
+
+    orders: list[list[str]]
+    seconds: float
+    calls: list[list[list[int]]]
+    texts: list[list[str]]
+    engine_seconds: float
+    generated_tokens: int
+
+
+def timed(run, requests, recorder: Recorder, warm_up: int) -> Side:
     """One untimed pass over the first ``warm_up`` queries (kernels, allocator), an empty prefix cache (neither side
-    reads the other's or its own earlier KV blocks), then the timed pass and the token ids of its prompts."""
-    recorder.calls = []  # a new list: the previous side's result keeps its own
+    reads the other's or its own earlier KV blocks), then the timed pass with what the engine received and wrote."""
+    recorder.reset()
     run(requests[:warm_up])
     recorder.llm.reset_prefix_cache()
-    recorder.calls = []
+    recorder.reset()
     start = time.perf_counter()
     result = run(requests)
-    return result, time.perf_counter() - start, recorder.calls
+    seconds = time.perf_counter() - start
+    return Side(result, seconds, recorder.calls, recorder.texts, recorder.engine_seconds, recorder.generated_tokens)
 
 
 def main(argv=None) -> int:
@@ -225,34 +249,50 @@ def main(argv=None) -> int:
     ours = ours_side(backend, args.depth, args.window, args.stride, answer_tokens)
     recorder = Recorder(backend.llm)
     their_result = timed(theirs, requests, recorder, args.warm_up)
-    print(f"rank_llm: {their_result[1]:.1f} s", flush=True)
+    print(f"rank_llm: {their_result.seconds:.1f} s", flush=True)
     our_result = timed(ours, requests, recorder, args.warm_up)
     recorder.close()
     report(args, requests, their_result, our_result)
     return 0
 
 
-def report(args, requests, theirs, ours) -> None:
-    their_orders, their_seconds, their_calls = theirs
-    our_orders, our_seconds, our_calls = ours
-    same_prompts = sum(a == b for x, y in zip(their_calls, our_calls, strict=False) for a, b in zip(x, y, strict=False))
-    prompts = sum(len(call) for call in their_calls)
-    same = sum(a == b for a, b in zip(their_orders, our_orders, strict=True))
+def report(args, requests, theirs: Side, ours: Side) -> None:
+    pairs = [(a, b) for x, y in zip(theirs.calls, ours.calls, strict=False) for a, b in zip(x, y, strict=False)]
+    same_prompts = sum(a == b for a, b in pairs)
+    prompts = sum(len(call) for call in theirs.calls)
+    same = sum(a == b for a, b in zip(theirs.orders, ours.orders, strict=True))
     n = len(requests)
     print(f"device: {device_name()}; {n} DL19-mini queries x BM25 top {args.depth}, window {args.window} / "
           f"stride {args.stride}, greedy")
-    print(f"engine calls per side (prompts each): rank_llm {[len(c) for c in their_calls]}, "
-          f"reasonrank {[len(c) for c in our_calls]}; "
+    print(f"engine calls per side (prompts each): rank_llm {[len(c) for c in theirs.calls]}, "
+          f"reasonrank {[len(c) for c in ours.calls]}; "
           f"prompts token-identical: {same_prompts}/{prompts}")
-    print("| reranker | wall s | queries/s | same permutation as rank_llm |")
-    print("|---|---:|---:|---:|")
-    print(f"| rank_llm 0.25.7 RankListwiseOSLLM | {their_seconds:.1f} | {n / their_seconds:.2f} | - |")
-    print(f"| reasonrank {TEMPLATE} | {our_seconds:.1f} | {n / our_seconds:.2f} | {same}/{n} |")
-    print(f"throughput ratio reasonrank / rank_llm: {their_seconds / our_seconds:.2f}x")
-    for request, a, b in zip(requests, their_orders, our_orders, strict=True):
-        if a != b:
-            first = next(k for k, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
-            print(f"differs: query {request.query.qid} from rank {first + 1}: rank_llm {a[first]} ours {b[first]}")
+    print("| reranker | wall s | in the engine s | outside it s | tokens generated | queries/s | same permutation |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, side, agree in (("rank_llm 0.25.7 RankListwiseOSLLM", theirs, "-"),
+                              (f"reasonrank {TEMPLATE}", ours, f"{same}/{n}")):
+        print(f"| {name} | {side.seconds:.1f} | {side.engine_seconds:.1f} | {side.seconds - side.engine_seconds:.1f} "
+              f"| {side.generated_tokens} | {n / side.seconds:.2f} | {agree} |")
+    print(f"throughput ratio reasonrank / rank_llm: {theirs.seconds / ours.seconds:.2f}x")
+    print_differences(requests, theirs, ours)
+
+
+def print_differences(requests, theirs: Side, ours: Side) -> None:
+    """For each query ranked differently: where the rankings part, and each window's answer on both sides while
+    the prompts are the same (the first window whose answers differ is where they part)."""
+    for q, (request, a, b) in enumerate(zip(requests, theirs.orders, ours.orders, strict=True)):
+        if a == b:
+            continue
+        first = next(k for k, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+        print(f"differs: query {request.query.qid} from rank {first + 1}: rank_llm {a[first]} ours {b[first]}")
+        for step, (their_call, our_call) in enumerate(zip(theirs.calls, ours.calls, strict=False)):
+            if q >= min(len(their_call), len(our_call)) or their_call[q] != our_call[q]:
+                break
+            their_text, our_text = theirs.texts[step][q], ours.texts[step][q]
+            if their_text != our_text:
+                print(f"  window {step + 1}, same prompt: rank_llm wrote {their_text!r}")
+                print(f"  window {step + 1}, same prompt: reasonrank wrote {our_text!r}")
+                break
 
 
 if __name__ == "__main__":

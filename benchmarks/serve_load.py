@@ -15,7 +15,7 @@ vectors the first one computed for the same passages and the comparison would ti
 
 ``--model-only`` (with ``--compare``) also loads the reranker in this process and times its ``rerank_many`` on the
 same requests, once one request per call and once ``--max-batch-size`` requests per call, with no HTTP at all. That
-speed-up is the ceiling of any batching server for this model on this machine: a service adds the same per-request
+speed-up is the ceiling of any batching server for this model on this CPU: a service adds the same per-request
 work (HTTP, JSON, the client) to both modes, which can only bring the ratio closer to 1.
 """
 

@@ -44,7 +44,7 @@ def test_every_training_config_is_checked_in_one_line_before_any_model_loads(cas
 
 @pytest.mark.parametrize("option", ["batch_sise=4", "batch_size=abc", "device=cuda", "max_length=-1x", "=3"])
 def test_reported_option_mistakes_are_one_line_before_any_work(option, capsys, tmp_path):
-    """The issue's findings (misspelt, ill-typed, impossible on this machine): refused before BM25 runs."""
+    """Misspelt, ill-typed and impossible options (a CUDA device where there is none) are refused before BM25 runs."""
     from reasonrank.cli import search
 
     output = tmp_path / "run.txt"

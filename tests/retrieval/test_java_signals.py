@@ -1,4 +1,4 @@
-"""Pyserini's JVM and torch in one process: SIGTERM and Ctrl-C must stay Python's (the issue-19 crash report).
+"""Pyserini's JVM and torch in one process: SIGTERM and Ctrl-C must stay Python's.
 
 Left to itself the JVM takes SIGTERM and SIGINT, runs its shutdown and calls exit() from its own thread while
 Python's main thread is still inside torch; torch's static state is then destroyed under it. Before the fix a
