@@ -107,7 +107,7 @@ class Cascade(Reranker):
         for ranking, note, counts in zip(rankings, notes, stats, strict=True):
             items = tuple(
                 item if item.explanation or item.docid not in note
-                else replace(item, explanation=note[item.docid].explanation, label=note[item.docid].label)
+                else item.explained_as(note[item.docid])
                 for item in ranking.items
             )
             merged.append(replace(ranking, items=items, model=self.name, stats=counts))

@@ -23,7 +23,7 @@ from typing import Any
 from reasonrank.errors import UserError
 from reasonrank.rerank.base import Reranker, ScoringReranker
 from reasonrank.retrieval.base import TextScorer
-from reasonrank.types import Candidate, Evidence, Judgment, Query, Ranking, Request
+from reasonrank.types import Candidate, Evidence, ExplanationFrom, Judgment, Query, Ranking, Request
 
 METHODS = ("sentence", "window", "leave-one-out")
 DEFAULT_METHOD = "sentence"
@@ -145,7 +145,8 @@ class EvidenceReranker(Reranker):
         found = self.finder.score(ranking.query, [item.candidate for item in head])
         chosen = {item.docid: best(spans, self.sentences) for item, spans in zip(head, found, strict=True)}
         items = tuple(
-            replace(item, evidence=tuple(spans), explanation=describe(item.text, spans, self.finder.scorer))
+            replace(item, evidence=tuple(spans), explanation=describe(item.text, spans, self.finder.scorer),
+                    explanation_from=ExplanationFrom.EVIDENCE, explanation_pair=None)
             if (spans := chosen.get(item.docid)) is not None else item
             for item in ranking.items
         )

@@ -19,7 +19,7 @@ from reasonrank.prompts.readers import parse_permutation, passage_parts, split_r
 from reasonrank.rerank.base import Reranker
 from reasonrank.rerank.generation import LazyBackend, positive
 from reasonrank.rerank.schedule import sliding_windows
-from reasonrank.types import Candidate, Ranking, Request
+from reasonrank.types import Candidate, ExplanationFrom, Ranking, Request
 from reasonrank.weights import check_adapter_template
 
 
@@ -91,7 +91,8 @@ class ListwiseReranker(Reranker):
                 parts = passage_parts(reasoning, len(window))
                 explanations[i].update({window[k].docid: part for k, part in parts.items()})
         return [
-            Ranking.from_order(r.query, order, self.name, explanations[i], {k: v for k, v in stats[i].items() if v})
+            Ranking.from_order(r.query, order, self.name, explanations[i], {k: v for k, v in stats[i].items() if v},
+                               explanation_from=ExplanationFrom.LISTWISE_WINDOW)
             for i, (r, order) in enumerate(zip(requests, orders, strict=True))
         ]
 

@@ -16,7 +16,7 @@ from reasonrank.prompts.builders import cut_passage, replace_number
 from reasonrank.prompts.readers import parse_permutation, split_reasoning
 from reasonrank.rerank.listwise import build_listwise
 from reasonrank.rerank.schedule import sliding_windows
-from reasonrank.types import Candidate, Query, Request
+from reasonrank.types import Candidate, ExplanationFrom, Query, Request
 
 
 def test_windows_for_100_candidates_run_back_to_front():
@@ -143,12 +143,13 @@ def test_reasoning_becomes_the_explanation_and_repairs_reach_stats(dl19):
     for item in ranking:
         # Each passage gets the sentence about itself, not the window's whole reasoning.
         assert re.fullmatch(rf"\[\d+\] has relevance {qrels[qid][item.docid]}\.", item.explanation)
+        assert item.explanation_from is ExplanationFrom.LISTWISE_WINDOW and item.explanation_pair is None
 
     sloppy = FakeBackend(lambda prompt, params: generation("[3] > [3] > [42] > [1]"))
     ranking = build_listwise("fake", backend=sloppy, window_size=5, stride=5, depth=5).rerank_request(request)
     assert ranking.stats == {"windows": 1, "repair_missing": 3, "repair_duplicate": 1, "repair_out_of_range": 1}
     assert ranking.docids[:5] == [request.candidates[i].docid for i in (2, 0, 1, 3, 4)]
-    assert ranking[0].explanation is None
+    assert ranking[0].explanation is None and ranking[0].explanation_from is None
 
 
 def test_reasoning_is_cut_at_each_passage_it_names():
