@@ -156,6 +156,10 @@ class EvidenceReranker(Reranker):
     def independent_queries(self) -> bool:
         return self.inner.independent_queries  # sentences are scored one query per call
 
+    @property
+    def queries_per_step(self) -> int:
+        return self.inner.queries_per_step
+
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
         return self.finder.scorer
 
@@ -188,6 +192,10 @@ class MaxPReranker(ScoringReranker):
     @property
     def independent_queries(self) -> bool:
         return self.inner.independent_queries  # sentences are scored one query per call
+
+    @property
+    def queries_per_step(self) -> int:
+        return self.inner.queries_per_step
 
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> ScoringReranker:
         return self.inner

@@ -80,6 +80,10 @@ class ScoreFusion(Reranker):
     def independent_queries(self) -> bool:
         return self.inner.independent_queries  # z-scores are per query
 
+    @property
+    def queries_per_step(self) -> int:
+        return self.inner.queries_per_step
+
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
         """This fusion over the inner reranker's evidence scorer and ``first_stage``'s sentence scores; without a
         first stage that scores sentences, the inner reranker's evidence scorer alone (it is named in the

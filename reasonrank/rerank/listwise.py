@@ -61,6 +61,10 @@ class ListwiseReranker(Reranker):
             tokenizer = getattr(self.backend.get(), "tokenizer", None)
         return window_prompt(self.template, query, [c.text for c in candidates], self.max_passage_words, tokenizer)
 
+    @property
+    def queries_per_step(self) -> int:
+        return self.backend.queries_per_step
+
     def rerank_request(self, request: Request) -> Ranking:
         return self.rerank_many([request])[0]
 

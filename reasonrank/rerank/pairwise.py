@@ -78,6 +78,10 @@ class PairwiseReranker(Reranker):
         verdicts = self._verdict.findall(generation.text)
         return None if not verdicts else float(verdicts[-1] == "1")
 
+    @property
+    def queries_per_step(self) -> int:
+        return self.backend.queries_per_step
+
     def rerank_request(self, request: Request) -> Ranking:
         return self.rerank_many([request])[0]
 

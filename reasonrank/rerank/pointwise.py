@@ -46,6 +46,10 @@ class _GenerativeScorer(ScoringReranker):
     def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
         return self.judge_with_stats(requests)[0]
 
+    @property
+    def queries_per_step(self) -> int:
+        return self.backend.queries_per_step
+
     def rerank_many(self, requests: Sequence[Request]) -> list[Ranking]:
         judgments, stats = self.judge_with_stats(requests)
         return [
