@@ -78,11 +78,13 @@ class ListwiseReranker(Reranker):
             active = [(i, *query_windows[step]) for i, query_windows in enumerate(windows) if step < len(query_windows)]
             prompts = [self.prompt(requests[i].query.text, orders[i][start:end]) for i, start, end in active]
             desc = f"{self.name} window {step + 1}/{steps}"
-            for (i, start, end), generation in zip(
-                active, self.backend.generate(prompts, self.params, desc), strict=True
-            ):
+            generations = self.backend.generate(prompts, self.params, desc)
+            for (i, start, end), prompt, generation in zip(active, prompts, generations, strict=True):
                 window = orders[i][start:end]
-                permutation = parse_permutation(generation.text, len(window))
+                # The answer begins in the template's assistant prefix (a "<think>" the model continues) when it
+                # has one: read them together, or the reasoning it opens is taken for the answer.
+                text = prompt.assistant_prefix + generation.text
+                permutation = parse_permutation(text, len(window))
                 orders[i][start:end] = [window[k] for k in permutation.order]
                 stats[i].update(
                     windows=1,
@@ -90,7 +92,7 @@ class ListwiseReranker(Reranker):
                     repair_duplicate=permutation.duplicate,
                     repair_out_of_range=permutation.out_of_range,
                 )
-                reasoning, _ = split_reasoning(generation.text)
+                reasoning, _ = split_reasoning(text)
                 # The last window that speaks of a passage explains it, with what it says about that passage alone.
                 parts = passage_parts(reasoning, len(window))
                 explanations[i].update({window[k].docid: part for k, part in parts.items()})
