@@ -15,6 +15,7 @@ _MODULE_BY_SYMBOL = {
     "Candidate": "reasonrank.types",
     "Request": "reasonrank.types",
     "Judgment": "reasonrank.types",
+    "ExplanationFrom": "reasonrank.types",
     "RankedCandidate": "reasonrank.types",
     "Ranking": "reasonrank.types",
     "UserError": "reasonrank.errors",

@@ -1,13 +1,14 @@
 """The search pipeline without a command line: topics → first stage → rerankers → run + explanations → metrics.
 
-Reranking goes in steps of ``batch_size`` queries, each step appended to a checkpoint, so a killed run resumes where
-it stopped and gives the run an uninterrupted one would. ``python -m reasonrank.search`` (:mod:`reasonrank.cli.search`)
-and ``bright`` build a :class:`SearchSettings` and call :func:`run_search`.
+Reranking goes in steps of ``batch_size`` queries (by default the reranker's ``queries_per_step``: 256 on vLLM and the
+HTTP backend, 8 on transformers), each step appended to a checkpoint, so a killed run resumes where it stopped and
+gives the run an uninterrupted one would. ``python -m reasonrank.search`` (:mod:`reasonrank.cli.search`) and
+``bright`` build a :class:`SearchSettings` and call :func:`run_search`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,7 +64,7 @@ class SearchSettings:
     cascade: str | None = None  # NAME:DEPTH,... replaces reranker and rerank_depth
     rerank_depth: int = 100
     options: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 8
+    batch_size: int | None = None  # queries per reranking step; None: what suits the reranker's backend
     output: str | None = None
     explanations: str | None = None  # None: beside the run (RUN.explanations.jsonl) when something reranks
     explanations_depth: int = 10  # the top K of each query are explained and written, as many as the report shows
@@ -145,7 +146,7 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
         str(embedded.qrels) if settings.index is None and settings.topics is None else None
     )
     parse_first_stage(settings.first_stage)  # an unknown name fails before any model loads
-    if min(settings.hits, settings.rerank_depth, settings.batch_size, settings.explanations_depth) < 1:
+    if min(settings.hits, settings.rerank_depth, settings.batch_size or 1, settings.explanations_depth) < 1:
         raise UserError("--hits, --rerank-depth, --batch-size and --explanations-depth must be at least 1")
     output = Path(settings.output) if settings.output else default_output(settings, index)
     reranks = reranker is not None or bool(settings.cascade) or settings.reranker.lower() != "none"
@@ -174,9 +175,12 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
         if settings.ray is None:
             reranker = build_reranker(settings)
         else:  # the actors load the model; this process only needs what it reads and how to reach them
+            from reasonrank.rerank.base import MEMORY_BOUNDED_QUERIES_PER_STEP
             from reasonrank.scale.ray import ray_reranker
 
-            reranker = ray_reranker(settings, output, settings.checkpoint_key(index, topics))
+            # The driver builds no reranker to ask: its shards are one actor call each, 8 queries unless told.
+            shards = replace(settings, batch_size=settings.batch_size or MEMORY_BOUNDED_QUERIES_PER_STEP)
+            reranker = ray_reranker(shards, output, settings.checkpoint_key(index, topics))
 
     first_stage = load_first_stage(
         settings.first_stage, index, FirstStageSettings(k1=settings.k1, b=settings.b, progress=settings.progress)
@@ -199,7 +203,7 @@ def run_search(settings: SearchSettings, reranker: Reranker | None = None) -> Se
         if not settings.resume:
             checkpoint.remove()
         # On Ray one step holds every query: the cluster cuts it into shards of batch_size and checkpoints each.
-        step = max(1, len(requests)) if settings.ray is not None else settings.batch_size
+        step = max(1, len(requests)) if settings.ray is not None else settings.batch_size or reranker.queries_per_step
         if owns_reranker and settings.ray is not None:  # the actors explain: each builds it with its evidence step
             explained = reranker.explained_with(sentence_scorer)
         else:

@@ -6,7 +6,8 @@ All records are frozen so a stage can never mutate what an earlier stage produce
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +55,36 @@ class Request:
     candidates: tuple[Candidate, ...]
 
 
+class ExplanationFrom(StrEnum):
+    """Where an explanation comes from: the ``explanation_from`` of each line of the explanations file."""
+
+    POINTWISE = "pointwise-explanation"  # what the model wrote about this passage, shown to it alone
+    LISTWISE_WINDOW = "listwise-window"  # the part of a listwise window's reasoning about this passage
+    PAIRWISE_COMPARISON = "pairwise-comparison"  # the part of one comparison's reasoning about it (see the pair)
+    RANK1_REASONING = "rank1-reasoning"  # rank1's reasoning about this passage, shown to it alone
+    EVIDENCE = "evidence-sentences"  # the passage's sentences that the scoring model scored highest
+
+    @classmethod
+    def read(cls, value: object) -> ExplanationFrom | None:
+        """The source a stored record names; None where it names none (written before sources were recorded)."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+
 @dataclass(frozen=True, slots=True)
 class Judgment:
     """What a reranker says about one candidate.
 
-    ``label`` is the graded label a reasoning model wrote (if any); ``explanation`` its text.
+    ``label`` is the graded label a reasoning model wrote (if any); ``explanation`` its text and
+    ``explanation_from`` where that text comes from.
     """
 
     score: float
     explanation: str | None = None
     label: int | None = None
+    explanation_from: ExplanationFrom | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +98,12 @@ class Evidence:
 
 @dataclass(frozen=True, slots=True)
 class RankedCandidate:
-    """``evidence``: the passage spans that carry the score, best first (``reasonrank.rerank.evidence``)."""
+    """``evidence``: the passage spans that carry the score, best first (``reasonrank.rerank.evidence``).
+
+    ``explanation_from`` says where the explanation comes from (None where there is none, or where a record
+    written before sources were recorded was read back); ``explanation_pair`` is, for a pairwise comparison's
+    reasoning, the two documents compared, in the order shown (this one first).
+    """
 
     candidate: Candidate
     score: float
@@ -85,6 +111,8 @@ class RankedCandidate:
     explanation: str | None = None
     label: int | None = None
     evidence: tuple[Evidence, ...] = ()
+    explanation_from: ExplanationFrom | None = None
+    explanation_pair: tuple[str, str] | None = None
 
     @property
     def docid(self) -> str:
@@ -93,6 +121,11 @@ class RankedCandidate:
     @property
     def text(self) -> str:
         return self.candidate.text
+
+    def explained_as(self, other: RankedCandidate) -> RankedCandidate:
+        """This item with ``other``'s explanation, label and their source (a later stage keeping an earlier one's)."""
+        return replace(self, explanation=other.explanation, label=other.label,
+                       explanation_from=other.explanation_from, explanation_pair=other.explanation_pair)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +173,8 @@ class Ranking:
         order = sorted(range(len(candidates)), key=lambda i: -judgments[i].score)
         items = tuple(
             RankedCandidate(
-                candidates[i], judgments[i].score, rank, judgments[i].explanation, judgments[i].label
+                candidates[i], judgments[i].score, rank, judgments[i].explanation, judgments[i].label,
+                explanation_from=judgments[i].explanation_from if judgments[i].explanation else None,
             )
             for rank, i in enumerate(order, start=1)
         )
@@ -154,14 +188,21 @@ class Ranking:
         model: str,
         explanations: dict[str, str] | None = None,
         stats: dict[str, int] | None = None,
+        explanation_from: ExplanationFrom | None = None,
+        explanation_pairs: dict[str, tuple[str, str]] | None = None,
     ) -> Ranking:
         """A ranking from a permutation only (listwise models give no scores).
 
-        Scores are ``1/rank`` so that a run file sorted by score keeps the permutation.
+        Scores are ``1/rank`` so that a run file sorted by score keeps the permutation. ``explanation_from`` is
+        the source of every explanation given; ``explanation_pairs`` the pair each one's comparison was about.
         """
-        explanations = explanations or {}
+        explanations, pairs = explanations or {}, explanation_pairs or {}
         items = tuple(
-            RankedCandidate(c, 1.0 / rank, rank, explanations.get(c.docid))
+            RankedCandidate(
+                c, 1.0 / rank, rank, explanations.get(c.docid),
+                explanation_from=explanation_from if explanations.get(c.docid) else None,
+                explanation_pair=pairs.get(c.docid) if explanations.get(c.docid) else None,
+            )
             for rank, c in enumerate(ordered, start=1)
         )
         return cls(query, items, model, dict(stats or {}))

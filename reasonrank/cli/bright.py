@@ -240,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="first-stage candidates per query (default 1000, as Pyserini's BRIGHT regressions)")
     parser.add_argument("--rerank-depth", type=int, default=100, help="rerank the top K (default 100)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reranker option")
-    parser.add_argument("--batch-size", type=int, default=8, help="queries per reranking step")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="queries per reranking step (default: what suits the reranker's backend, 256 on vllm "
+                        "and openai, 8 on transformers and for encoders)")
     parser.add_argument("--threads", type=int, default=1, help="first-stage search threads")
     parser.add_argument("--output-dir", default="runs/bright", help="per-task runs and the table (runs/bright)")
     parser.add_argument("--reuse-runs", action="store_true",

@@ -92,7 +92,9 @@ def define_search_args(parser: argparse.ArgumentParser) -> None:
         choices=["transformers", "vllm", "openai"],
         help="the generative rerankers' engine (same as --option backend=...; default: the reranker's own)",
     )
-    rerank.add_argument("--batch-size", type=int, default=8, help="queries per reranking step and checkpoint")
+    rerank.add_argument("--batch-size", type=int, default=None,
+                        help="queries per reranking step and checkpoint (default: what suits the reranker's backend, "
+                        "256 on vllm and openai, 8 on transformers and for encoders)")
     output = parser.add_argument_group("output")
     output.add_argument("--output", help="TREC run file (default: runs/run.<collection>.<reranker>.txt)")
     output.add_argument(

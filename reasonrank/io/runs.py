@@ -13,7 +13,7 @@ from typing import Any
 
 from reasonrank.errors import UserError
 from reasonrank.io.text import numbered_lines
-from reasonrank.types import Candidate, Evidence, RankedCandidate, Ranking
+from reasonrank.types import Candidate, Evidence, ExplanationFrom, RankedCandidate, Ranking
 
 Run = dict[str, dict[str, float]]  # qid -> docid -> score
 
@@ -138,12 +138,18 @@ def item_record(item: RankedCandidate) -> dict:
         "score": item.score,
         "label": item.label,
         "explanation": item.explanation,
+        "explanation_from": item.explanation_from,
+        "explanation_pair": list(item.explanation_pair) if item.explanation_pair else None,
         "evidence": [{"start": span.start, "end": span.end, "score": span.score} for span in item.evidence],
     }
 
 
 def ranked_item(record: Mapping[str, Any], text: str, first_stage_score: float) -> RankedCandidate:
-    """The ranked document of an ``item_record``; KeyError or TypeError when a field is missing or malformed."""
+    """The ranked document of an ``item_record``; KeyError or TypeError when a field is missing or malformed.
+
+    A record written before explanations named their source has no ``explanation_from``: it reads as None.
+    """
+    pair = record.get("explanation_pair")
     return RankedCandidate(
         Candidate(record["docid"], text, first_stage_score),
         record["score"],
@@ -151,6 +157,8 @@ def ranked_item(record: Mapping[str, Any], text: str, first_stage_score: float) 
         record["explanation"],
         record["label"],
         tuple(Evidence(**span) for span in record["evidence"]),
+        ExplanationFrom.read(record.get("explanation_from")),
+        (str(pair[0]), str(pair[1])) if isinstance(pair, list) and len(pair) == 2 else None,
     )
 
 
@@ -158,8 +166,10 @@ def explanation_records(ranking: Ranking, depth: int | None = None) -> Iterator[
     """The first ``depth`` documents' records (all when None).
 
     ``evidence``: character offsets into the passage text with the model's score, best first (scoring
-    rerankers). ``grounded`` / ``ungrounded``: the quotations of a written explanation (generative rerankers)
-    that occur in the passage, with their offsets, and those that do not.
+    rerankers). ``explanation_from``: where the explanation comes from (``ExplanationFrom``), with
+    ``explanation_pair`` the compared pair for a pairwise comparison. ``grounded`` / ``ungrounded``: the quotations
+    of a written explanation (generative rerankers) that occur in this passage, with their offsets, and those that
+    do not; the explanation is the part of any shared reasoning about this passage, so they are checked against it.
     """
     from reasonrank.prompts.readers import quoted_spans
 

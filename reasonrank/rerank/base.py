@@ -13,6 +13,11 @@ if TYPE_CHECKING:
     from reasonrank.retrieval.base import TextScorer
 
 
+# Queries per reranking step (one checkpoint each) unless the reranker's backend schedules more itself: a
+# transformers batch is padded in memory, and the step bounds what a killed run redoes.
+MEMORY_BOUNDED_QUERIES_PER_STEP = 8
+
+
 class Reranker(ABC):
     """Reorders the candidates of one query.
 
@@ -35,6 +40,12 @@ class Reranker(ABC):
         whatever other queries share the call (the server batches only such rerankers unless told otherwise).
         False unless a reranker states it: generation pads prompts of several queries into shared batches."""
         return False
+
+    @property
+    def queries_per_step(self) -> int:
+        """How many queries a run hands this reranker per step (and checkpoints after it) unless told otherwise:
+        what its engine uses well (all of a run's queries reach vLLM together, up to a bound)."""
+        return MEMORY_BOUNDED_QUERIES_PER_STEP
 
     def rerank(self, query: str | Query, candidates: Iterable[Any]) -> Ranking:
         """Rerank Pyserini hits, ``(docid, text)`` pairs or :class:`Candidate` objects."""

@@ -60,6 +60,10 @@ class HeadReranker(Reranker):
     def independent_queries(self) -> bool:
         return self.inner.independent_queries
 
+    @property
+    def queries_per_step(self) -> int:
+        return self.inner.queries_per_step
+
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
         return self.inner.evidence_scorer(first_stage)
 
@@ -107,7 +111,7 @@ class Cascade(Reranker):
         for ranking, note, counts in zip(rankings, notes, stats, strict=True):
             items = tuple(
                 item if item.explanation or item.docid not in note
-                else replace(item, explanation=note[item.docid].explanation, label=note[item.docid].label)
+                else item.explained_as(note[item.docid])
                 for item in ranking.items
             )
             merged.append(replace(ranking, items=items, model=self.name, stats=counts))
@@ -116,6 +120,10 @@ class Cascade(Reranker):
     @property
     def independent_queries(self) -> bool:
         return all(stage.independent_queries for stage in self.stages)
+
+    @property
+    def queries_per_step(self) -> int:
+        return min(stage.queries_per_step for stage in self.stages)  # the stage bounded by memory bounds the step
 
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
         """The last stage's model that has one: it ordered the head, which is what evidence explains."""

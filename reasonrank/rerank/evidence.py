@@ -23,7 +23,7 @@ from typing import Any
 from reasonrank.errors import UserError
 from reasonrank.rerank.base import Reranker, ScoringReranker
 from reasonrank.retrieval.base import TextScorer
-from reasonrank.types import Candidate, Evidence, Judgment, Query, Ranking, Request
+from reasonrank.types import Candidate, Evidence, ExplanationFrom, Judgment, Query, Ranking, Request
 
 METHODS = ("sentence", "window", "leave-one-out")
 DEFAULT_METHOD = "sentence"
@@ -145,7 +145,8 @@ class EvidenceReranker(Reranker):
         found = self.finder.score(ranking.query, [item.candidate for item in head])
         chosen = {item.docid: best(spans, self.sentences) for item, spans in zip(head, found, strict=True)}
         items = tuple(
-            replace(item, evidence=tuple(spans), explanation=describe(item.text, spans, self.finder.scorer))
+            replace(item, evidence=tuple(spans), explanation=describe(item.text, spans, self.finder.scorer),
+                    explanation_from=ExplanationFrom.EVIDENCE, explanation_pair=None)
             if (spans := chosen.get(item.docid)) is not None else item
             for item in ranking.items
         )
@@ -154,6 +155,10 @@ class EvidenceReranker(Reranker):
     @property
     def independent_queries(self) -> bool:
         return self.inner.independent_queries  # sentences are scored one query per call
+
+    @property
+    def queries_per_step(self) -> int:
+        return self.inner.queries_per_step
 
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
         return self.finder.scorer
@@ -187,6 +192,10 @@ class MaxPReranker(ScoringReranker):
     @property
     def independent_queries(self) -> bool:
         return self.inner.independent_queries  # sentences are scored one query per call
+
+    @property
+    def queries_per_step(self) -> int:
+        return self.inner.queries_per_step
 
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> ScoringReranker:
         return self.inner

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from reasonrank.errors import UserError
@@ -67,19 +68,21 @@ class ScoreFusion(Reranker):
                 previous = z_scores(dict(zip((c.docid for c in request.candidates), found, strict=True)))
             by_docid = {item.docid: item for item in ranking.items}
             judgments = [
-                Judgment(
-                    self.weight * model[c.docid] + (1 - self.weight) * previous[c.docid],
-                    by_docid[c.docid].explanation,
-                    by_docid[c.docid].label,
-                )
+                Judgment(self.weight * model[c.docid] + (1 - self.weight) * previous[c.docid])
                 for c in request.candidates
             ]
-            fused.append(Ranking.from_judgments(request.query, request.candidates, judgments, self.name, ranking.stats))
+            scored = Ranking.from_judgments(request.query, request.candidates, judgments, self.name, ranking.stats)
+            # The inner reranker's explanations, labels and their sources, item for item.
+            fused.append(replace(scored, items=tuple(item.explained_as(by_docid[item.docid]) for item in scored.items)))
         return fused
 
     @property
     def independent_queries(self) -> bool:
         return self.inner.independent_queries  # z-scores are per query
+
+    @property
+    def queries_per_step(self) -> int:
+        return self.inner.queries_per_step
 
     def evidence_scorer(self, first_stage: TextScorer | None = None) -> Reranker | None:
         """This fusion over the inner reranker's evidence scorer and ``first_stage``'s sentence scores; without a

@@ -10,8 +10,16 @@ from typing import Any
 from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams
 from reasonrank.errors import UserError
 from reasonrank.prompts import Template
+from reasonrank.rerank.base import MEMORY_BOUNDED_QUERIES_PER_STEP
 
 logger = logging.getLogger(__name__)
+
+# Queries per reranking step on engines that schedule every sequence they are handed themselves (vLLM's continuous
+# batching; a server behind the HTTP backend, which sends all prompts of a call concurrently). 256 queries keep
+# them fed: a pointwise, pairwise or rank1 step is 256 x depth prompts (25,600 at depth 100), a listwise window
+# step 256 sequences, and a DL19/DL20 topic set (43/54 queries) or any BRIGHT task (under 200 queries) goes in
+# one step. The bound keeps checkpoints on larger topic sets: a killed run redoes at most one step.
+ENGINE_QUERIES_PER_STEP = {"vllm": 256, "openai": 256}
 
 
 class LazyBackend:
@@ -29,6 +37,16 @@ class LazyBackend:
         self._kind = backend if isinstance(backend, str) else None
         self._model = model
         self._options = options
+
+    @property
+    def kind(self) -> str:
+        """The backend kind (``transformers``, ``vllm``, ``openai``), known without loading anything."""
+        return self._kind if self._backend is None else self._backend.name
+
+    @property
+    def queries_per_step(self) -> int:
+        """Queries per reranking step that suit this kind of backend (``ENGINE_QUERIES_PER_STEP``)."""
+        return ENGINE_QUERIES_PER_STEP.get(self.kind, MEMORY_BOUNDED_QUERIES_PER_STEP)
 
     def get(self) -> Backend:
         if self._backend is None:

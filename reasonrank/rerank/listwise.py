@@ -19,7 +19,7 @@ from reasonrank.prompts.readers import parse_permutation, passage_parts, split_r
 from reasonrank.rerank.base import Reranker
 from reasonrank.rerank.generation import LazyBackend, positive
 from reasonrank.rerank.schedule import sliding_windows
-from reasonrank.types import Candidate, Ranking, Request
+from reasonrank.types import Candidate, ExplanationFrom, Ranking, Request
 from reasonrank.weights import check_adapter_template
 
 
@@ -61,6 +61,10 @@ class ListwiseReranker(Reranker):
             tokenizer = getattr(self.backend.get(), "tokenizer", None)
         return window_prompt(self.template, query, [c.text for c in candidates], self.max_passage_words, tokenizer)
 
+    @property
+    def queries_per_step(self) -> int:
+        return self.backend.queries_per_step
+
     def rerank_request(self, request: Request) -> Ranking:
         return self.rerank_many([request])[0]
 
@@ -74,11 +78,13 @@ class ListwiseReranker(Reranker):
             active = [(i, *query_windows[step]) for i, query_windows in enumerate(windows) if step < len(query_windows)]
             prompts = [self.prompt(requests[i].query.text, orders[i][start:end]) for i, start, end in active]
             desc = f"{self.name} window {step + 1}/{steps}"
-            for (i, start, end), generation in zip(
-                active, self.backend.generate(prompts, self.params, desc), strict=True
-            ):
+            generations = self.backend.generate(prompts, self.params, desc)
+            for (i, start, end), prompt, generation in zip(active, prompts, generations, strict=True):
                 window = orders[i][start:end]
-                permutation = parse_permutation(generation.text, len(window))
+                # The answer begins in the template's assistant prefix (a "<think>" the model continues) when it
+                # has one: read them together, or the reasoning it opens is taken for the answer.
+                text = prompt.assistant_prefix + generation.text
+                permutation = parse_permutation(text, len(window))
                 orders[i][start:end] = [window[k] for k in permutation.order]
                 stats[i].update(
                     windows=1,
@@ -86,12 +92,13 @@ class ListwiseReranker(Reranker):
                     repair_duplicate=permutation.duplicate,
                     repair_out_of_range=permutation.out_of_range,
                 )
-                reasoning, _ = split_reasoning(generation.text)
+                reasoning, _ = split_reasoning(text)
                 # The last window that speaks of a passage explains it, with what it says about that passage alone.
                 parts = passage_parts(reasoning, len(window))
                 explanations[i].update({window[k].docid: part for k, part in parts.items()})
         return [
-            Ranking.from_order(r.query, order, self.name, explanations[i], {k: v for k, v in stats[i].items() if v})
+            Ranking.from_order(r.query, order, self.name, explanations[i], {k: v for k, v in stats[i].items() if v},
+                               explanation_from=ExplanationFrom.LISTWISE_WINDOW)
             for i, (r, order) in enumerate(zip(requests, orders, strict=True))
         ]
 

@@ -22,7 +22,7 @@ from reasonrank.prompts.builders import cut_passage
 from reasonrank.prompts.readers import answer_token, explanation_before, option_distribution, passage_parts
 from reasonrank.rerank.base import Reranker
 from reasonrank.rerank.generation import LazyBackend, marker_params, positive
-from reasonrank.types import Ranking, Request
+from reasonrank.types import ExplanationFrom, Ranking, Request
 
 logger = logging.getLogger(__name__)
 VERDICTS = ("1", "2")
@@ -78,6 +78,10 @@ class PairwiseReranker(Reranker):
         verdicts = self._verdict.findall(generation.text)
         return None if not verdicts else float(verdicts[-1] == "1")
 
+    @property
+    def queries_per_step(self) -> int:
+        return self.backend.queries_per_step
+
     def rerank_request(self, request: Request) -> Ranking:
         return self.rerank_many([request])[0]
 
@@ -125,16 +129,19 @@ class PairwiseReranker(Reranker):
     ) -> Ranking:
         k = min(self.head, len(request.candidates))
         order, _ = aggregate_wins(k, preferences)
-        explanations = {}
+        explanations, pairs = {}, {}
         for position, old in enumerate(order):
             # Why this passage sits where it does: what its comparison with its neighbour below (or above), shown
             # first, says about it as "Passage 1".
             neighbour = order[position + 1] if position + 1 < k else order[position - 1] if k > 1 else None
             part = passage_parts(reasons.get((old, neighbour), ""), 2).get(0) if neighbour is not None else None
             if part:
-                explanations[request.candidates[old].docid] = part
+                docid = request.candidates[old].docid
+                explanations[docid] = part
+                pairs[docid] = (docid, request.candidates[neighbour].docid)
         ordered = [request.candidates[i] for i in order] + list(request.candidates[k:])
-        return Ranking.from_order(request.query, ordered, self.name, explanations, stats)
+        return Ranking.from_order(request.query, ordered, self.name, explanations, stats,
+                                  explanation_from=ExplanationFrom.PAIRWISE_COMPARISON, explanation_pairs=pairs)
 
     def close(self) -> None:
         self.backend.close()

@@ -27,10 +27,11 @@ from reasonrank.prompts.builders import cut_passage
 from reasonrank.prompts.readers import answer_token, explanation_before, option_distribution, option_token
 from reasonrank.rerank.base import ScoringReranker
 from reasonrank.rerank.generation import LazyBackend, marker_params
-from reasonrank.types import Judgment, Ranking, Request
+from reasonrank.types import ExplanationFrom, Judgment, Ranking, Request
 from reasonrank.weights import check_adapter_template
 
 logger = logging.getLogger(__name__)
+POINTWISE = ExplanationFrom.POINTWISE
 
 
 class _GenerativeScorer(ScoringReranker):
@@ -44,6 +45,10 @@ class _GenerativeScorer(ScoringReranker):
 
     def judge(self, requests: Sequence[Request]) -> list[list[Judgment]]:
         return self.judge_with_stats(requests)[0]
+
+    @property
+    def queries_per_step(self) -> int:
+        return self.backend.queries_per_step
 
     def rerank_many(self, requests: Sequence[Request]) -> list[Ranking]:
         judgments, stats = self.judge_with_stats(requests)
@@ -104,10 +109,10 @@ class PointwiseReranker(_GenerativeScorer):
         if distribution is not None:
             score = sum(p * int(label) for label, p in distribution.items())
             label = parsed if parsed is not None else int(max(distribution, key=distribution.__getitem__))
-            return Judgment(score, explanation, label), "label_from_logprobs"
+            return Judgment(score, explanation, label, POINTWISE), "label_from_logprobs"
         if parsed is not None:
-            return Judgment(float(parsed), explanation, parsed), "label_from_text"
-        return Judgment(0.0, explanation or None, None), "label_missing"
+            return Judgment(float(parsed), explanation, parsed, POINTWISE), "label_from_text"
+        return Judgment(0.0, explanation or None, None, POINTWISE), "label_missing"
 
     def judge_with_stats(self, requests: Sequence[Request]) -> tuple[list[list[Judgment]], list[dict[str, int]]]:
         prompts = [self.prompt(r.query.text, c.text) for r in requests for c in r.candidates]
@@ -164,11 +169,11 @@ class PointwiseReranker(_GenerativeScorer):
             weights = [math.exp(logprobs.get(option, -math.inf)) for option in options]
             total = sum(weights)
             if total <= 0:
-                judgments.append(Judgment(0.0, explanation_before(text, self.marker) or None, None))
+                judgments.append(Judgment(0.0, explanation_before(text, self.marker) or None, None, POINTWISE))
                 continue
             score = sum(w * int(label) for w, label in zip(weights, self.labels, strict=True)) / total
             best = self.labels[max(range(len(weights)), key=weights.__getitem__)]
-            judgments.append(Judgment(score, explanation_before(text, self.marker) or None, int(best)))
+            judgments.append(Judgment(score, explanation_before(text, self.marker) or None, int(best), POINTWISE))
         return judgments
 
 
@@ -230,7 +235,7 @@ class Rank1Reranker(_GenerativeScorer):
                 forced_count += index in forced_set
                 score = scores[index] if scores[index] is not None else 0.5
                 reasoning = generations[index].text.split(THINK_END)[0].strip()
-                row.append(Judgment(score, reasoning or None, int(score >= 0.5)))
+                row.append(Judgment(score, reasoning or None, int(score >= 0.5), ExplanationFrom.RANK1_REASONING))
                 index += 1
             judgments.append(row)
             stats.append({"reasoning_closed_by_force": forced_count} if forced_count else {})

@@ -11,7 +11,7 @@ from reasonrank.io.checkpoints import Checkpoint, checkpoint_line, parse_checkpo
 from reasonrank.io.runs import explanation_records
 from reasonrank.pipeline import SearchSettings, embedded_collection, run_search
 from reasonrank.rerank.base import Reranker
-from reasonrank.types import Candidate, Evidence, Query, RankedCandidate, Ranking, Request
+from reasonrank.types import Candidate, Evidence, ExplanationFrom, Query, RankedCandidate, Ranking, Request
 
 
 class Reversing(Reranker):
@@ -102,8 +102,10 @@ def test_a_checkpoint_line_gives_back_the_ranking_and_the_same_explanation_recor
     query = Query("q1", "aspirin")
     passage = "Aspirin\u2028thins blood.\u0085 Tab\there."  # line and paragraph separators, as real passages hold
     items = (
-        RankedCandidate(Candidate("d2", passage, 3.25), 0.75, 1, 'It says "thins blood"', 2),
-        RankedCandidate(Candidate("d1", "other text", 7.5), 0.5, 2, None, None, (Evidence(8, 19, 0.9),)),
+        RankedCandidate(Candidate("d2", passage, 3.25), 0.75, 1, 'It says "thins blood"', 2,
+                        explanation_from=ExplanationFrom.PAIRWISE_COMPARISON, explanation_pair=("d2", "d1")),
+        RankedCandidate(Candidate("d1", "other text", 7.5), 0.5, 2, "Evidence …", None, (Evidence(8, 19, 0.9),),
+                        ExplanationFrom.EVIDENCE),
     )
     ranking = Ranking(query, items, "bi", {"calls": 2})
     line = checkpoint_line(ranking)
@@ -111,3 +113,20 @@ def test_a_checkpoint_line_gives_back_the_ranking_and_the_same_explanation_recor
     resumed = parse_checkpoint_line(line[:-1], {"q1": query})
     assert resumed == ranking
     assert list(explanation_records(resumed)) == list(explanation_records(ranking))
+
+
+def test_a_checkpoint_written_before_explanations_named_their_source_still_resumes(tmp_path):
+    """An item record without ``explanation_from`` / ``explanation_pair`` (older checkpoints) reads as unknown."""
+    import json
+    import zlib
+
+    record = {"qid": "q1", "query": "aspirin", "model": "m", "stats": {}, "items": [
+        {"docid": "d1", "rank": 1, "score": 0.5, "label": 2, "explanation": "why", "evidence": [],
+         "text": "Aspirin thins blood.", "first_stage_score": 1.5}]}
+    payload = json.dumps(record).encode()
+    checkpoint = Checkpoint(tmp_path / "run.txt", {"reranker": "m"})
+    checkpoint.path.write_bytes(payload + b"\t" + f"{zlib.crc32(payload):08x}".encode() + b"\n")
+    (item,) = checkpoint.load({"q1": Query("q1", "aspirin")})["q1"].items
+    assert (item.explanation, item.label, item.explanation_from, item.explanation_pair) == ("why", 2, None, None)
+    (line,) = explanation_records(Ranking(Query("q1", "aspirin"), (item,), "m"))
+    assert line["explanation_from"] is None and line["explanation_pair"] is None

@@ -25,7 +25,7 @@ from reasonrank.rerank.registry import load_reranker
 from reasonrank.retrieval.bm25 import Bm25FirstStage
 from reasonrank.retrieval.documents import text_from_raw
 from reasonrank.retrieval.index import ensure_index
-from reasonrank.types import Candidate, Evidence, Judgment, Query, RankedCandidate, Ranking, Request
+from reasonrank.types import Candidate, Evidence, ExplanationFrom, Judgment, Query, RankedCandidate, Ranking, Request
 
 PAIRS = 12  # SciFact (claim, abstract) pairs with human rationales
 
@@ -123,7 +123,8 @@ class Explained(ScoringReranker):
     name = "writer"
 
     def judge(self, requests):
-        return [[Judgment(-i, f"about {c.docid}") for i, c in enumerate(r.candidates)] for r in requests]
+        return [[Judgment(-i, f"about {c.docid}", None, ExplanationFrom.POINTWISE) for i, c in enumerate(r.candidates)]
+                for r in requests]
 
 
 def test_fusion_and_cascades_get_evidence_from_their_encoder_for_the_top_k_only(bi_encoder, dl19_request):
@@ -137,13 +138,16 @@ def test_fusion_and_cascades_get_evidence_from_their_encoder_for_the_top_k_only(
         for span in item.evidence:
             assert 0 <= span.start < span.end <= len(item.text)
             assert f'"{item.text[span.start : span.end]}"' in item.explanation and "minilm-bi" in item.explanation
+        assert item.explanation_from is ExplanationFrom.EVIDENCE
     assert all(not item.evidence and item.explanation is None for item in explained.items[3:])
+    assert all(item.explanation_from is None for item in explained.items[3:])
 
     # A cascade ending in a writer: the writer's own explanations stay, and carry no evidence.
     cascade = Cascade([(bi_encoder, 5), (Explained(), 2)])
     assert cascade.evidence_scorer() is bi_encoder
     ranked = EvidenceReranker(cascade, depth=4).rerank_request(request)
     assert [i.explanation.startswith("about") for i in ranked.items[:2]] == [True, True]
+    assert [i.explanation_from for i in ranked.items[:4]] == ["pointwise-explanation"] * 2 + ["evidence-sentences"] * 2
     assert all(not i.evidence for i in ranked.items[:2]) and all(i.evidence for i in ranked.items[2:4])
     with pytest.raises(UserError, match="cannot find evidence"):
         EvidenceReranker(Explained())

@@ -8,7 +8,7 @@ from reasonrank.errors import UserError
 from reasonrank.rerank.base import ScoringReranker
 from reasonrank.rerank.fusion import ScoreFusion, z_scores
 from reasonrank.rerank.registry import load_reranker
-from reasonrank.types import Candidate, Judgment, Query, Request
+from reasonrank.types import Candidate, ExplanationFrom, Judgment, Query, Request
 
 
 class Reverse(ScoringReranker):
@@ -17,7 +17,8 @@ class Reverse(ScoringReranker):
     name = "reverse"
 
     def judge(self, requests):
-        return [[Judgment(float(i), f"why {c.docid}", 1) for i, c in enumerate(r.candidates)] for r in requests]
+        return [[Judgment(float(i), f"why {c.docid}", 1, ExplanationFrom.POINTWISE) for i, c in enumerate(r.candidates)]
+                for r in requests]
 
 
 REQUEST = Request(Query("q", "query"), tuple(Candidate(f"d{i}", "text", 10.0 - i) for i in range(5)))
@@ -30,6 +31,7 @@ def test_weights_interpolate_between_the_two_orders():
     assert [item.score for item in fused] == pytest.approx([0.0] * 5)  # exactly opposed evidence cancels out
     assert fused.docids == ["d0", "d1", "d2", "d3", "d4"]  # ties keep the first-stage order
     assert fused[0].explanation == "why d0" and fused[0].label == 1
+    assert fused[0].explanation_from is ExplanationFrom.POINTWISE  # the inner reranker's source goes with its text
 
 
 def test_z_scores_and_bad_weight():

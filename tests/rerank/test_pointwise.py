@@ -13,7 +13,7 @@ from fakes import FakeBackend, generation, load_dl19, prompt_text
 from reasonrank.backends.base import ChatPrompt
 from reasonrank.errors import UserError
 from reasonrank.rerank.pointwise import build_pointwise, build_rank1
-from reasonrank.types import Candidate, Query, Request
+from reasonrank.types import Candidate, ExplanationFrom, Query, Request
 
 # The scripted model's label distribution for a passage of each DL19 grade (0-3; labels are 0-2).
 DISTRIBUTIONS = {
@@ -75,6 +75,7 @@ def test_score_is_the_expected_label_from_logprobs(dl19):
             assert item.score == pytest.approx(expected)
             assert item.label == int(max(top, key=top.get))
             assert item.explanation == "The document discusses the topic."
+            assert item.explanation_from is ExplanationFrom.POINTWISE
         grades = [qrels[request.query.qid][d] for d in ranking.docids]
         assert grades == sorted(grades, reverse=True)
 
@@ -172,6 +173,7 @@ def test_rank1_reads_true_false_after_think_and_closes_cut_reasoning(dl19):
         grade = qrels[request.query.qid][item.docid]
         assert item.score == pytest.approx({0: 0.25, 1: 0.6, 2: 0.8, 3: 0.9}[grade])
         assert item.label == int(grade > 0)
+        assert item.explanation and item.explanation_from is ExplanationFrom.RANK1_REASONING
     assert [qrels[request.query.qid][d] for d in ranking.docids] == sorted(grades.values(), reverse=True)
 
 
@@ -240,3 +242,4 @@ def test_an_explanation_cut_by_max_new_tokens_gets_its_label_in_a_second_pass(dl
     assert forced == ["The passage explains the flea life cycle in\nRelevance Label:"] * 5
     assert [(item.score, item.label) for item in ranking] == [(pytest.approx((0.2 + 1.2) / 0.9), 2)] * 5
     assert {item.explanation for item in ranking} == {"The passage explains the flea life cycle in"}
+    assert {item.explanation_from for item in ranking} == {ExplanationFrom.POINTWISE}

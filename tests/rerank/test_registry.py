@@ -49,3 +49,32 @@ def test_good_options_still_build():
     reranker = load_reranker("smollm2-listwise", window_size=4, stride=2, temperature=0, batch_size=2)
     assert reranker.name == "smollm2-listwise"  # a reranker that does not name itself is named after its spec
     reranker.close()
+
+
+def test_a_run_steps_by_what_suits_the_backend_unless_a_batch_size_is_given(tmp_path):
+    """vLLM and the HTTP backend get a run's queries together (up to 256 a step), transformers 8: known from the
+    backend kind alone, no model loaded. The pipeline steps (and checkpoints) by it; an explicit batch size wins."""
+    from reasonrank.pipeline import SearchSettings, run_search
+    from reasonrank.rerank.cascade import Cascade
+    from reasonrank.types import Ranking
+
+    on_vllm = load_reranker("smollm2-listwise", backend="vllm")
+    on_server = load_reranker("smollm2-pointwise", backend="openai", base_urls="http://127.0.0.1:9")
+    on_transformers = load_reranker("smollm2-pairwise")
+    assert [r.queries_per_step for r in (on_vllm, on_server, on_transformers)] == [256, 256, 8]
+    assert on_vllm.backend._backend is None  # nothing was loaded to know it
+    assert Cascade([(on_vllm, 20), (on_transformers, 5)]).queries_per_step == 8  # the tighter stage bounds
+
+    steps: dict[str, list[int]] = {}
+    for reranker in (on_vllm, on_transformers):
+        def record(requests, reranker=reranker):
+            steps.setdefault(reranker.name, []).append(len(requests))
+            return [Ranking.from_order(r.query, r.candidates, reranker.name) for r in requests]
+
+        reranker.rerank_many = record
+    for reranker, batch_size in ((on_vllm, None), (on_transformers, None), (on_vllm, 20)):
+        settings = SearchSettings(hits=5, progress=False, batch_size=batch_size, resume=False,
+                                  output=str(tmp_path / f"{reranker.name}-{batch_size}.txt"))
+        run_search(settings, reranker=reranker)
+    # The bundled DL19 topics: 43 queries.
+    assert steps == {"smollm2-listwise": [43, 20, 20, 3], "smollm2-pairwise": [8] * 5 + [3]}
