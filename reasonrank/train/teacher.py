@@ -23,10 +23,11 @@ from __future__ import annotations
 import logging
 import random
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -44,6 +45,9 @@ from reasonrank.train.data import (
     topics_by_id,
 )
 from reasonrank.types import Candidate, Request
+
+if TYPE_CHECKING:
+    from reasonrank.rerank.generation import LazyBackend
 
 log = logging.getLogger(__name__)
 MODES = ("scores", "pointwise", "pairwise", "listwise")
@@ -175,7 +179,7 @@ def teacher_scores(config: TeacherConfig) -> int:
 # --- generative teachers -------------------------------------------------------------------------------------
 
 
-def _backend(config: TeacherConfig):
+def _backend(config: TeacherConfig) -> LazyBackend:
     if not config.model:
         raise UserError(f"mode {config.mode} with a backend needs `model` (the teacher LLM)")
     from reasonrank.rerank.generation import LazyBackend
@@ -288,23 +292,35 @@ def teacher_pointwise(config: TeacherConfig) -> int:
     return generate_and_write(reranker.backend, pending, prompts, reranker.params, record, out, "teacher pointwise")
 
 
-TEACHER_CHUNK = 64  # prompts per backend call; each call's records are written before the next call starts
+# Records are appended in groups of this many, or after this many seconds since the last write: a run killed
+# without warning loses at most one group, and the output is not reopened for every record.
+FLUSH_RECORDS = 16
+FLUSH_SECONDS = 30.0
 
 
 def generate_and_write(
-    backend: Any, jobs: Sequence[Any], prompts: Sequence[Any], params: GenerationParams,
+    backend: LazyBackend, jobs: Sequence[Any], prompts: Sequence[Any], params: GenerationParams,
     record: Callable[[Any, Any], dict | None], out: ResumableJsonl, desc: str,
 ) -> int:
-    """Generate for ``prompts`` (one per job) ``TEACHER_CHUNK`` at a time, each chunk in one backend call (so vLLM
-    batches it), and append each chunk's records (``record(job, generation)``, None to skip) before the next: a run
-    that dies loses at most one chunk, and a rerun skips what was written."""
-    written = 0
-    for start in tqdm(range(0, len(jobs), TEACHER_CHUNK), desc=desc, unit="chunk", disable=len(jobs) <= TEACHER_CHUNK):
-        chunk = slice(start, start + TEACHER_CHUNK)
-        generations = backend.generate(list(prompts[chunk]), params, desc=desc)
-        records = [made for job, generation in zip(jobs[chunk], generations, strict=True)
-                   if (made := record(job, generation)) is not None]
-        written += out.write(records)
+    """Generate for ``prompts`` (one per job) in one backend call, so vLLM schedules them all together and no
+    prompt waits for another's long answer, and append each job's record (``record(job, generation)``, None to
+    skip) as its generation arrives, in groups (``FLUSH_RECORDS`` / ``FLUSH_SECONDS``). Records that arrived before
+    an error are written too; a rerun skips every key written. The file is in arrival order, not job order."""
+    if not jobs:
+        return 0
+    log.info("%s: %d prompts in one call", desc, len(prompts))
+    written, ready, flushed = 0, [], time.monotonic()
+    with tqdm(total=len(jobs), desc=desc, unit="prompt") as bar:
+        try:
+            for index, generation in backend.get().generate_as_completed(list(prompts), params):
+                if (made := record(jobs[index], generation)) is not None:
+                    ready.append(made)
+                bar.update()
+                if len(ready) >= FLUSH_RECORDS or time.monotonic() - flushed >= FLUSH_SECONDS:
+                    written += out.write(ready)
+                    ready, flushed = [], time.monotonic()
+        finally:
+            written += out.write(ready)
     return written
 
 
@@ -378,6 +394,9 @@ def teacher_listwise(config: TeacherConfig) -> int:
     template = _template(config, "listwise/dear-v2")
     backend = _backend(config)
     out = ResumableJsonl(Path(config.output), ("qid", "start"))
+    # A step is a set of windows whose prompts need no answer yet. Each window is cut from the first-stage order,
+    # not from the order earlier windows' answers leave, so no window waits for another: the whole run is one
+    # step, and every window of every query goes to the backend in one call.
     jobs = []
     for request in requests:
         # The reranker's schedule: back to front, so the training windows are the ones inference shows.
