@@ -429,17 +429,17 @@ def test_listwise_teacher_sends_every_window_in_one_call_and_a_rerun_generates_o
 def test_teacher_writes_smollm_generations_as_they_arrive_and_a_stopped_run_resumes_without_duplicates(
     smollm, tmp_path, monkeypatch
 ):
-    """SmolLM2 on the transformers backend, batches of 4: the first batch's records are in the file while the
-    second batch is still being read; a run stopped at the sixth record keeps five, the rerun sends only the three
-    others in one call, and the file ends with every prompt once, holding what one uninterrupted call generates."""
+    """SmolLM2 on the transformers backend, batches of 4: the first batch's records are in the file while the call
+    still yields the second batch; a run stopped at the fifth record keeps four, the rerun sends only the other two
+    in one call, and the file ends with every prompt once, holding what one uninterrupted call generates."""
     import reasonrank.train.teacher as teacher
     from reasonrank.backends.base import ChatPrompt, GenerationParams
     from reasonrank.rerank.generation import LazyBackend
     from reasonrank.train.teacher import generate_and_write
 
-    prompts = [ChatPrompt.of(f"Name a fruit that starts with the letter {letter}.") for letter in "ABCDEFGH"]
+    prompts = [ChatPrompt.of(f"Name a fruit that starts with the letter {letter}.") for letter in "ABCDEF"]
     jobs = [f"q{i}" for i in range(len(prompts))]
-    params = GenerationParams(max_new_tokens=6)
+    params = GenerationParams(max_new_tokens=4)
     path = tmp_path / "teacher.jsonl"
     monkeypatch.setattr(teacher, "FLUSH_RECORDS", 2)
     calls: list[int] = []
@@ -452,26 +452,26 @@ def test_teacher_writes_smollm_generations_as_they_arrive_and_a_stopped_run_resu
     monkeypatch.setattr(smollm, "generate_as_completed", counted)
     lines_seen: list[int] = []
 
-    def stops_at_the_sixth(job: str, made) -> dict:
+    def stops_at_the_fifth(job: str, made) -> dict:
         lines_seen.append(len(path.read_text().splitlines()) if path.exists() else 0)
-        if len(lines_seen) == 6:
+        if len(lines_seen) == 5:
             raise KeyboardInterrupt
         return {"qid": job, "text": made.text}
 
     out = ResumableJsonl(path, ("qid",))
     with pytest.raises(KeyboardInterrupt):
-        generate_and_write(LazyBackend(smollm, "smollm", {}), jobs, prompts, params, stops_at_the_sixth, out, "t")
-    assert lines_seen == [0, 0, 2, 2, 4, 4]  # written in pairs while the call was still yielding
-    assert len(path.read_text().splitlines()) == 5
+        generate_and_write(LazyBackend(smollm, "smollm", {}), jobs, prompts, params, stops_at_the_fifth, out, "t")
+    assert lines_seen == [0, 0, 2, 2, 4]  # written in pairs while the call was still yielding
+    assert len(path.read_text().splitlines()) == 4
 
     again = ResumableJsonl(path, ("qid",))
     rest = [i for i, job in enumerate(jobs) if (job,) not in again]
-    assert len(rest) == 3
+    assert len(rest) == 2
     written = generate_and_write(
         LazyBackend(smollm, "smollm", {}), [jobs[i] for i in rest], [prompts[i] for i in rest], params,
         lambda job, made: {"qid": job, "text": made.text}, again, "t",
     )
-    assert written == 3 and calls == [8, 3]
+    assert written == 2 and calls == [6, 2]
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert sorted(r["qid"] for r in records) == jobs
     uninterrupted = smollm.generate(prompts, params)
