@@ -15,7 +15,8 @@
 * ``listwise`` (DeAR stage 2): reasoning and a permutation for windows of candidates.
 
 Every mode is resumable: a key already in ``output`` (qid, docid / pair / window) is skipped, so an interrupted
-run picks up where it stopped. Retries on transient errors are the backend's job.
+run picks up where it stopped. The generative modes send all pending prompts in one backend call and append each
+record as its generation arrives (:func:`generate_and_write`). Retries on transient errors are the backend's job.
 """
 
 from __future__ import annotations
@@ -264,8 +265,8 @@ def teacher_pointwise(config: TeacherConfig) -> int:
     pending = [(r, c) for r in requests for c in r.candidates if (r.query.qid, c.docid) not in out]
     if config.source == "rationales":
         notes = {(str(x["qid"]), str(x["docid"])): x for x in read_jsonl(config.rationales or "")}
-        records = []
-        for request, candidate in tqdm(pending, desc="rationale explanations", unit="pair"):
+
+        def rationale_record(request: Request, candidate: Candidate) -> dict:
             grade = qrels.get(request.query.qid, {}).get(candidate.docid, 0)
             note = notes.get((request.query.qid, candidate.docid)) if grade > 0 else None
             if config.rationale_style == "verdict":
@@ -274,8 +275,10 @@ def teacher_pointwise(config: TeacherConfig) -> int:
                 explanation = evidence_explanation(
                     request.query.text, candidate.text, note, config.max_passage_words, config.claim_terms
                 )
-            records.append(_pointwise_record(request, candidate, explanation, _label_of(grade, labels), "rationales"))
-        return out.write(records)
+            return _pointwise_record(request, candidate, explanation, _label_of(grade, labels), "rationales")
+
+        # A generator: each line is written as it is made, not after the last pair.
+        return out.write(rationale_record(r, c) for r, c in tqdm(pending, desc="rationale explanations", unit="pair"))
     from reasonrank.rerank.pointwise import PointwiseReranker
 
     reranker = PointwiseReranker(_backend(config), template, config.max_new_tokens, temperature=config.temperature)
