@@ -5,7 +5,7 @@ they know nothing about queries, documents or ranking.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -126,6 +126,14 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams) -> list[Generation]:
         """Continue every prompt; batching and concurrency are the backend's business."""
+
+    def generate_as_completed(
+        self, prompts: Sequence[ChatPrompt], params: GenerationParams
+    ) -> Iterator[tuple[int, Generation]]:
+        """Continue every prompt, as :meth:`generate`, yielding ``(index into prompts, generation)`` as each one is
+        ready, in any order: a caller can keep each result before the last one exists. This default yields them
+        all after one :meth:`generate` call; engines that finish requests one by one yield them as they finish."""
+        yield from enumerate(self.generate(prompts, params))
 
     @abstractmethod
     def next_token_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> list[dict[str, float]]:

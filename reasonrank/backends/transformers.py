@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -173,18 +173,41 @@ class TransformersBackend(Backend):
         return GenerationConfig(**options)
 
     def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams) -> list[Generation]:
+        results: list[Generation | None] = [None] * len(prompts)
+        with self._lock:
+            for batch in self._generated_batches(prompts, params):
+                for index, generation in batch:
+                    results[index] = generation
+        return [r for r in results if r is not None]
+
+    def generate_as_completed(
+        self, prompts: Sequence[ChatPrompt], params: GenerationParams
+    ) -> Iterator[tuple[int, Generation]]:
+        """Each internal batch's generations as soon as that batch is done (longest prompts first), the same ones
+        :meth:`generate` returns. The lock is held while a batch runs, not while the caller handles its results."""
+        batches = self._generated_batches(prompts, params)
+        while True:
+            with self._lock:
+                batch = next(batches, None)
+            if batch is None:
+                return
+            yield from batch
+
+    def _generated_batches(
+        self, prompts: Sequence[ChatPrompt], params: GenerationParams
+    ) -> Iterator[list[tuple[int, Generation]]]:
+        """``(index, generation)`` for each batch in turn; the caller holds the lock while a batch is generated."""
         if params.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {params.max_new_tokens}")
         encoded = [self._encode(p) for p in prompts]
         config = self._generation_config(params)
-        results: list[Generation | None] = [None] * len(prompts)
-        with self._lock, torch.inference_mode():
-            stopping = self._stopping(tuple(params.stop))
-            if params.seed is not None:
-                # One seed per call: sampled text also depends on how prompts fall into batches.
-                set_seed(params.seed)
-            for indices, input_ids, attention_mask in self._batches(encoded, "generate"):
-                recorder = StepRecorder(params.top_logprobs) if params.top_logprobs > 0 else None
+        stopping = self._stopping(tuple(params.stop))
+        if params.seed is not None:
+            # One seed per call: sampled text also depends on how prompts fall into batches.
+            set_seed(params.seed)
+        for indices, input_ids, attention_mask in self._batches(encoded, "generate"):
+            recorder = StepRecorder(params.top_logprobs) if params.top_logprobs > 0 else None
+            with torch.inference_mode():
                 out = self.model.generate(
                     input_ids=input_ids,
                     attention_mask=attention_mask,
@@ -194,11 +217,12 @@ class TransformersBackend(Backend):
                 )
                 width = input_ids.shape[1]
                 steps = recorder.finish(out.sequences) if recorder else None
+                batch = []
                 for row, index in enumerate(indices):
                     new_ids = out.sequences[row, width:].tolist()
                     row_steps = tuple(part[row] for part in steps) if steps else None
-                    results[index] = self._finish(new_ids, row_steps, len(encoded[index]), params)
-        return [r for r in results if r is not None]
+                    batch.append((index, self._finish(new_ids, row_steps, len(encoded[index]), params)))
+            yield batch
 
     def _stopping(self, stops: tuple[str, ...]) -> StoppingCriteriaList | None:
         """Halts a row once its text holds a stop string; built once per set of stop strings.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from reasonrank.backends.base import (
@@ -131,9 +131,9 @@ class VLLMBackend(Backend):
     def _run(self, prompts: Sequence[ChatPrompt], sampling) -> list:
         return self.llm.generate([self._encode(p) for p in prompts], sampling, lora_request=self._lora)
 
-    def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams) -> list[Generation]:
+    def _sampling(self, params: GenerationParams):
         top = min(params.top_logprobs, MAX_TOP_LOGPROBS)
-        sampling = self._sampling_params(
+        return self._sampling_params(
             max_tokens=params.max_new_tokens,
             temperature=params.temperature,
             top_p=params.top_p,
@@ -143,25 +143,34 @@ class VLLMBackend(Backend):
             logprobs=top if top > 0 else None,
             skip_special_tokens=params.skip_special_tokens,
         )
-        results = []
-        for output in self._run(prompts, sampling):
-            completion = output.outputs[0]
-            tokens: tuple[TokenLogprobs, ...] = ()
-            if top > 0 and completion.logprobs:
-                tokens = tuple(
-                    _token(t, step, top) for t, step in zip(completion.token_ids, completion.logprobs, strict=False)
-                )
-            results.append(
-                Generation(
-                    text=completion.text,
-                    tokens=tokens,
-                    prompt_tokens=len(output.prompt_token_ids or ()),
-                    completion_tokens=len(completion.token_ids),
-                    finish_reason="length" if completion.finish_reason == "length" else "stop",
-                    cached_prompt_tokens=output.num_cached_tokens or 0,
-                )
-            )
-        return results
+
+    def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams) -> list[Generation]:
+        top = min(params.top_logprobs, MAX_TOP_LOGPROBS)
+        return [_generation(output, top) for output in self._run(prompts, self._sampling(params))]
+
+    def generate_as_completed(
+        self, prompts: Sequence[ChatPrompt], params: GenerationParams
+    ) -> Iterator[tuple[int, Generation]]:
+        """Every prompt queued at once (``LLM.enqueue``, the rendering and LoRA request of :meth:`generate`), then the
+        engine stepped as ``LLM.generate`` steps it, each request yielded the step it finishes. Requests still
+        running when the caller stops reading are aborted, so the engine is idle for the next call."""
+        top = min(params.top_logprobs, MAX_TOP_LOGPROBS)
+        queued = self.llm.enqueue(
+            [self._encode(p) for p in prompts], self._sampling(params), lora_request=self._lora, use_tqdm=False
+        )
+        # enqueue returns the engine's internal ids, "<id>-<8 random characters>" (vLLM's assign_request_id); the
+        # outputs carry the <id> the LLM gave the request.
+        pending = {internal.split("-", 1)[0]: (index, internal) for index, internal in enumerate(queued)}
+        engine = self.llm.llm_engine
+        try:
+            while pending and engine.has_unfinished_requests():
+                for output in engine.step():
+                    if output.finished and output.request_id in pending:
+                        index, _ = pending.pop(output.request_id)
+                        yield index, _generation(output, top)
+        finally:
+            if pending:
+                engine.abort_request([internal for _, internal in pending.values()], internal=True)
 
     def next_token_logprobs(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> list[dict[str, float]]:
         """The log-probability of each option token as the next one.
@@ -203,6 +212,22 @@ def _default_dtype() -> str:
     from vllm.platforms import current_platform
 
     return "float32" if current_platform.is_cpu() else "bfloat16"
+
+
+def _generation(output, top: int) -> Generation:
+    """One finished ``RequestOutput`` as a Generation, with ``top`` alternatives per token when asked."""
+    completion = output.outputs[0]
+    tokens: tuple[TokenLogprobs, ...] = ()
+    if top > 0 and completion.logprobs:
+        tokens = tuple(_token(t, step, top) for t, step in zip(completion.token_ids, completion.logprobs, strict=False))
+    return Generation(
+        text=completion.text,
+        tokens=tokens,
+        prompt_tokens=len(output.prompt_token_ids or ()),
+        completion_tokens=len(completion.token_ids),
+        finish_reason="length" if completion.finish_reason == "length" else "stop",
+        cached_prompt_tokens=output.num_cached_tokens or 0,
+    )
 
 
 def _token(token_id: int, step: dict, top: int) -> TokenLogprobs:

@@ -15,7 +15,8 @@
 * ``listwise`` (DeAR stage 2): reasoning and a permutation for windows of candidates.
 
 Every mode is resumable: a key already in ``output`` (qid, docid / pair / window) is skipped, so an interrupted
-run picks up where it stopped. Retries on transient errors are the backend's job.
+run picks up where it stopped. The generative modes send all pending prompts in one backend call and append each
+record as its generation arrives (:func:`generate_and_write`). Retries on transient errors are the backend's job.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from __future__ import annotations
 import logging
 import random
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -44,6 +46,9 @@ from reasonrank.train.data import (
     topics_by_id,
 )
 from reasonrank.types import Candidate, Request
+
+if TYPE_CHECKING:
+    from reasonrank.rerank.generation import LazyBackend
 
 log = logging.getLogger(__name__)
 MODES = ("scores", "pointwise", "pairwise", "listwise")
@@ -175,7 +180,7 @@ def teacher_scores(config: TeacherConfig) -> int:
 # --- generative teachers -------------------------------------------------------------------------------------
 
 
-def _backend(config: TeacherConfig):
+def _backend(config: TeacherConfig) -> LazyBackend:
     if not config.model:
         raise UserError(f"mode {config.mode} with a backend needs `model` (the teacher LLM)")
     from reasonrank.rerank.generation import LazyBackend
@@ -260,8 +265,8 @@ def teacher_pointwise(config: TeacherConfig) -> int:
     pending = [(r, c) for r in requests for c in r.candidates if (r.query.qid, c.docid) not in out]
     if config.source == "rationales":
         notes = {(str(x["qid"]), str(x["docid"])): x for x in read_jsonl(config.rationales or "")}
-        records = []
-        for request, candidate in tqdm(pending, desc="rationale explanations", unit="pair"):
+
+        def rationale_record(request: Request, candidate: Candidate) -> dict:
             grade = qrels.get(request.query.qid, {}).get(candidate.docid, 0)
             note = notes.get((request.query.qid, candidate.docid)) if grade > 0 else None
             if config.rationale_style == "verdict":
@@ -270,8 +275,10 @@ def teacher_pointwise(config: TeacherConfig) -> int:
                 explanation = evidence_explanation(
                     request.query.text, candidate.text, note, config.max_passage_words, config.claim_terms
                 )
-            records.append(_pointwise_record(request, candidate, explanation, _label_of(grade, labels), "rationales"))
-        return out.write(records)
+            return _pointwise_record(request, candidate, explanation, _label_of(grade, labels), "rationales")
+
+        # A generator: each line is written as it is made, not after the last pair.
+        return out.write(rationale_record(r, c) for r, c in tqdm(pending, desc="rationale explanations", unit="pair"))
     from reasonrank.rerank.pointwise import PointwiseReranker
 
     reranker = PointwiseReranker(_backend(config), template, config.max_new_tokens, temperature=config.temperature)
@@ -288,23 +295,35 @@ def teacher_pointwise(config: TeacherConfig) -> int:
     return generate_and_write(reranker.backend, pending, prompts, reranker.params, record, out, "teacher pointwise")
 
 
-TEACHER_CHUNK = 64  # prompts per backend call; each call's records are written before the next call starts
+# Records are appended in groups of this many, or after this many seconds since the last write: a run killed
+# without warning loses at most one group, and the output is not reopened for every record.
+FLUSH_RECORDS = 16
+FLUSH_SECONDS = 30.0
 
 
 def generate_and_write(
-    backend: Any, jobs: Sequence[Any], prompts: Sequence[Any], params: GenerationParams,
+    backend: LazyBackend, jobs: Sequence[Any], prompts: Sequence[Any], params: GenerationParams,
     record: Callable[[Any, Any], dict | None], out: ResumableJsonl, desc: str,
 ) -> int:
-    """Generate for ``prompts`` (one per job) ``TEACHER_CHUNK`` at a time, each chunk in one backend call (so vLLM
-    batches it), and append each chunk's records (``record(job, generation)``, None to skip) before the next: a run
-    that dies loses at most one chunk, and a rerun skips what was written."""
-    written = 0
-    for start in tqdm(range(0, len(jobs), TEACHER_CHUNK), desc=desc, unit="chunk", disable=len(jobs) <= TEACHER_CHUNK):
-        chunk = slice(start, start + TEACHER_CHUNK)
-        generations = backend.generate(list(prompts[chunk]), params, desc=desc)
-        records = [made for job, generation in zip(jobs[chunk], generations, strict=True)
-                   if (made := record(job, generation)) is not None]
-        written += out.write(records)
+    """Generate for ``prompts`` (one per job) in one backend call, so vLLM schedules them all together and no
+    prompt waits for another's long answer, and append each job's record (``record(job, generation)``, None to
+    skip) as its generation arrives, in groups (``FLUSH_RECORDS`` / ``FLUSH_SECONDS``). Records that arrived before
+    an error are written too; a rerun skips every key written. The file is in arrival order, not job order."""
+    if not jobs:
+        return 0
+    log.info("%s: %d prompts in one call", desc, len(prompts))
+    written, ready, flushed = 0, [], time.monotonic()
+    with tqdm(total=len(jobs), desc=desc, unit="prompt") as bar:
+        try:
+            for index, generation in backend.get().generate_as_completed(list(prompts), params):
+                if (made := record(jobs[index], generation)) is not None:
+                    ready.append(made)
+                bar.update()
+                if len(ready) >= FLUSH_RECORDS or time.monotonic() - flushed >= FLUSH_SECONDS:
+                    written += out.write(ready)
+                    ready, flushed = [], time.monotonic()
+        finally:
+            written += out.write(ready)
     return written
 
 
@@ -378,6 +397,9 @@ def teacher_listwise(config: TeacherConfig) -> int:
     template = _template(config, "listwise/dear-v2")
     backend = _backend(config)
     out = ResumableJsonl(Path(config.output), ("qid", "start"))
+    # A step is a set of windows whose prompts need no answer yet. Each window is cut from the first-stage order,
+    # not from the order earlier windows' answers leave, so no window waits for another: the whole run is one
+    # step, and every window of every query goes to the backend in one call.
     jobs = []
     for request in requests:
         # The reranker's schedule: back to front, so the training windows are the ones inference shows.

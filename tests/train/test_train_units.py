@@ -391,10 +391,10 @@ def test_listwise_teacher_windows_are_the_rerankers_and_answers_read_by_its_read
     assert [r["permutation"] for r in records] == [[1, 0, *range(2, 20)], [1, 0, *range(2, 15)]]
 
 
-def test_listwise_teacher_writes_each_backend_call_and_a_rerun_generates_only_the_rest(test_data, tmp_path,
-                                                                                      monkeypatch):
-    """One window per backend call here (TEACHER_CHUNK 1): a teacher that dies in the second call keeps the first
-    window's record, and the rerun sends only the second window to the backend."""
+def test_listwise_teacher_sends_every_window_in_one_call_and_a_rerun_generates_only_the_rest(test_data, tmp_path,
+                                                                                             monkeypatch):
+    """Both windows go to the backend in one call; a teacher that dies after the first window arrived keeps its
+    record, and the rerun sends only the second window."""
     import reasonrank.train.teacher as teacher
     from reasonrank.rerank.generation import LazyBackend
 
@@ -404,28 +404,78 @@ def test_listwise_teacher_writes_each_backend_call_and_a_rerun_generates_only_th
     run = _write(tmp_path / "run.txt", "".join(f"{qid} Q0 {d} {r} {100 - r} t\n" for r, d in enumerate(corpus_ids, 1)))
     topics = _write(tmp_path / "topics.tsv", f"{qid}\t{query}\n")
     fake = FakeBackend(lambda prompt, params: generation("<think>ok</think>", "[1] > [2]"))
-    answer = fake.generate
+    answer = fake.generate_as_completed
 
-    def dies_in_the_second_call(prompts, params):
-        if fake.calls:
-            raise KeyboardInterrupt
-        return answer(prompts, params)
+    def dies_after_the_first_answer(prompts, params):
+        yield next(answer(prompts, params))
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(teacher, "TEACHER_CHUNK", 1)
     monkeypatch.setattr(teacher, "_backend", lambda config: LazyBackend(fake, "teacher", {}))
     config = TeacherConfig(
         mode="listwise", topics=str(topics), corpus=str(scifact / "corpus.jsonl"), candidates=str(run),
         output=str(tmp_path / "windows.jsonl"), hits=25, model="teacher", window=20, stride=10,
     )
-    monkeypatch.setattr(fake, "generate", dies_in_the_second_call)
+    monkeypatch.setattr(fake, "generate_as_completed", dies_after_the_first_answer)
     with pytest.raises(KeyboardInterrupt):
         generate_teacher_data(config)
     assert [json.loads(line)["start"] for line in (tmp_path / "windows.jsonl").read_text().splitlines()] == [5]
 
-    monkeypatch.setattr(fake, "generate", answer)
+    monkeypatch.setattr(fake, "generate_as_completed", answer)
     assert generate_teacher_data(config) == 1
-    assert [len(call) for call in fake.calls] == [1, 1]  # the first window in the first run, the second in the rerun
+    assert [len(call) for call in fake.calls] == [2, 1]  # both windows in the first run's call, the second in the rerun
     assert [json.loads(line)["start"] for line in (tmp_path / "windows.jsonl").read_text().splitlines()] == [5, 0]
+
+
+def test_teacher_writes_smollm_generations_as_they_arrive_and_a_stopped_run_resumes_without_duplicates(
+    smollm, tmp_path, monkeypatch
+):
+    """SmolLM2 on the transformers backend, batches of 4: the first batch's records are in the file while the call
+    still yields the second batch; a run stopped at the fifth record keeps four, the rerun sends only the other two
+    in one call, and the file ends with every prompt once, holding what one uninterrupted call generates."""
+    import reasonrank.train.teacher as teacher
+    from reasonrank.backends.base import ChatPrompt, GenerationParams
+    from reasonrank.rerank.generation import LazyBackend
+    from reasonrank.train.teacher import generate_and_write
+
+    prompts = [ChatPrompt.of(f"Name a fruit that starts with the letter {letter}.") for letter in "ABCDEF"]
+    jobs = [f"q{i}" for i in range(len(prompts))]
+    params = GenerationParams(max_new_tokens=4)
+    path = tmp_path / "teacher.jsonl"
+    monkeypatch.setattr(teacher, "FLUSH_RECORDS", 2)
+    calls: list[int] = []
+    as_completed = smollm.generate_as_completed
+
+    def counted(batch, settings):
+        calls.append(len(batch))
+        return as_completed(batch, settings)
+
+    monkeypatch.setattr(smollm, "generate_as_completed", counted)
+    lines_seen: list[int] = []
+
+    def stops_at_the_fifth(job: str, made) -> dict:
+        lines_seen.append(len(path.read_text().splitlines()) if path.exists() else 0)
+        if len(lines_seen) == 5:
+            raise KeyboardInterrupt
+        return {"qid": job, "text": made.text}
+
+    out = ResumableJsonl(path, ("qid",))
+    with pytest.raises(KeyboardInterrupt):
+        generate_and_write(LazyBackend(smollm, "smollm", {}), jobs, prompts, params, stops_at_the_fifth, out, "t")
+    assert lines_seen == [0, 0, 2, 2, 4]  # written in pairs while the call was still yielding
+    assert len(path.read_text().splitlines()) == 4
+
+    again = ResumableJsonl(path, ("qid",))
+    rest = [i for i, job in enumerate(jobs) if (job,) not in again]
+    assert len(rest) == 2
+    written = generate_and_write(
+        LazyBackend(smollm, "smollm", {}), [jobs[i] for i in rest], [prompts[i] for i in rest], params,
+        lambda job, made: {"qid": job, "text": made.text}, again, "t",
+    )
+    assert written == 2 and calls == [6, 2]
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted(r["qid"] for r in records) == jobs
+    uninterrupted = smollm.generate(prompts, params)
+    assert {r["qid"]: r["text"] for r in records} == {job: g.text for job, g in zip(jobs, uninterrupted, strict=True)}
 
 
 def test_read_jsonl_cuts_lines_at_newlines_only_and_names_a_bad_line(tmp_path):

@@ -219,3 +219,94 @@ def test_pointwise_forced_label_after_length_on_the_engine(engine, requests_dl19
     assert ranking.stats["label_forced_after_length"] == len(requests_dl19[0].candidates)
     scores = [item.score for item in ranking.items]
     assert all(0.0 < s < 2.0 for s in scores) and len(set(scores)) > 1
+
+
+# --- generations as they finish: every prompt queued at once, each result read the step it finishes ---------------
+
+
+def test_generate_as_completed_queues_every_prompt_first_and_returns_what_generate_returns(engine, requests_dl19,
+                                                                                            monkeypatch):
+    prompts = [*chats(requests_dl19), ChatPrompt.of("Say yes."), ChatPrompt.of("Count from one to twenty.")]
+    params = GenerationParams(max_new_tokens=16, top_logprobs=2, stop=(".",))  # answers of different lengths
+    llm = engine.llm
+    generate = llm.generate
+    generated_ids: list[list[int]] = []
+
+    def kept_generate(*args, **kwargs):
+        outputs = generate(*args, **kwargs)
+        generated_ids.extend(list(o.outputs[0].token_ids) for o in outputs)
+        return outputs
+
+    monkeypatch.setattr(llm, "generate", kept_generate)
+    expected = engine.generate(prompts, params)
+    monkeypatch.undo()
+
+    added, finished_ids = [], []
+    add_request, step = llm.llm_engine.add_request, llm.llm_engine.step
+
+    def counted_add(*args, **kwargs):
+        added.append(args[0])
+        return add_request(*args, **kwargs)
+
+    def kept_step():
+        outputs = step()
+        finished_ids.extend(list(o.outputs[0].token_ids) for o in outputs if o.finished)
+        return outputs
+
+    monkeypatch.setattr(llm.llm_engine, "add_request", counted_add)
+    monkeypatch.setattr(llm.llm_engine, "step", kept_step)
+    arrived, running_at_first = {}, None
+    for index, generation in engine.generate_as_completed(prompts, params):
+        assert len(added) == len(prompts)  # all queued before the first result is read
+        if running_at_first is None:
+            running_at_first = llm.llm_engine.get_num_unfinished_requests()
+        arrived[index] = generation
+    assert running_at_first > 0  # the first result came while others were still generating
+    assert sorted(arrived) == list(range(len(prompts)))
+    assert [arrived[i] for i in range(len(prompts))] == expected  # text, tokens, log-probabilities, counts
+    order = list(arrived)
+    assert [finished_ids[order.index(i)] for i in range(len(prompts))] == generated_ids
+
+
+def test_generate_as_completed_aborts_what_the_caller_stops_reading(engine, requests_dl19):
+    prompts = chats(requests_dl19)
+    results = engine.generate_as_completed(prompts, GenerationParams(max_new_tokens=16, stop=(".",)))
+    next(results)
+    assert engine.llm.llm_engine.get_num_unfinished_requests() > 0
+    results.close()
+    assert not engine.llm.llm_engine.has_unfinished_requests()
+    assert len(engine.generate(prompts[:1], GenerationParams(max_new_tokens=2))) == 1
+
+
+def test_listwise_teacher_run_is_one_engine_call(engine, requests_dl19, tmp_path, monkeypatch):
+    """Two queries, four candidates, windows of 2 by 1: six windows, queued in one ``enqueue`` and no ``generate``."""
+    import reasonrank.train.teacher as teacher
+    from reasonrank.rerank.generation import LazyBackend
+
+    run = tmp_path / "run.txt"
+    run.write_text("".join(f"{r.query.qid} Q0 {c.docid} {rank} {10 - rank} bm25\n"
+                           for r in requests_dl19 for rank, c in enumerate(r.candidates, 1)))
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("".join(f"{r.query.qid}\t{r.query.text}\n" for r in requests_dl19))
+    calls: list[tuple[str, int]] = []
+    llm = engine.llm
+    enqueue, generate = llm.enqueue, llm.generate
+
+    def counted(name, method):
+        def call(prompts, *args, **kwargs):
+            calls.append((name, len(prompts)))
+            return method(prompts, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(llm, "enqueue", counted("enqueue", enqueue))
+    monkeypatch.setattr(llm, "generate", counted("generate", generate))
+    monkeypatch.setattr(teacher, "_backend", lambda config: LazyBackend(engine, "smollm2", {}))
+    output = tmp_path / "windows.jsonl"
+    written = teacher.generate_teacher_data(teacher.TeacherConfig(
+        mode="listwise", topics=str(topics), corpus=str(DL19 / "corpus.jsonl"), candidates=str(run),
+        output=str(output), hits=4, model="smollm2", window=2, stride=1, max_new_tokens=16,
+    ))
+    assert calls == [("enqueue", 6)]
+    records = [json.loads(line) for line in output.read_text().splitlines()] if output.exists() else []
+    assert written == len(records) <= 6
+    assert len({(r["qid"], r["start"]) for r in records}) == len(records)
