@@ -267,10 +267,11 @@ class OpenAICompatibleBackend(Backend):
             self._option_ids[option] = option_token_id(ServerTokenizer(self), option)
         return self._option_ids[option]
 
-    def tokenize(self, text: str) -> dict[str, Any]:
-        """vLLM's ``/tokenize`` of ``text`` without special tokens: ``tokens`` (ids) and ``token_strs``."""
+    def tokenize(self, text: str, add_special_tokens: bool = False) -> dict[str, Any]:
+        """vLLM's ``/tokenize`` of ``text``: ``tokens`` (ids) and ``token_strs``."""
         url = self.base_urls[0] + "/tokenize"
-        body = {"model": self.model, "prompt": text, "add_special_tokens": False, "return_token_strs": True}
+        body = {"model": self.model, "prompt": text, "return_token_strs": True}
+        body["add_special_tokens"] = add_special_tokens
         try:
             response = self._client.post(url, json=body)
         except httpx.TransportError as error:
@@ -295,7 +296,7 @@ class ServerTokenizer:
         self._strings: dict[int, str] = {}
 
     def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
-        answer = self._backend.tokenize(text)
+        answer = self._backend.tokenize(text, add_special_tokens)
         self._strings.update(zip(answer["tokens"], answer.get("token_strs") or [], strict=False))
         return {"input_ids": answer["tokens"]}
 
