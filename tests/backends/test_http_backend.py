@@ -9,6 +9,7 @@ import logging
 import math
 
 import pytest
+from fastapi.responses import StreamingResponse
 from test_backends import relevance_prompts
 
 from reasonrank.backends.base import ChatPrompt, GenerationParams
@@ -22,8 +23,9 @@ SERVED = "smollm2"
 class Scripted:
     """Test-only ASGI wrapper: counts chat requests and answers the first ones with scripted faults.
 
-    A fault is an HTTP status (answered without calling the model) or "hang" (no answer until the
-    client hangs up, at most 30 s, so that no test can wait forever).
+    A fault is an HTTP status (answered without calling the model), "hang" (no answer until the
+    client hangs up, at most 30 s, so that no test can wait forever) or "cut" (the connection dropped
+    after the stream's first event, the one with the answer's text).
     """
 
     def __init__(self, app, faults=()) -> None:
@@ -40,6 +42,10 @@ class Scripted:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_hang_up(receive), timeout=30)
                 return
+            if fault == "cut":
+                with contextlib.suppress(_Cut):
+                    await self.app(scope, receive, _cut_after_first_event(send))
+                return
             if fault is not None:
                 body = json.dumps({"error": {"message": f"scripted fault {fault}", "code": fault}}).encode()
                 headers = [(b"content-type", b"application/json")]
@@ -47,6 +53,18 @@ class Scripted:
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
+
+
+class _Cut(Exception):
+    pass
+
+
+def _cut_after_first_event(send):
+    async def cutting(message) -> None:
+        await send(message)
+        if message["type"] == "http.response.body" and message.get("body"):
+            raise _Cut  # the app stops there and the server closes the connection mid-body
+    return cutting
 
 
 async def _hang_up(receive) -> None:
@@ -69,15 +87,20 @@ def client(urls, **options) -> OpenAICompatibleBackend:
 
 
 @pytest.mark.slow
-def test_http_results_equal_in_process_results(smollm, app, prompts):
+def test_http_results_equal_in_process_results(smollm, app, prompts, caplog):
     params = GenerationParams(max_new_tokens=8, top_logprobs=3)
     prefixed = ChatPrompt(prompts[0].messages, assistant_prefix="Relevance:")
     expected = smollm.generate([*prompts, prefixed], params)
     with background_server(app) as url:
         remote = client(url + "/v1")
         got = remote.generate([*prompts, prefixed], params)
-        scores = remote.next_token_logprobs(prompts, ["0", "1", "2", "never-a-token"])
+        with caplog.at_level(logging.WARNING):
+            scores = remote.next_token_logprobs(prompts, ["0", "1", "2", "never-a-token"])
+            remote.next_token_logprobs(prompts[:1], ["0"])
         remote.close()
+    # This server has no /tokenize and no logprob_token_ids: the top 20, said once.
+    refusal = "/tokenize does not tokenize (HTTP 404): option log-probabilities come from the top 20"
+    assert caplog.text.count(refusal) == 1
     assert [g.text for g in got] == [g.text for g in expected]  # order kept, prefix honoured
     assert [(g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in got] == [
         (g.prompt_tokens, g.completion_tokens, g.finish_reason) for g in expected
@@ -109,11 +132,49 @@ def test_requests_alternate_between_servers(app, prompts):
 def test_timeout_then_success_on_retry(app, prompts, caplog):
     flaky = Scripted(app, faults=["hang"])
     with background_server(flaky) as url, caplog.at_level(logging.WARNING):
-        remote = client(url, timeout=8, max_retries=2)
+        remote = client(url, timeout=15, max_retries=2)
         got = remote.generate(prompts[:1], GenerationParams(max_new_tokens=2))
         remote.close()
     assert flaky.calls == 2 and got[0].completion_tokens > 0
-    assert caplog.text.count("no answer within the timeout; generating it again (retry 1)") == 1
+    assert caplog.text.count("nothing arrived within the 15 s timeout; generating the answer again from the start "
+                             "(retry 1, greedy, so the same answer is expected)") == 1
+
+
+@pytest.mark.slow
+def test_a_stream_cut_after_its_text_is_regenerated_with_a_warning(app, prompts, caplog):
+    params = GenerationParams(max_new_tokens=6, temperature=0.7, seed=3)
+    with background_server(app) as url:
+        expected = client(url).generate(prompts[:1], params)
+    flaky = Scripted(app, faults=["cut"])
+    with background_server(flaky) as url, caplog.at_level(logging.WARNING):
+        remote = client(url, max_retries=1)
+        got = remote.generate(prompts[:1], params)
+        remote.close()
+    assert flaky.calls == 2 and got == expected  # the cut answer's text is not kept: the retry's answer is whole
+    cut = [r.getMessage() for r in caplog.records if "stream was cut" in r.getMessage()]
+    assert len(cut) == 1 and f"cut after {len(expected[0].text)} characters" in cut[0]
+    assert "regenerating the answer from the start (retry 1, sampled, so it may differ)" in cut[0]
+
+
+@pytest.mark.slow
+def test_streamed_answer_equals_the_server_non_streamed_answer(app, prompts):
+    """Text, tokens, logprobs, alternatives, finish reason and usage as the one-piece JSON answer holds them."""
+    import httpx
+
+    params = GenerationParams(max_new_tokens=5, top_logprobs=3)
+    with background_server(app) as url:
+        remote = client(url)
+        [streamed] = remote.generate(prompts[:1], params)
+        whole = httpx.post(url + "/v1/chat/completions", json=remote._chat_body(prompts[0], params), timeout=120).json()
+        remote.close()
+    [choice] = whole["choices"]
+    assert streamed.text == choice["message"]["content"] and streamed.finish_reason == choice["finish_reason"]
+    assert (streamed.prompt_tokens, streamed.completion_tokens) == (
+        whole["usage"]["prompt_tokens"], whole["usage"]["completion_tokens"])
+    assert [(t.token, t.logprob, t.top) for t in streamed.tokens] == [
+        (e["token"], e["logprob"], {a["token"]: a["logprob"] for a in e["top_logprobs"]})
+        for e in choice["logprobs"]["content"]
+    ]
 
 
 @pytest.mark.slow
@@ -176,19 +237,43 @@ def test_server_command_reports_a_bad_model_in_one_line(tmp_path, capsys):
     assert error.startswith(f"error: could not load model from {tmp_path}") and "\n" not in error
 
 
+def events(*chunks: dict, done: bool = True):
+    """A fake server's answer as server-sent events."""
+    lines = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + (["data: [DONE]\n\n"] if done else [])
+    return StreamingResponse(iter(lines), media_type="text/event-stream")
+
+
+def test_a_stream_without_its_end_or_with_an_error_event_is_retried_then_reported():
+    from fastapi import FastAPI
+
+    answers = [events({"choices": [{"delta": {"content": "[1]"}}]}, done=False),
+               events({"error": {"message": "engine died", "code": 500}})]
+    chat = FastAPI()
+
+    @chat.post("/v1/chat/completions")
+    def complete(body: dict) -> StreamingResponse:
+        return answers.pop(0)
+
+    with background_server(chat) as url:
+        remote = client(url, max_retries=1)
+        with pytest.raises(UserError, match=r"no answer after 2 tries \(StreamBroken from .*: engine died\)"):
+            remote.generate([ChatPrompt.of("Rank.")], GenerationParams(max_new_tokens=2))
+        remote.close()
+    assert answers == []
+
+
 def test_raw_text_prompts_use_the_completions_endpoint():
     """A prompt without messages (rank1's raw text) goes to /v1/completions with its logprobs count."""
     from fastapi import FastAPI
-
     received = []
     completions = FastAPI()
 
     @completions.post("/v1/completions")
-    def complete(body: dict) -> dict:
+    def complete(body: dict) -> StreamingResponse:
         received.append(body)
-        return {"choices": [{"text": " true", "finish_reason": "stop", "logprobs": {
-            "tokens": [" true"], "token_logprobs": [-0.1], "top_logprobs": [{" true": -0.1, " false": -2.4}]}}],
-            "usage": {"prompt_tokens": 7, "completion_tokens": 1}}
+        return events({"choices": [{"text": " true", "finish_reason": "stop", "logprobs": {
+            "tokens": [" true"], "token_logprobs": [-0.1], "top_logprobs": [{" true": -0.1, " false": -2.4}]}}]},
+            {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 1}})
 
     with background_server(completions) as url:
         remote = client(url)
@@ -197,7 +282,8 @@ def test_raw_text_prompts_use_the_completions_endpoint():
         [options] = remote.next_token_logprobs([prompt], [" true", " false", " maybe"])
         remote.close()
     assert received[0]["prompt"] == prompt.assistant_prefix and received[0]["logprobs"] == 2
-    assert "messages" not in received[0]
+    assert "messages" not in received[0] and received[0]["stream"] is True
+    assert received[0]["stream_options"] == {"include_usage": True}
     assert generation.text == " true" and generation.tokens[0].top == {" true": -0.1, " false": -2.4}
     assert generation.prompt_tokens == 7
     assert options == {" true": -0.1, " false": -2.4, " maybe": -math.inf}
@@ -214,10 +300,9 @@ def test_top_k_is_sent_only_when_set_and_the_local_server_honours_it():
     chat = FastAPI()
 
     @chat.post("/v1/chat/completions")
-    def complete(body: dict) -> dict:
+    def complete(body: dict) -> StreamingResponse:
         received.append(body)
-        return {"choices": [{"message": {"content": "[1] > [2]"}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 4}}
+        return events({"choices": [{"delta": {"content": "[1] > [2]"}, "finish_reason": "stop"}]})
 
     with background_server(chat) as url:
         remote = client(url)

@@ -135,9 +135,47 @@ def test_raw_completion_and_next_token_logprobs(http, engine):
         [raw], GenerationParams(max_new_tokens=6))[0]
     assert answer.text == local.text and answer.prompt_tokens == local.prompt_tokens
     label = ChatPrompt.of("Is 'Fleas lay eggs.' about fleas? Answer 0, 1 or 2.", assistant_prefix="Answer: ")
-    served, offline = http.next_token_logprobs([label], LABELS)[0], engine.next_token_logprobs([label], LABELS)[0]
-    # The server reports the top 20 alternatives; the offline backend reads any option exactly (prompt logprobs).
-    assert any(math.isfinite(v) for v in served.values()) and all(math.isfinite(v) for v in offline.values())
-    for option in LABELS:
-        if math.isfinite(served[option]):
-            assert served[option] == pytest.approx(offline[option], abs=1e-3)
+    rare = " zebra"  # a single token that no answer to this prompt starts with
+    [greedy] = http.generate([label], GenerationParams(max_new_tokens=1, top_logprobs=20))
+    assert rare not in greedy.tokens[0].top, "the option must lie outside the server's top 20"
+    served = http.next_token_logprobs([label, raw], [*LABELS, rare])
+    offline = engine.next_token_logprobs([label, raw], [*LABELS, rare])
+    # vLLM's logprob_token_ids: every option's exact value, as the offline engine reads it from prompt logprobs.
+    for remote, local in zip(served, offline, strict=True):
+        assert remote == pytest.approx(local, abs=1e-3) and all(math.isfinite(v) for v in remote.values())
+    assert served[0][rare] < greedy.tokens[0].top[greedy.tokens[0].token] - 5
+
+
+def _whole_answer(url: str, path: str, body: dict) -> dict:
+    """The same request, not streamed."""
+    answer = httpx.post(url + path, json=body, timeout=300)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["choices"][0] | {"usage": answer.json()["usage"]}
+
+
+def test_streamed_answers_equal_the_servers_non_streamed_answers(http, servers):
+    """Chat and raw completions: text, tokens, logprobs with alternatives, finish reason and usage, chunk by chunk
+    as the one-piece answer holds them."""
+    params = GenerationParams(max_new_tokens=12, top_logprobs=5)
+    chat = ChatPrompt.of("Name a search engine ranking function.", assistant_prefix="One is")
+    raw = ChatPrompt((), "BM25 is a ranking function that")
+    streamed = http.generate([chat, raw], params)
+    chat_whole = _whole_answer(servers[0], "/v1/chat/completions", http._chat_body(chat, params))
+    raw_whole = _whole_answer(servers[0], "/v1/completions", http._completion_body(raw, params))
+    for answer, whole in zip(streamed, (chat_whole, raw_whole), strict=True):
+        assert (answer.prompt_tokens, answer.completion_tokens) == (
+            whole["usage"]["prompt_tokens"], whole["usage"]["completion_tokens"])
+        assert answer.finish_reason == whole["finish_reason"]
+    assert streamed[0].text == chat_whole["message"]["content"] and streamed[1].text == raw_whole["text"]
+    content, raw_logprobs = chat_whole["logprobs"]["content"], raw_whole["logprobs"]
+    expected = [
+        [(e["token"], e["logprob"], {a["token"]: a["logprob"] for a in e["top_logprobs"]}) for e in content],
+        list(zip(raw_logprobs["tokens"], raw_logprobs["token_logprobs"], raw_logprobs["top_logprobs"], strict=True)),
+    ]
+    for answer, tokens in zip(streamed, expected, strict=True):
+        assert [t.token for t in answer.tokens] == [token for token, _, _ in tokens]
+        assert [list(t.top) for t in answer.tokens] == [list(top) for _, _, top in tokens]
+        # Batched with other requests or not, float32 on the CPU agrees to rounding.
+        assert [t.logprob for t in answer.tokens] == pytest.approx([logprob for _, logprob, _ in tokens], abs=1e-4)
+        for mine, (_, _, top) in zip(answer.tokens, tokens, strict=True):
+            assert mine.top == pytest.approx(top, abs=1e-4)
