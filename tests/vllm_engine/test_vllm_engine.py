@@ -310,3 +310,106 @@ def test_listwise_teacher_run_is_one_engine_call(engine, requests_dl19, tmp_path
     records = [json.loads(line) for line in output.read_text().splitlines()] if output.exists() else []
     assert written == len(records) <= 6
     assert len({(r["qid"], r["start"]) for r in records}) == len(records)
+
+
+# --- answers written with decoration: the verdict and the label read at the digit, not at "[" or "**" ---------
+
+# A worked turn before the reranker's own prompt: its answer carries the decoration, and SmolLM2 copies its form.
+BRACKETED_EXAMPLE = (
+    {"role": "user", "content": "Which passage is more relevant to the query? Answer 'More Relevant Passage: [1]' or "
+     "'More Relevant Passage: [2]' only.\nQuery: what is a cat\nPassage 1: Dogs bark.\nPassage 2: The cat is a small "
+     "domesticated carnivorous mammal."},
+    {"role": "assistant", "content": "More Relevant Passage: [2]"},
+)
+BOLD_EXAMPLE = (
+    {"role": "user", "content": "Judge whether the document is relevant to the question. Answer with 'Relevance "
+     "Label: **0**', 'Relevance Label: **1**' or 'Relevance Label: **2**' only.\nQuestion: what is a cat\nDocument: "
+     "The cat is a small domesticated carnivorous mammal."},
+    {"role": "assistant", "content": "Relevance Label: **2**"},
+)
+
+
+def _after(example: tuple[dict[str, str], ...], prompt: ChatPrompt) -> ChatPrompt:
+    return ChatPrompt((*example, *prompt.messages), prompt.assistant_prefix, prompt.add_special_tokens)
+
+
+def _decorated_digit(tokens, decoration: str, options) -> int | None:
+    """The index of the option token written right after the decoration token (``" ["``, ``" **"``), if any."""
+    for k, token in enumerate(tokens[:-1]):
+        if token.token.strip() == decoration and tokens[k + 1].token in options:
+            return k + 1
+    return None
+
+
+def _by_hand(token, options) -> dict[str, float]:
+    """The options' probabilities among ``token``'s alternatives as vLLM returned them, renormalised."""
+    weights = {o: sum(math.exp(lp) for text, lp in token.top.items() if text.strip(" [*") == o) for o in options}
+    total = sum(weights.values())
+    return {o: w / total for o, w in weights.items()} if total > 0 else {}
+
+
+def _dl19_texts(queries: int, passages: int) -> tuple[list[str], list[str]]:
+    topics = load_topics(str(DL19 / "topics.dl19-passage.tsv"))[:queries]
+    documents = read_documents(DL19 / "corpus.jsonl")
+    return [q.text for q in topics], [d.contents for _, d in zip(range(passages), documents, strict=False)]
+
+
+def test_pairwise_verdict_read_at_the_digit_after_a_bracket(engine):
+    """SmolLM2 writes "More Relevant Passage: [1]" as " [", "1", "]": the preference is p(1) renormalised over the
+    verdicts at the digit's position. For some pairs the " [" position's alternatives hold "1" at ~1e-3 (and no
+    "2"); renormalised there, they would give p(1) = 1 whatever the digit's distribution says."""
+    from reasonrank.prompts.readers import answer_token, option_distribution
+    from reasonrank.rerank.pairwise import VERDICTS
+
+    queries, passages = _dl19_texts(2, 6)
+    reranker = load_reranker("smollm2-pairwise", backend=engine, max_new_tokens=8, top_logprobs=20)
+    pairs = [(a, b) for a in range(len(passages)) for b in range(len(passages)) if a < b][:8]
+    prompts = [_after(BRACKETED_EXAMPLE, reranker.prompt(query, passages[a], passages[b]))
+               for query in queries for a, b in pairs]
+    bracketed = decoration_differs = 0
+    for generation in engine.generate(prompts, reranker.params):
+        digit = _decorated_digit(generation.tokens, "[", VERDICTS)
+        if digit is None:  # the verdict written without brackets
+            continue
+        bracketed += 1
+        assert answer_token(generation.tokens, reranker.marker, VERDICTS) is generation.tokens[digit]
+        expected = _by_hand(generation.tokens[digit], VERDICTS)["1"]
+        assert reranker.preference(generation) == pytest.approx(expected, abs=1e-12)
+        assert 0.0 < expected < 1.0  # both verdicts are among the digit's alternatives
+        at_bracket = option_distribution(generation.tokens[digit - 1], VERDICTS)
+        if at_bracket is not None:
+            decoration_differs += 1
+            assert abs(at_bracket["1"] - expected) > 0.05
+    assert bracketed >= 8
+    assert decoration_differs >= 3
+
+
+def test_pointwise_label_read_at_the_digit_after_bold(engine):
+    """SmolLM2 writes "Relevance Label: **2**" as " **", "2", "**": the score is the expected label under the label
+    alternatives at the digit's position and the label is the digit written. Where the " **" position's
+    alternatives hold no label (SmolLM2 spells " 2" as a space token then "2", so a label right after the colon
+    needs the rare unspaced "2"), reading there gives no distribution and the score would fall back to the written
+    integer."""
+    from reasonrank.prompts.readers import answer_token, option_distribution
+
+    queries, passages = _dl19_texts(1, 6)
+    reranker = load_reranker("smollm2-pointwise", backend=engine, max_new_tokens=8, top_logprobs=20)
+    prompts = [_after(BOLD_EXAMPLE, reranker.prompt(queries[0], passage)) for passage in passages]
+    bold = 0
+    for generation in engine.generate(prompts, reranker.params):
+        digit = _decorated_digit(generation.tokens, "**", reranker.labels)
+        if digit is None:
+            continue
+        bold += 1
+        token = generation.tokens[digit]
+        assert answer_token(generation.tokens, reranker.marker, reranker.labels) is token
+        judgment, source = reranker.read(generation)
+        expected = sum(int(label) * p for label, p in _by_hand(token, reranker.labels).items())
+        assert source == "label_from_logprobs" and judgment.label == int(token.token)
+        assert judgment.score == pytest.approx(expected, abs=1e-12)
+        at_bold = option_distribution(generation.tokens[digit - 1], reranker.labels)
+        if at_bold is None:
+            assert judgment.score != float(judgment.label)  # the fallback would have given the integer
+        else:
+            assert abs(sum(int(label) * p for label, p in at_bold.items()) - expected) > 0.05
+    assert bold >= 4
