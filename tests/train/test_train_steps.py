@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -157,12 +161,20 @@ def _losses(checkpoint: Path) -> list[tuple[int, float]]:
     return [(entry["step"], entry["loss"]) for entry in history if "loss" in entry]
 
 
+def _kill_once_checkpoint_two_is_written(module: str, config: Path, output: Path) -> None:
+    """Run ``python -m module --config config`` and SIGKILL it as soon as ``checkpoint-2`` is complete."""
+    process = subprocess.Popen([sys.executable, "-m", module, "--config", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (output / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file():
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (output / "adapter_model.safetensors").exists()  # killed before the end
+
+
 def test_distill_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(dl19, tmp_path, capsys):
     """SIGKILL once checkpoint-2 is complete; `--resume` then ends at the weights and losses of a run never killed."""
-    import signal
-    import subprocess
-    import sys
-    import time
 
     import yaml
 
@@ -180,14 +192,7 @@ def test_distill_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(d
         return path
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "reasonrank.train.distill", "--config", str(config_file(killed))],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not (killed / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file():
-        assert process.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (killed / "adapter_model.safetensors").exists()  # killed before the end
+    _kill_once_checkpoint_two_is_written("reasonrank.train.distill", config_file(killed), killed)
 
     assert distill_command.main(["--config", str(config_file(killed)), "--set", "max_steps=4", "--resume"]) == 0
     uninterrupted = tmp_path / "uninterrupted"
@@ -241,10 +246,6 @@ def _assert_same_run(resumed: Path, reference: Path, steps: int) -> None:
 def test_sft_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(dl19, tmp_path):
     """`python -m reasonrank.train.sft` on SmolLM2, SIGKILLed once checkpoint-2 of 3 is complete (mid-epoch, with the
     linear schedule and warmup as configured); `--set max_steps=3 --resume` ends where a run never killed ends."""
-    import signal
-    import subprocess
-    import sys
-    import time
 
     from reasonrank.train import sft as sft_command
 
@@ -257,14 +258,7 @@ def test_sft_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(dl19,
             "learning_rate": 1e-3, "lora": LORA, "trainer": CHECKPOINT_EVERY_STEP})
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "reasonrank.train.sft", "--config", str(config_file(killed))],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not (killed / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file():
-        assert process.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (killed / "adapter_model.safetensors").exists()  # killed before the end
+    _kill_once_checkpoint_two_is_written("reasonrank.train.sft", config_file(killed), killed)
     assert not (killed / "checkpoints" / "checkpoint-3").exists()
 
     assert sft_command.main(["--config", str(config_file(killed)), "--set", "max_steps=3", "--resume"]) == 0
