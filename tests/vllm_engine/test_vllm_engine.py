@@ -153,6 +153,7 @@ def _rank_llm_compare():
     """benchmarks/rank_llm_compare.py: its rank_llm side is the one these tests hold against ours."""
     spec = importlib.util.spec_from_file_location("rank_llm_compare", ROOT / "benchmarks" / "rank_llm_compare.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
