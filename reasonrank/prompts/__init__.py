@@ -57,6 +57,12 @@ PLACEHOLDERS: dict[str, dict[str, tuple[frozenset[str], frozenset[str]]]] = {
             frozenset({"query", "passage", "explanation", "label"}),
         ),
     },
+    # The conversation a sequence-classification reward model scores: the question, then the answer rated.
+    "reward-model": {
+        "system": (frozenset(), frozenset()),
+        "user": (frozenset({"query", "passage"}), frozenset({"query", "passage"})),
+        "assistant": (frozenset({"explanation", "label"}), frozenset({"explanation", "label"})),
+    },
 }
 # Which sections a kind cannot do without.
 REQUIRED_SECTIONS = {
@@ -65,6 +71,7 @@ REQUIRED_SECTIONS = {
     "listwise": {"prefix", "passage", "suffix"},
     "pairwise": {"user"},
     "judge": {"user"},
+    "reward-model": {"user", "assistant"},
 }
 # Settings a template may carry beside its text, with their types.
 SETTINGS: dict[str, type | tuple[type, ...]] = {

@@ -16,6 +16,11 @@ adapter, is either
   the same scaled cosine). It starts from a model that already ranks, so it needs far less data than a new head.
 
 Either way the tokenisation and pooling are the reranker's own, so the student trains on what it is scored with.
+
+With ``eval_topics``, ``eval_qrels`` and ``eval_candidates`` (held-out queries and their first-stage run), every
+evaluation (``trainer: {eval_strategy, eval_steps}``; by default at each logging step) reranks each held-out query's
+top ``eval_depth`` candidates with the student as it stands and logs ``eval_nDCG@10``, ``eval_MAP@100`` and
+``eval_R@100`` (pytrec_eval), which ``metric_for_best_model`` can select on.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from transformers import Trainer, TrainingArguments
 
 from reasonrank.encoders.embedding import pooled_embeddings
 from reasonrank.errors import UserError, command
+from reasonrank.evaluation import evaluate
 from reasonrank.train.arguments import (
     check_lora_keys,
     resume_checkpoint,
@@ -43,7 +49,7 @@ from reasonrank.train.arguments import (
     training_device,
 )
 from reasonrank.train.config import FILE, FILE_OR_NAME, MODEL, TRAIN_LOGGING
-from reasonrank.train.groups import Group, build_groups
+from reasonrank.train.groups import Group, HeldOutQueries, build_groups, held_out_queries
 from reasonrank.train.losses import MAIN_LOSSES, TEACHER_LOSSES, distillation_loss
 from reasonrank.weights import locate_model
 
@@ -86,9 +92,21 @@ class DistillConfig:
     threads: int = 2
     save_fp16: bool = True
     trainer: dict[str, Any] = field(default_factory=dict)  # any TrainingArguments key, over the package's choices
+    # Held-out queries reranked at each evaluation (all three or none): topics, their qrels, their first-stage run.
+    eval_topics: str | None = None
+    eval_qrels: str | None = None
+    eval_candidates: str | None = None
+    eval_depth: int = 20  # candidates reranked per held-out query
 
     def __post_init__(self) -> None:
         check_lora_keys(self.lora)
+        held_out = {"eval_topics": self.eval_topics, "eval_qrels": self.eval_qrels,
+                    "eval_candidates": self.eval_candidates}
+        if any(held_out.values()) and not all(held_out.values()):
+            unset = ", ".join(name for name, value in held_out.items() if not value)
+            raise UserError(f"held-out evaluation needs eval_topics, eval_qrels and eval_candidates: set {unset}")
+        if self.eval_depth < 1:
+            raise UserError(f"eval_depth must be at least 1, got {self.eval_depth}")
         if self.student not in STUDENTS:
             raise UserError(f"student {self.student!r} is not one of {', '.join(STUDENTS)}: fix `student`")
         if self.similarity_scale <= 0:
@@ -188,6 +206,25 @@ class DistillTrainer(Trainer):
         )
         return (loss, {"scores": scores}) if return_outputs else loss
 
+    def evaluate(self, eval_dataset: HeldOutQueries | None = None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """Rerank the held-out queries' candidates with the student as it is now; log and return the metrics."""
+        held_out = eval_dataset if eval_dataset is not None else self.eval_dataset
+        model = self.model
+        was_training = model.training
+        model.eval()
+        run = {}
+        with torch.no_grad():
+            for qid, group in held_out.groups:
+                inputs = self._prepare_inputs(self.data_collator([group]))
+                inputs.pop("labels")
+                scores = self.scores(model, inputs, torch.Size([1, len(group.documents)]))[0]
+                run[qid] = {d.docid: float(s) for d, s in zip(group.documents, scores.tolist(), strict=True)}
+        model.train(was_training)
+        metrics = {f"{metric_key_prefix}_{name}": value for name, value in evaluate(run, held_out.qrels).mean.items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
 
 def _student(config: DistillConfig, device: str):
     """The reranker (for its tokenisation) and its model, put under LoRA if asked, in training mode."""
@@ -269,9 +306,12 @@ def distill(config: DistillConfig, resume: bool = False) -> Path:
         "remove_unused_columns": False,
         **run_defaults(config.seed),
         "dataloader_num_workers": 0,
+        **({"eval_strategy": "steps"} if config.eval_topics else {}),
     }, config.trainer)
     checkpoint = resume_checkpoint(args, resume)
     groups = build_groups(config)
+    held_out = held_out_queries(config.eval_topics, config.eval_qrels, config.eval_candidates, config.corpus,
+                                config.eval_depth) if config.eval_topics else None
     reranker, model = _student(config, training_device(args))  # each process of a launch on its own device
     if config.student == "bi-encoder":
         collator, scores = TextCollator(reranker), bi_encoder_scorer(reranker.pooling, config.similarity_scale)
@@ -281,6 +321,7 @@ def distill(config: DistillConfig, resume: bool = False) -> Path:
         model=model,
         args=args,
         train_dataset=groups,
+        eval_dataset=held_out,
         data_collator=collator,
         scores=scores,
         loss=config.loss,
@@ -299,7 +340,7 @@ build_parser, run = training_command(
     DistillConfig,
     distill,
     reads={"model": MODEL, "corpus": FILE, "topics": FILE_OR_NAME, "qrels": FILE_OR_NAME, "candidates": FILE,
-           "teacher_scores": FILE},
+           "teacher_scores": FILE, "eval_topics": FILE_OR_NAME, "eval_qrels": FILE_OR_NAME, "eval_candidates": FILE},
 )
 main = command(build_parser, run, **TRAIN_LOGGING)
 

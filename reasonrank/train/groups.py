@@ -20,7 +20,7 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 
 from reasonrank.errors import UserError
-from reasonrank.train.data import load_qrels, read_jsonl, topics_by_id
+from reasonrank.train.data import load_candidates, load_corpus, load_qrels, read_jsonl, topics_by_id
 from reasonrank.train.losses import TEACHER_LOSSES
 from reasonrank.train.tables import (
     CorpusTable,
@@ -45,6 +45,36 @@ class Group:
     documents: tuple[Candidate, ...]
     labels: tuple[float, ...]
     teacher: tuple[float, ...] | None
+
+
+@dataclass(frozen=True)
+class HeldOutQueries:
+    """Queries kept out of training whose first-stage candidates the student reranks at each evaluation: per query
+    one group of its top candidates (labels unused), and the qrels they are scored against."""
+
+    groups: tuple[tuple[str, Group], ...]
+    qrels: dict[str, dict[str, int]]
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+
+def held_out_queries(topics: str, qrels: str, candidates: str, corpus: str, depth: int) -> HeldOutQueries:
+    """The eval split: each query of ``topics`` with its top ``depth`` candidates of the run ``candidates``."""
+    queries = topics_by_id(topics)
+    ranked = {qid: docs for qid, docs in load_candidates(candidates, depth).items() if qid in queries}
+    if not ranked:
+        raise UserError(f"eval_candidates {candidates} ranks none of the eval_topics {topics}: use the run of those "
+                        "topics")
+    texts = load_corpus(corpus, {docid for docs in ranked.values() for docid in docs})
+    missing = next((d for docs in ranked.values() for d in docs if d not in texts), None)
+    if missing is not None:
+        raise UserError(f"document {missing} of eval_candidates {candidates} is not in {corpus}: use the same corpus")
+    groups = tuple(
+        (qid, Group(queries[qid].text, tuple(texts[d] for d in docs), (0.0,) * len(docs), None))
+        for qid, docs in ranked.items()
+    )
+    return HeldOutQueries(groups, load_qrels(qrels))
 
 
 class GroupTable(Sequence[Group]):

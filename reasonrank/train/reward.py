@@ -17,7 +17,8 @@
   optimised by TRL's ``DPOTrainer`` (the reference builds the pairs and ships no trainer for them).
 
 Rewards are pluggable: ``rewards`` lists built-in names (:data:`REWARDS`, plus ``rubric``: the ``judge`` backend
-rates every answer with InteRank's 5-point rubric, all in one call) or ``module:function`` paths of
+rates every answer with InteRank's 5-point rubric, all in one call, and ``reward-model``: the ``reward_model``
+sequence classifier scores each answer, as InteRank's released pipeline does) or ``module:function`` paths of
 ``f(completion: str, example: dict, template) -> float``, each with a weight; ``example`` is the teacher record
 (``query``, ``passage``, ``label``…). Samples are drawn by ``sampler`` (``auto``: vLLM where it is installed and a
 GPU is present, else transformers), every pending prompt of a chunk in one call.
@@ -45,10 +46,19 @@ from reasonrank.train.arguments import (
     run_defaults,
     training_arguments,
     training_command,
+    training_device,
 )
 from reasonrank.train.config import FILE, MODEL, TRAIN_LOGGING
 from reasonrank.train.data import ResumableJsonl, content_words, read_jsonl
-from reasonrank.train.preference import JUDGE_TEMPLATE, ScoredAnswer, preference_pair, reference_rewards, rubric_scores
+from reasonrank.train.preference import (
+    JUDGE_TEMPLATE,
+    REWARD_MODEL_KEYS,
+    RewardModel,
+    ScoredAnswer,
+    preference_pair,
+    reference_rewards,
+    rubric_scores,
+)
 from reasonrank.train.sft import (
     chat_token_count,
     check_lengths,
@@ -63,6 +73,7 @@ log = logging.getLogger(__name__)
 METHODS = ("weighted", "grpo", "interank", "dpo")
 SAMPLERS = ("auto", "transformers", "vllm")
 JUDGED = "rubric"  # the reward the judge backend gives, batched over every answer
+CLASSIFIED = "reward-model"  # the reward the reward_model sequence classifier gives, in its own batches
 Reward = Callable[[str, dict[str, Any], Any], float]
 
 
@@ -129,6 +140,8 @@ class RewardConfig:
     # None: label + 0.2 grounding for weighted and grpo, the judge's rubric for interank and dpo
     rewards: tuple[dict[str, Any], ...] | None = None
     judge: dict[str, Any] | None = None  # the rubric's judge: {backend: KIND, model: NAME, options: {...}}
+    # the reward-model reward's classifier: {model: NAME, batch_size: 2, dtype: float16, device: cuda, template: ID}
+    reward_model: dict[str, Any] | None = None
     judge_template: str = JUDGE_TEMPLATE
     min_reward: float = 0.85  # interank: normalised rewards below this are dropped (score_outputs.py's default)
     boosted: bool = True  # interank: rewards times the prompt's misclassification share (the reference's only path)
@@ -162,6 +175,8 @@ class RewardConfig:
             raise UserError(f"sampler {self.sampler!r} is not one of {', '.join(SAMPLERS)}")
         if any(spec.get("name") == JUDGED for spec in self.reward_specs()):
             self._check_judge()
+        if any(spec.get("name") == CLASSIFIED for spec in self.reward_specs()):
+            self._check_reward_model()
 
     def reward_specs(self) -> tuple[dict[str, Any], ...]:
         if self.rewards is not None:
@@ -170,6 +185,14 @@ class RewardConfig:
 
     def kl_beta(self) -> float:
         return self.beta if self.beta is not None else DEFAULT_BETA.get(self.method, 0.0)
+
+    def _check_reward_model(self) -> None:
+        settings = self.reward_model or {}
+        if not settings.get("model") or set(settings) - REWARD_MODEL_KEYS:
+            raise UserError(
+                f"the {CLASSIFIED} reward needs reward_model: {{model: NAME}} with optional "
+                f"{', '.join(sorted(REWARD_MODEL_KEYS - {'model'}))}, got {self.reward_model!r}"
+            )
 
     def _check_judge(self) -> None:
         from reasonrank.backends import check_backend_options
@@ -185,7 +208,8 @@ class RewardConfig:
 
 class RewardScorer:
     """The configured rewards' weighted sum for a batch of answers: per-answer rewards one by one, the judge's
-    rubric over the whole batch in one backend call (the judge loads on first use and stays loaded)."""
+    rubric over the whole batch in one backend call (the judge loads on first use and stays loaded), the reward
+    model's scores in its batches."""
 
     def __init__(self, config: RewardConfig, template: Any):
         from reasonrank.prompts import load_template
@@ -193,17 +217,23 @@ class RewardScorer:
 
         self.template = template
         self.parts = [(str(spec["name"]), float(spec.get("weight", 1.0))) for spec in config.reward_specs()]
-        self.functions = {name: load_reward(name) for name, _ in self.parts if name != JUDGED}
+        self.functions = {name: load_reward(name) for name, _ in self.parts if name not in (JUDGED, CLASSIFIED)}
         judge = config.judge or {}
         self.judge = LazyBackend(judge["backend"], judge["model"], dict(judge.get("options") or {})) if any(
             name == JUDGED for name, _ in self.parts) else None
         self.judge_template = load_template(config.judge_template) if self.judge else None
+        self.reward_model_settings = dict(config.reward_model or {})
+        self.reward_model: RewardModel | None = None
 
     def __call__(self, completions: Sequence[str], records: Sequence[dict[str, Any]]) -> list[float]:
         totals = [0.0] * len(completions)
         for name, weight in self.parts:
             if name == JUDGED:
                 values = rubric_scores(self.judge.get(), self.judge_template, self.template, completions, records)
+            elif name == CLASSIFIED:
+                if self.reward_model is None:
+                    self.reward_model = RewardModel(**self.reward_model_settings)
+                values = self.reward_model(self.template, completions, records)
             else:
                 values = [self.functions[name](c, r, self.template) for c, r in zip(completions, records, strict=True)]
             totals = [total + weight * value for total, value in zip(totals, values, strict=True)]
@@ -212,6 +242,9 @@ class RewardScorer:
     def close(self) -> None:
         if self.judge is not None:
             self.judge.close()
+        if self.reward_model is not None:
+            self.reward_model.close()
+            self.reward_model = None
 
 
 def advantage_weights(rewards: Sequence[float]) -> list[float]:
@@ -447,15 +480,31 @@ def refine(config: RewardConfig, resume: bool = False):
         args = _dpo_arguments(config) if config.method == "dpo" else _arguments(config)
         checkpoint = resume_checkpoint(args, resume)
         check_sampling_room(examples, load_tokenizer(config.model), config.max_length, config.max_new_tokens)
-        if config.method == "dpo":
-            trainer = _dpo_trainer(config, preference_examples(config, examples, records, template), args)
-        else:
-            build = reference_weighted if config.method == "interank" else sample_and_weight
-            trainer = _weighted_trainer(config, build(config, examples, records, template), args)
+        build = {"dpo": preference_examples, "interank": reference_weighted}.get(config.method, sample_and_weight)
+        data = _on_main_process(args, lambda: build(config, examples, records, template))
+        trainer = (_dpo_trainer if config.method == "dpo" else _weighted_trainer)(config, data, args)
     trainer.train(resume_from_checkpoint=checkpoint)
     _drop_reference_adapter(trainer.model)
     settings = {"step": f"reward/{config.method}", "template": config.template, "config": asdict(config)}
     return save_adapter(trainer, config.output, config.model, settings)
+
+
+def _on_main_process(args: Any, build: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``build()`` run by the main process alone and its result sent to the others.
+
+    Under ``accelerate launch`` this keeps sampling, the judge and the reward model to one process (a judge loaded
+    by every process would load once per GPU) and writes the samples file once.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    training_device(args)  # sets up the processes' group as the trainer will
+    state = PartialState()
+    if state.num_processes == 1:
+        return build()
+    result = [build() if state.is_main_process else None]
+    broadcast_object_list(result, from_process=0)
+    return result[0]
 
 
 def _weighted_trainer(config: RewardConfig, weighted: list[dict[str, Any]], args):

