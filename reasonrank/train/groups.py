@@ -165,22 +165,22 @@ def _group_rows(config: Any, corpus: CorpusTable, uses_teacher: bool) -> Iterato
     if not qids:
         raise UserError(f"no query of {config.topics} has both qrels and candidates: check the three files match")
     split = _Negatives(config, qrels, candidates, teacher)
-    plan: list[tuple[str, str]] = []
+    positive_pairs: list[tuple[str, str]] = []
     skipped = 0
     for qid in tqdm(qids, desc="planning groups", unit=" queries", disable=len(qids) < 1000):
         positives, negatives, missing = split.split(qid)
         skipped += missing
         if len(negatives) >= config.group_size - 1:
-            plan.extend((qid, p) for p in positives)
+            positive_pairs.extend((qid, p) for p in positives)
     if skipped:
         log.warning("%d positives have no teacher score and are left out", skipped)
-    if not plan:
+    if not positive_pairs:
         raise UserError("no training group could be built: too few negatives per query for group_size")
     rng = random.Random(config.seed)
-    with tqdm(total=config.epochs * len(plan), desc="building groups", unit=" groups",
-              disable=len(plan) < 1000) as bar:
+    with tqdm(total=config.epochs * len(positive_pairs), desc="building groups", unit=" groups",
+              disable=len(positive_pairs) < 1000) as bar:
         for _ in range(config.epochs):
-            for qid, positive in rng.sample(plan, len(plan)):
+            for qid, positive in rng.sample(positive_pairs, len(positive_pairs)):
                 negatives = split.split(qid)[1]
                 docs = [positive, *rng.sample(negatives, config.group_size - 1)]
                 yield _group_row(topics[qid].text, qid, docs, corpus, split, config.corpus)

@@ -67,14 +67,13 @@ def answer_parts(completion: str, answer_template: Any) -> tuple[str, int | None
     label.
     """
     from reasonrank.prompts.readers import explanation_before
-    from reasonrank.train.reward import parsed_label
+    from reasonrank.train.reward import label_pattern, parsed_label
 
-    marker = answer_template.setting("marker", "Relevance Label:")
     label = parsed_label(completion, answer_template)
     if not answer_template.setting("label_first"):
-        return explanation_before(completion, marker), label
-    stated = re.search(re.escape(marker) + r"\s*\**\s*\d+\**", completion, flags=re.IGNORECASE)
-    rest = completion[stated.end():] if stated else completion
+        return explanation_before(completion, answer_template.setting("marker", "Relevance Label:")), label
+    stated = label_pattern(answer_template).search(completion)
+    rest = completion[stated.end() :].lstrip("*") if stated else completion
     return rest.replace("##", "").strip(), label
 
 

@@ -77,10 +77,14 @@ CLASSIFIED = "reward-model"  # the reward the reward_model sequence classifier g
 Reward = Callable[[str, dict[str, Any], Any], float]
 
 
+def label_pattern(template: Any) -> re.Pattern[str]:
+    """The template's marker and the label digits after it (``Relevance Label: 2``, ``Relevance Label: **2``)."""
+    return re.compile(re.escape(template.setting("marker", "Relevance Label:")) + r"\s*\**\s*(\d+)", re.IGNORECASE)
+
+
 def parsed_label(completion: str, template: Any) -> int | None:
     """The label a pointwise answer states after the template's marker (its first with ``label_first``)."""
-    pattern = re.escape(template.setting("marker", "Relevance Label:")) + r"\s*\**\s*(\d+)"
-    found = re.findall(pattern, completion, flags=re.IGNORECASE)
+    found = label_pattern(template).findall(completion)
     return int(found[0 if template.setting("label_first") else -1]) if found else None
 
 
